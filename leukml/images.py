@@ -1,0 +1,116 @@
+"""Decoding and resizing of one image file: the single code path used by training and serving."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+RESIZE_METHODS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "area": Image.Resampling.BOX,
+}
+DEFAULT_RESIZE = "bilinear"
+# C-NMC cells are 450x450 (0.2 MP). Anything far beyond a whole-slide tile is refused before
+# decoding, so a crafted header cannot make us allocate gigabytes.
+MAX_PIXELS = 64_000_000
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used: the message says why."""
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
+    data = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    if isinstance(source, bytes | bytearray) and not source:
+        raise ImageError("empty (zero bytes)")
+    if isinstance(source, Path) and source.stat().st_size == 0:
+        raise ImageError("empty file (zero bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(data)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"decompression bomb refused ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError("not a readable image (unknown or corrupt format)") from None
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(f"decompression bomb refused: {w}x{h} pixels exceeds {max_pixels}")
+    if w == 0 or h == 0:
+        raise ImageError(f"image has no pixels ({w}x{h})")
+    return img
+
+
+def load_rgb(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Fully decode an image file (path or bytes) to RGB.
+
+    Grayscale and palette images are expanded; transparent pixels become black, the background
+    of C-NMC cells.
+
+    Raises:
+        ImageError: empty, unreadable, truncated or oversized input.
+    """
+    img = _open(source, max_pixels)
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"truncated or corrupt image data ({exc})") from None
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / peak)).astype(np.uint8))
+    return img.convert("RGB")
+
+
+def to_square(img: Image.Image) -> Image.Image:
+    """Pad to a square on black, centred, so resizing keeps the cell's shape."""
+    w, h = img.size
+    if w == h:
+        return img
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), (0, 0, 0))
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    return canvas
+
+
+def decode_image(
+    source: Path | bytes, size: int, method: str = DEFAULT_RESIZE, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode, pad to square and resize one image to a ``(size, size, 3)`` uint8 array.
+
+    Args:
+        source: a file path or the file's bytes.
+        size: side of the output square in pixels.
+        method: one of ``RESIZE_METHODS``.
+
+    Raises:
+        ImageError: the input cannot be decoded.
+        ValueError: unknown ``method``.
+    """
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
+    img = to_square(load_rgb(source, max_pixels))
+    if img.size != (size, size):
+        img = img.resize((size, size), RESIZE_METHODS[method])
+    return np.asarray(img, dtype=np.uint8)
+
+
+def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> None:
+    """Decode fully without resizing; raise ``ImageError`` if the file is unusable."""
+    load_rgb(path, max_pixels)

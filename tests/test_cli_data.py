@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from leukml.cli import main
+
+
+def test_inspect_real_sample_json(real_sample):
+    result = CliRunner().invoke(main, ["inspect", str(real_sample), "--split", "subject", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n_images"] == 310
+    assert report["classes"] == {"all": 154, "hem": 156}
+    assert len(report["subjects"]["all"]) == 11
+    assert report["subjects"]["hem"] == ["H10", "H14", "H22"]
+    assert report["skipped"] == []
+    splits = report["splits"]
+    assert sum(s["n_images"] for s in splits.values()) == 310
+    assert not set(splits["train"]["subjects"]["hem"]) & set(splits["test"]["subjects"]["hem"])
+
+
+def test_inspect_text_and_synth(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "syn"
+    result = runner.invoke(main, ["synth", str(out), "--n-all", "8", "--n-hem", "4",
+                                  "--subjects", "4", "--size", "24"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["inspect", str(out), "--split", "fold"])
+    assert result.exit_code == 0, result.output
+    assert "12 images" in result.output and "split fold" in result.output
+
+
+def test_inspect_bad_input_is_one_line_no_traceback(tmp_path):
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "nope")])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert "does not exist" in result.output and "fold_<k>" in result.output

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leukml.discovery import discover, parse_subject
+
+
+def _cell(path: Path, mode: str = "RGB", size: int = 20, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    arr = rng.integers(0, 255, (size, size, channels), dtype=np.uint8)
+    Image.fromarray(arr.squeeze() if channels == 1 else arr, mode).save(path, format=fmt)
+    return path
+
+
+def test_subject_parsing_is_case_insensitive():
+    assert parse_subject("UID_h3_2_1_hem.bmp") == "H3"
+    assert parse_subject("UID_H10_43_1_hem.bmp") == "H10"
+    assert parse_subject("uid_57_29_1_all.BMP") == "57"
+    assert parse_subject("cell_001.png") is None
+
+
+def test_cnmc_fold_layout_keeps_fold_and_subject(tmp_path):
+    for fold in (0, 1):
+        _cell(tmp_path / "C-NMC_Leukemia" / "training_data" / f"fold_{fold}" / "all"
+              / f"UID_{fold + 1}_1_1_all.bmp")
+        _cell(tmp_path / "C-NMC_Leukemia" / "training_data" / f"fold_{fold}" / "hem"
+              / f"UID_h{fold + 3}_1_1_hem.bmp")
+    ds = discover(tmp_path)
+    assert len(ds) == 4
+    assert {(r.fold, r.subject, r.label) for r in ds.records} == {
+        (0, "1", 1), (0, "H3", 0), (1, "2", 1), (1, "H4", 0)}
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_labelled_prelim_test_layout(tmp_path, inside):
+    folder = tmp_path / "validation_data" / "C-NMC_test_prelim_phase_data"
+    rows = [("UID_57_29_1_all.bmp", "1.bmp", 1), ("UID_H24_1_1_hem.bmp", "2.bmp", 0),
+            ("UID_58_3_1_all.bmp", "3.bmp", 1)]
+    for _, name, _ in rows:
+        _cell(folder / name)
+    csv_path = (folder if inside else folder.parent) / "C-NMC_test_prelim_phase_data_labels.csv"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Patient_ID", "new_names", "labels"])
+        writer.writerows(rows)
+    ds = discover(tmp_path)
+    assert sorted((Path(r.relpath).name, r.subject, r.label) for r in ds.records) == [
+        ("1.bmp", "57", 1), ("2.bmp", "H24", 0), ("3.bmp", "58", 1)]
+    assert ds.skipped == ()
+
+
+def test_plain_layout_any_case_formats_and_modes(tmp_path):
+    _cell(tmp_path / "nested" / "ALL" / "a.PNG", fmt="PNG")
+    _cell(tmp_path / "nested" / "ALL" / "b.jpeg", fmt="JPEG")
+    _cell(tmp_path / "nested" / "Hem" / "c.TIF", mode="L", fmt="TIFF")
+    _cell(tmp_path / "nested" / "Hem" / "d.png", mode="RGBA")
+    (tmp_path / "nested" / "Hem" / ".hidden.png").write_bytes(b"junk")
+    (tmp_path / "nested" / "Hem" / "notes.txt").write_text("not an image")
+    ds = discover(tmp_path)
+    assert [Path(r.relpath).name for r in ds.records] == ["a.PNG", "b.jpeg", "c.TIF", "d.png"]
+    assert list(ds.labels) == [1, 1, 0, 0]
+    assert ds.skipped == ()  # hidden files and non-images are ignored silently
+
+
+def _bad_files(root: Path) -> None:
+    good = _cell(root / "all" / "good.bmp")
+    _cell(root / "hem" / "good.bmp")
+    (root / "all" / "empty.bmp").write_bytes(b"")
+    (root / "all" / "garbage.png").write_bytes(b"this is not a png at all")
+    data = good.read_bytes()
+    (root / "hem" / "truncated.bmp").write_bytes(data[: len(data) // 2])
+    Image.new("L", (9000, 9000)).save(root / "hem" / "bomb.png")
+
+
+def test_bad_images_are_skipped_with_reason(tmp_path):
+    _bad_files(tmp_path)
+    ds = discover(tmp_path)
+    assert len(ds) == 2
+    reasons = {s.path: s.reason for s in ds.skipped}
+    assert "zero bytes" in reasons["all/empty.bmp"]
+    assert "not a readable image" in reasons["all/garbage.png"]
+    assert "truncated" in reasons["hem/truncated.bmp"]
+    assert "decompression bomb" in reasons["hem/bomb.png"]
+
+
+def test_strict_refuses_bad_images(tmp_path):
+    _bad_files(tmp_path)
+    with pytest.raises(ValueError, match="4 unusable image"):
+        discover(tmp_path, strict=True)
+
+
+def test_bad_inputs_name_the_folder_and_layouts(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*fold_<k>"):
+        discover(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no usable labelled images under .*empty.*expected"):
+        discover(tmp_path / "empty")
+    _cell(tmp_path / "one" / "all" / "x.bmp")
+    with pytest.raises(ValueError, match="only class 'all'.*both all and hem"):
+        discover(tmp_path / "one")
+
+
+def test_fingerprint_follows_content_not_location(tmp_path, tiny_data):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_data, copy)
+    assert discover(copy).fingerprint == discover(tiny_data).fingerprint
+    next((copy / "C-NMC_Leukemia").rglob("*.bmp")).unlink()
+    assert discover(copy).fingerprint != discover(tiny_data).fingerprint
+
+
+def test_real_sample(real_sample):
+    ds = discover(real_sample)
+    assert (int((ds.labels == 1).sum()), int((ds.labels == 0).sum())) == (154, 156)
+    subjects = {(r.subject, r.label) for r in ds.records}
+    assert len({s for s, label in subjects if label == 1}) == 11
+    assert {s for s, label in subjects if label == 0} == {"H10", "H14", "H22"}
+    assert {r.fold for r in ds.records} == {1}
