@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import signal
 from pathlib import Path
 
 import click
 
 from leukml.splits import SPLIT_METHODS
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 
 def friendly_errors(fn):
@@ -24,6 +28,23 @@ def friendly_errors(fn):
     return wrapper
 
 
+def _optional_int(ctx, param, value):
+    """Empty means unset: MLproject parameters cannot be omitted, only left empty."""
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a whole number") from None
+
+
+def bool_flag(name: str, help: str):
+    """``--name`` alone means true; ``--name false`` / ``--name true`` also work, so MLproject
+    entry points can pass flags as parameters."""
+    return click.option(name, type=click.BOOL, default=False, is_flag=False, flag_value=True,
+                        show_default=True, help=help)
+
+
 def split_options(fn):
     """The split options shared by `inspect` and `train`."""
     options = [
@@ -31,7 +52,7 @@ def split_options(fn):
                      help="Test share of all images (image/subject splits)."),
         click.option("--val-fraction", type=float, default=0.0, show_default=True,
                      help="Validation share of all images, carved from the training side."),
-        click.option("--test-fold", type=int, default=None,
+        click.option("--test-fold", default="", callback=_optional_int,
                      help="Fold held out with --split fold (default: the last fold)."),
         click.option("--seed", type=int, default=42, show_default=True),
     ]
@@ -70,7 +91,7 @@ def synth(out: Path, n_all: int, n_hem: int, subjects: int, size: int, seed: int
 @click.option("--split", "split_method", type=click.Choice(SPLIT_METHODS), default=None,
               help="Also show the train/val/test split this would make.")
 @split_options
-@click.option("--strict", is_flag=True, help="Fail on any unreadable or truncated image.")
+@bool_flag("--strict", "Fail on any unreadable or truncated image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
 def inspect(data_dir: Path, split_method: str | None, test_fraction: float, val_fraction: float,
@@ -85,3 +106,57 @@ def inspect(data_dir: Path, split_method: str | None, test_fraction: float, val_
                             val_fraction=val_fraction, test_fold=test_fold, seed=seed)
     report = describe(data_dir, split=split, strict=strict)
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+
+
+def _terminate(signum, frame):
+    # SIGTERM (a killed worker, a stopped container) unwinds like Ctrl-C, so the MLflow run is
+    # marked FAILED instead of staying RUNNING forever.
+    raise SystemExit(128 + signum)
+
+
+@main.command()
+@click.option("--data-dir", default="", help="Data folder; empty = the embedded synthetic dataset.")
+@click.option("--arch", default="vgg16", show_default=True,
+              help="vgg16, resnet50, mobilenetv2, efficientnetb0, densenet121.")
+@click.option("--optimizer", default="adam", show_default=True, help="adam, rmsprop, sgd.")
+@click.option("--epochs", type=int, default=100, show_default=True)
+@click.option("--eval-epochs", default="",
+              help="Milestones evaluated on test, e.g. 10,20,30 (default: the paper's <= epochs).")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--decay-steps", type=int, default=900, show_default=True)
+@click.option("--decay-rate", type=float, default=0.95, show_default=True)
+@click.option("--image-size", type=int, default=224, show_default=True)
+@click.option("--weights", default="imagenet", show_default=True,
+              help="imagenet, none, or a path to a Keras weights file for the base.")
+@click.option("--pooling", default="flatten", show_default=True, help="flatten or avg.")
+@click.option("--dense-units", type=int, default=512, show_default=True)
+@click.option("--dropout", type=float, default=0.0, show_default=True)
+@bool_flag("--class-weight", "Weight classes inversely to their training frequency.")
+@click.option("--split", type=click.Choice(SPLIT_METHODS), default="image", show_default=True)
+@split_options
+@click.option("--experiment", default="leukml", show_default=True)
+@click.option("--tracking-uri", default="",
+              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
+@bool_flag("--strict", "Fail on any unreadable or truncated image.")
+@bool_flag("--no-feature-cache",
+           "Train end to end through the frozen base every epoch (the benchmark baseline).")
+@friendly_errors
+def train(eval_epochs: str, experiment: str, tracking_uri: str, no_feature_cache: bool,
+          **options) -> None:
+    """Train one architecture x optimizer, tracked in MLflow."""
+    from leukml.config import TrainConfig, parse_epochs
+
+    config = TrainConfig(eval_epochs=parse_epochs(eval_epochs),
+                         feature_cache=not no_feature_cache, **options)
+    from leukml.tracking import tracked_train
+
+    signal.signal(signal.SIGTERM, _terminate)
+    run_id, result = tracked_train(config, experiment=experiment, tracking_uri=tracking_uri or None)
+    click.echo(f"run {run_id} finished")
+    click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  "
+               f"{'f1':>5}")
+    for epoch, m in result.milestones.items():
+        click.echo(f"{epoch:>5}  {result.history['train_accuracy'][epoch - 1]:>9.4f}  "
+                   f"{m['test_accuracy']:>8.4f}  {m['test_precision']:>9.4f}  "
+                   f"{m['test_recall']:>6.4f}  {m['test_f1']:>5.4f}")

@@ -1,0 +1,89 @@
+"""The resolved configuration of one training run: every CLI option, validated, logged whole."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from leukml.models import ModelConfig
+from leukml.splits import SplitConfig
+
+PAPER_MILESTONES = (10, 20, 30, 40, 50, 60, 80, 100)
+# name -> keras.optimizers class; the one table of optimizers.
+OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+
+
+def parse_epochs(text: str) -> tuple[int, ...]:
+    """``"10,20,30"`` -> ``(10, 20, 30)``; empty -> ``()`` (the default milestones)."""
+    try:
+        return tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise ValueError(f"eval_epochs={text!r}; give comma-separated epochs, e.g. 10,20,30") from None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; the paper's values are the defaults. ``data_dir`` empty = embedded data."""
+
+    data_dir: str = ""
+    arch: str = "vgg16"
+    optimizer: str = "adam"
+    epochs: int = 100
+    eval_epochs: tuple[int, ...] = field(default=())
+    lr: float = 1e-4
+    batch_size: int = 32
+    decay_steps: int = 900
+    decay_rate: float = 0.95
+    image_size: int = 224
+    weights: str = "imagenet"
+    pooling: str = "flatten"
+    dense_units: int = 512
+    dropout: float = 0.0
+    class_weight: bool = False
+    split: str = "image"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.0
+    test_fold: int | None = None
+    seed: int = 42
+    strict: bool = False
+    feature_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs}; use at least 1")
+        bad = [e for e in self.eval_epochs if not 1 <= e <= self.epochs]
+        if bad:
+            raise ValueError(f"eval_epochs {bad} outside 1..epochs ({self.epochs})")
+        for name in ("lr", "batch_size", "decay_steps", "decay_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)}; use a positive value")
+        self.model_config()  # validates arch, pooling, size, dropout
+        self.split_config()
+
+    @property
+    def milestones(self) -> tuple[int, ...]:
+        """Epochs evaluated on the test split: the given or paper's ones <= epochs, and the last."""
+        chosen = self.eval_epochs or tuple(m for m in PAPER_MILESTONES if m <= self.epochs)
+        return tuple(sorted(set(chosen) | {self.epochs}))
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(arch=self.arch, weights=self.weights, image_size=self.image_size,
+                           pooling=self.pooling, dense_units=self.dense_units,
+                           dropout=self.dropout)
+
+    def split_config(self) -> SplitConfig:
+        return SplitConfig(method=self.split, test_fraction=self.test_fraction,
+                           val_fraction=self.val_fraction, test_fold=self.test_fold,
+                           seed=self.seed)
+
+    @property
+    def selection_on_test(self) -> bool:
+        """No validation split: per-epoch validation curves are computed on the test split,
+        as in the paper, so any choice made from them is a choice made on the test set."""
+        return self.val_fraction == 0
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["eval_epochs"] = ",".join(map(str, self.milestones))
+        return out

@@ -1,0 +1,158 @@
+"""The model zoo: a frozen Keras Applications base with the paper's head, raw 0-255 RGB in.
+
+Only ``keras`` and numpy are used here, so models build on any Keras 3 backend.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+POOLINGS = ("flatten", "avg")
+# ImageNet statistics behind keras.applications' preprocess_input modes.
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@dataclass(frozen=True)
+class Arch:
+    constructor: Callable[..., keras.Model]
+    preprocess: str  # keras.applications preprocess_input mode: caffe, torch, tf, or none
+    min_size: int = 32
+
+
+ARCHS: dict[str, Arch] = {
+    "vgg16": Arch(keras.applications.VGG16, "caffe"),
+    "resnet50": Arch(keras.applications.ResNet50, "caffe"),
+    "mobilenetv2": Arch(keras.applications.MobileNetV2, "tf"),
+    "efficientnetb0": Arch(keras.applications.EfficientNetB0, "none"),  # rescales inside itself
+    "densenet121": Arch(keras.applications.DenseNet121, "torch"),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and head. ``weights``: ``imagenet``, ``none`` or a Keras weights file path."""
+
+    arch: str = "vgg16"
+    weights: str = "imagenet"
+    image_size: int = 224
+    pooling: str = "flatten"
+    dense_units: int = 512
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch={self.arch!r}; choose one of: {', '.join(ARCHS)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        if self.image_size < ARCHS[self.arch].min_size:
+            raise ValueError(f"image_size={self.image_size}; {self.arch} needs at least "
+                             f"{ARCHS[self.arch].min_size} pixels")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout}; use 0 <= dropout < 1")
+        if self.dense_units < 1:
+            raise ValueError(f"dense_units={self.dense_units}; use a positive number")
+
+
+@dataclass
+class Network:
+    """``model`` = ``head(extractor(image))``; ``head`` shares its layers with ``model``."""
+
+    model: keras.Model
+    extractor: keras.Model
+    head: keras.Model
+
+
+def _preprocess_affine(mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """``preprocess_input`` as a 1x1 convolution (kernel, bias): exact, and it serialises as a
+    plain Keras layer, so a logged model loads anywhere without leukml installed."""
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    if mode == "caffe":  # RGB -> BGR, minus the ImageNet mean
+        for c in range(3):
+            kernel[0, 0, 2 - c, c] = 1.0
+        return kernel, -_CAFFE_MEAN_BGR
+    if mode == "torch":  # /255, minus mean, over std
+        for c in range(3):
+            kernel[0, 0, c, c] = 1.0 / (255.0 * _TORCH_STD[c])
+        return kernel, -_TORCH_MEAN / _TORCH_STD
+    if mode == "tf":  # to [-1, 1]
+        for c in range(3):
+            kernel[0, 0, c, c] = 1.0 / 127.5
+        return kernel, -np.ones(3, np.float32)
+    raise ValueError(f"unknown preprocess mode {mode!r}")
+
+
+def _weights_help(arch: str) -> str:
+    return (f"use weights=none (random init) or weights=<path to a Keras weights file for the "
+            f"{arch} base> (README: 'ImageNet weights on an air-gapped machine')")
+
+
+def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
+    """The frozen ``include_top=False`` base with the requested weights.
+
+    Raises:
+        ValueError: ImageNet weights cannot be downloaded, or a weights file does not fit ``arch``.
+        FileNotFoundError: a weights path that does not exist.
+    """
+    constructor = ARCHS[arch].constructor
+    shape = (image_size, image_size, 3)
+    if weights == "imagenet":
+        try:
+            base = constructor(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
+            if "URL fetch failure" not in str(exc) and not isinstance(exc, OSError):
+                raise
+            raise ValueError(f"weights=imagenet: cannot download {arch}'s ImageNet weights "
+                             f"(offline?); {_weights_help(arch)}") from None
+    elif weights == "none":
+        base = constructor(include_top=False, weights=None, input_shape=shape)
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights={weights!r}: no such file; {_weights_help(arch)}")
+        base = constructor(include_top=False, weights=None, input_shape=shape)
+        try:
+            with warnings.catch_warnings():  # a mismatch also warns once per layer; we raise
+                warnings.simplefilter("ignore")
+                base.load_weights(str(path))
+        except Exception as exc:
+            raise ValueError(f"weights file {path} does not fit the {arch} base (made for another "
+                             f"architecture?): {str(exc).splitlines()[0][:200]}") from None
+    base.trainable = False
+    return base
+
+
+def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Model:
+    """Pooling -> Dense(units, ReLU) -> Dropout -> Dense(2, softmax); index 1 is ALL."""
+    features = keras.Input(feature_shape, name="features")
+    pool = keras.layers.Flatten() if config.pooling == "flatten" else (
+        keras.layers.GlobalAveragePooling2D())
+    x = pool(features)
+    x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    probs = keras.layers.Dense(2, activation="softmax", name="probs")(x)
+    return keras.Model(features, probs, name="head")
+
+
+def build_network(config: ModelConfig) -> Network:
+    """The whole classifier, taking raw 0-255 RGB at ``config.image_size``."""
+    image = keras.Input((config.image_size, config.image_size, 3), name="image")
+    x = image
+    mode = ARCHS[config.arch].preprocess
+    if mode != "none":
+        layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
+        x = layer(x)
+        layer.set_weights(list(_preprocess_affine(mode)))
+    base = build_base(config.arch, config.weights, config.image_size)
+    features = base(x, training=False)
+    head = build_head(tuple(features.shape[1:]), config)
+    model = keras.Model(image, head(features), name=f"leukml_{config.arch}")
+    return Network(model=model, extractor=keras.Model(image, features), head=head)

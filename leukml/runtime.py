@@ -1,0 +1,47 @@
+"""What this process runs on: Keras backend, versions, device. Introspection only."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import keras
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def device_name() -> str:
+    """``CPU``, or the first accelerator's name as the backend reports it."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            return "CPU" if device.platform == "cpu" else str(device.device_kind)
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        if backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_name(0)
+    except Exception:  # introspection must never break a run
+        return "unknown"
+    return "CPU"
+
+
+def backend_requirements() -> list[str]:
+    """Pinned pip requirements to load a saved Keras model on this backend."""
+    backend = keras.backend.backend()
+    packages = ["keras", "numpy"] + {"tensorflow": ["tensorflow"], "jax": ["jax", "jaxlib"],
+                                     "torch": ["torch"]}.get(backend, [])
+    return [f"{p}=={v}" for p in packages if (v := package_version(p))]

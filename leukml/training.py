@@ -1,0 +1,208 @@
+"""Training: data preparation, the frozen-base fast path, milestone evaluation. No MLflow here.
+
+Results flow out through a ``MetricSink`` (per-epoch curves, milestone metrics), so the same loop
+runs with or without tracking, on any Keras 3 backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import keras
+import numpy as np
+
+from leukml.cachedir import cache_path, temp_sibling
+from leukml.config import OPTIMIZERS, TrainConfig
+from leukml.discovery import Dataset, discover
+from leukml.evaluation import classification_metrics
+from leukml.imagecache import load_images
+from leukml.models import Network, build_network
+from leukml.splits import Split, split_records
+from leukml.synth import embedded_dataset
+
+
+class MetricSink(Protocol):
+    """Where a training run's results go (the tracking layer implements it)."""
+
+    def log_data(self, dataset: Dataset, split: Split) -> None: ...
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None: ...
+
+
+class NullSink:
+    def log_data(self, dataset: Dataset, split: Split) -> None:
+        pass
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+        pass
+
+
+@dataclass
+class Prepared:
+    dataset: Dataset
+    split: Split
+    images: np.ndarray  # (N, S, S, 3) uint8, memory-mapped
+
+
+@dataclass
+class TrainResult:
+    network: Network
+    prepared: Prepared
+    history: dict[str, list[float]] = field(default_factory=dict)
+    milestones: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+class Batches(keras.utils.PyDataset):
+    """Batches of ``x[idx]`` (float32) and one-hot labels, in a seeded order per epoch.
+
+    The same class feeds images (end to end) and cached features (fast path), so both see the
+    same batches in the same order.
+    """
+
+    def __init__(self, x: np.ndarray, labels: np.ndarray | None, idx: np.ndarray,
+                 batch_size: int, shuffle_seed: int | None = None) -> None:
+        super().__init__()
+        self.x, self.labels, self.idx, self.batch_size = x, labels, np.asarray(idx), batch_size
+        self.rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        return self.idx[self.rng.permutation(len(self.idx))] if self.rng else self.idx
+
+    def __len__(self) -> int:
+        return -(-len(self.idx) // self.batch_size)
+
+    def __getitem__(self, i: int):
+        chosen = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = np.asarray(self.x[chosen], dtype=np.float32)
+        if self.labels is None:
+            return x
+        return x, keras.utils.to_categorical(self.labels[chosen], 2).astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        self.order = self._order()
+
+
+def prepare_data(config: TrainConfig) -> Prepared:
+    """Discover, split and load (cached) the images of ``config.data_dir``."""
+    dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
+    split = split_records(dataset.records, config.split_config())
+    if not len(split.train):
+        raise ValueError(f"the {config.split} split left no training images; change the split")
+    return Prepared(dataset, split, load_images(dataset, config.image_size))
+
+
+def _weights_id(config: TrainConfig) -> str:
+    if config.weights in ("imagenet", "none"):
+        # random init depends on the seed and the backend's RNG
+        return "imagenet" if config.weights == "imagenet" else (
+            f"none-s{config.seed}-{keras.backend.backend()}")
+    digest = hashlib.sha256(Path(config.weights).expanduser().read_bytes()).hexdigest()[:12]
+    return f"file-{digest}"
+
+
+def extract_features(network: Network, prepared: Prepared, config: TrainConfig,
+                     batch_size: int = 64) -> np.ndarray:
+    """The frozen base's output for every image, cached per (arch, weights, size, dataset)."""
+    key = (f"{prepared.dataset.fingerprint}-{config.arch}-{_weights_id(config)}-"
+           f"{config.image_size}-k{keras.__version__}")
+    path = cache_path("features", f"{key}.npy")
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    n = len(prepared.images)
+    shape = (n, *network.extractor.output_shape[1:])
+    tmp = temp_sibling(path)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        batches = Batches(prepared.images, None, np.arange(n), batch_size)
+        for i in range(len(batches)):
+            start = i * batch_size
+            out[start:start + batch_size] = keras.ops.convert_to_numpy(
+                network.extractor.predict_on_batch(batches[i]))
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r")
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.lr, decay_steps=config.decay_steps, decay_rate=config.decay_rate)
+    return getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=schedule)
+
+
+class _Reporter(keras.callbacks.Callback):
+    """Per-epoch curves to the sink; at each milestone, test-split metrics."""
+
+    def __init__(self, sink: MetricSink, milestones: tuple[int, ...], test: Batches,
+                 y_test: np.ndarray, result: TrainResult) -> None:
+        super().__init__()
+        self.sink, self.milestones, self.test, self.y_test = sink, milestones, test, y_test
+        self.result = result
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        step = epoch + 1
+        metrics = {"train_loss": logs.get("loss"), "train_accuracy": logs.get("accuracy"),
+                   "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy")}
+        metrics = {k: float(v) for k, v in metrics.items() if v is not None}
+        for k, v in metrics.items():
+            self.result.history.setdefault(k, []).append(v)
+        self.sink.log_epoch(step, metrics)
+        if step in self.milestones:
+            p_all = self.model.predict(self.test, verbose=0)[:, 1]
+            scores, confusion = classification_metrics(self.y_test, p_all)
+            self.result.milestones[step] = scores
+            self.sink.log_milestone(step, scores, confusion)
+
+
+def _class_weight(labels: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=2).astype(float)
+    return {c: float(counts.sum() / (2 * counts[c])) for c in range(2) if counts[c]}
+
+
+def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricSink,
+        inputs: np.ndarray, target: keras.Model) -> TrainResult:
+    """Train ``target`` (the head on features, or the whole model on images) on ``inputs``."""
+    labels, split = prepared.dataset.labels, prepared.split
+    val_idx = split.val if len(split.val) else split.test  # the paper validates on test
+    train = Batches(inputs, labels, split.train, config.batch_size, shuffle_seed=config.seed)
+    val = Batches(inputs, labels, val_idx, config.batch_size)
+    test = Batches(inputs, None, split.test, config.batch_size)
+    result = TrainResult(network, prepared)
+    target.compile(optimizer=make_optimizer(config), loss=keras.losses.BinaryCrossentropy(),
+                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    reporter = _Reporter(sink, config.milestones, test, labels[split.test], result)
+    target.fit(train, validation_data=val, epochs=config.epochs, callbacks=[reporter],
+               class_weight=_class_weight(labels[split.train]) if config.class_weight else None,
+               verbose=2 if os.environ.get("LEUKML_QUIET") is None else 0)
+    return result
+
+
+def train(config: TrainConfig, sink: MetricSink | None = None) -> TrainResult:
+    """Run one training as configured; results go to ``sink`` as they come.
+
+    With a frozen base and no input randomness, the base's output per image never changes, so the
+    head is trained on cached base features: the same model as end-to-end training at a fraction
+    of the cost. ``feature_cache=False`` trains end to end.
+    """
+    sink = sink or NullSink()
+    prepared = prepare_data(config)
+    sink.log_data(prepared.dataset, prepared.split)
+    keras.utils.set_random_seed(config.seed)
+    network = build_network(config.model_config())
+    if config.feature_cache:
+        features = extract_features(network, prepared, config)
+        return fit(network, prepared, config, sink, features, network.head)
+    return fit(network, prepared, config, sink, prepared.images, network.model)
