@@ -66,6 +66,7 @@ class Network:
     """``model`` = ``head(extractor(image))``; ``head`` shares its layers with ``model``."""
 
     model: keras.Model
+    base: keras.Model
     extractor: keras.Model
     head: keras.Model
 
@@ -155,4 +156,4 @@ def build_network(config: ModelConfig) -> Network:
     features = base(x, training=False)
     head = build_head(tuple(features.shape[1:]), config)
     model = keras.Model(image, head(features), name=f"leukml_{config.arch}")
-    return Network(model=model, extractor=keras.Model(image, features), head=head)
+    return Network(model=model, base=base, extractor=keras.Model(image, features), head=head)

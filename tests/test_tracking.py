@@ -1,0 +1,133 @@
+"""Training tracked in MLflow, read back the way a user's tools would read it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+import leukml.training
+from leukml.cli import main
+from leukml.config import TrainConfig
+from leukml.tracking import tracked_train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["-P", "weights=none", "-P", "image_size=32", "-P", "epochs=3", "-P", "eval_epochs=1,3",
+        "-P", "batch_size=8"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+               LEUKML_QUIET="1", **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def _only_run(tracking_uri: str, experiment: str = "leukml"):
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.mark.slow
+def test_mlflow_run_end_to_end(tmp_path, tiny_data):
+    env = _env(tmp_path)
+    proc = subprocess.run(
+        ["mlflow", "run", str(ROOT), "--env-manager", "local", "--experiment-name", "leukml",
+         "-P", f"data_dir={tiny_data}", "-P", "arch=resnet50", "-P", "optimizer=rmsprop", *TINY],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client, run = _only_run(env["MLFLOW_TRACKING_URI"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["arch"] == "resnet50" and run.data.params["optimizer"] == "rmsprop"
+    assert run.data.params["milestones"] == "1,3"
+    assert run.data.tags["selection_on_test"] == "true"
+    assert run.data.tags["keras_backend"] == "tensorflow"
+    assert len(run.data.tags["dataset_fingerprint"]) == 16
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    for name in ("val_accuracy", "train_accuracy", "val_loss"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == 3
+    for name in ("test_accuracy", "test_f1_macro", "test_tp", "test_auc"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 3]
+    m = run.data.metrics
+    assert m["test_tp"] + m["test_tn"] + m["test_fp"] + m["test_fn"] == int(run.data.tags["n_test"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "confusion_matrix")}
+    assert artifacts == {f"confusion_matrix/epoch_00{e}.{x}" for e in (1, 3) for x in ("png", "json")}
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"curves.png", "config.json", "split_manifest.json"} <= top
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    raw = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    probs = np.asarray(model.predict(raw))
+    assert probs.shape == (4, 2)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_bad_data_fails_the_run_with_one_line(tmp_path):
+    (tmp_path / "data" / "all").mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (120, 60, 160)).save(tmp_path / "data" / "all" / "x.bmp")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(main, ["train", "--data-dir", str(tmp_path / "data"),
+                                       "--weights", "none", "--tracking-uri", uri])
+    assert result.exit_code != 0
+    assert "only class 'all'" in result.output and "Traceback" not in result.output
+    _, run = _only_run(uri)
+    assert run.info.status == "FAILED"
+    assert "only class" in run.data.tags["error"]
+
+
+def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(leukml.training, "fit", interrupt)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        tracked_train(config, tracking_uri=uri)
+    _, run = _only_run(uri)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("KeyboardInterrupt")
+
+
+@pytest.mark.slow
+def test_jax_backend_training(tmp_path, tiny_data):
+    env = _env(tmp_path, KERAS_BACKEND="jax")
+    core = ("import sys, leukml.training, leukml.models, leukml.imagecache; "
+            "bad = {'tensorflow', 'mlflow'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", core], env=env, check=True, timeout=120)
+    proc = subprocess.run(
+        ["leukml", "train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size",
+         "32", "--epochs", "2", "--batch-size", "8"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, run = _only_run(env["MLFLOW_TRACKING_URI"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["keras_backend"] == "jax"
+    assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_short_training_on_the_real_sample(tmp_path, real_sample):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(main, [
+        "train", "--data-dir", str(real_sample), "--weights", "none", "--image-size", "32",
+        "--epochs", "2", "--split", "subject", "--val-fraction", "0.1", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    _, run = _only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["selection_on_test"] == "false"
+    assert int(run.data.tags["n_images"]) == 310

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from leukml.config import TrainConfig
+from leukml.models import build_network
+from leukml.training import NullSink, extract_features, fit, prepare_data
+
+
+def test_milestones_default_to_the_papers_and_the_last_epoch():
+    assert TrainConfig(epochs=100).milestones == (10, 20, 30, 40, 50, 60, 80, 100)
+    assert TrainConfig(epochs=25).milestones == (10, 20, 25)
+    assert TrainConfig(epochs=5, eval_epochs=(2,)).milestones == (2, 5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"optimizer": "adamw"}, "choose one of: adam, rmsprop, sgd"),
+    ({"epochs": 5, "eval_epochs": (7,)}, "outside 1..epochs"),
+    ({"split": "random"}, "choose one of: image, subject, fold"),
+])
+def test_bad_train_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_feature_cache_path_equals_end_to_end(tiny_data):
+    """Head on cached features == whole model end to end, from the same start and batch order."""
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
+                         batch_size=8, lr=1e-3, seed=3)
+    prepared = prepare_data(config)
+    net = build_network(config.model_config())
+    start = net.head.get_weights()
+    test_images = np.asarray(prepared.images[prepared.split.test], dtype=np.float32)
+    before = np.asarray(net.model.predict(test_images, verbose=0))
+
+    features = extract_features(net, prepared, config)
+    fast = fit(net, prepared, config, NullSink(), features, net.head)
+    fast_probs = np.asarray(net.model.predict(test_images, verbose=0))
+
+    net.head.set_weights(start)
+    slow = fit(net, prepared, config, NullSink(), prepared.images, net.model)
+    slow_probs = np.asarray(net.model.predict(test_images, verbose=0))
+
+    assert np.abs(fast_probs - before).max() > 1e-3  # training moved the model
+    np.testing.assert_allclose(fast_probs, slow_probs, atol=1e-4)
+    np.testing.assert_allclose(fast.history["train_loss"], slow.history["train_loss"], rtol=1e-4)
+    assert fast.milestones.keys() == slow.milestones.keys() == {2}
