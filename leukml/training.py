@@ -136,18 +136,21 @@ def _class_weight(labels: np.ndarray) -> dict[int, float]:
 
 def _train_epoch(target: keras.Model, inputs: np.ndarray, labels: np.ndarray,
                  order: np.ndarray, batch_size: int, class_weight: dict | None) -> dict:
-    """One pass over ``order``; returns the epoch's mean loss and accuracy, as ``fit`` would.
+    """One pass over ``order``; returns the epoch's sample-weighted mean loss and accuracy, as
+    ``fit`` reports them.
 
     Our own loop rather than ``fit``: Keras may prefetch a PyDataset's next batches before its
     ``on_epoch_end`` reshuffles, which makes the batch order race; here it is exact.
+    ``train_on_batch`` resets the metrics on every call, hence the running sums.
     """
-    target.reset_metrics()
     batches = Batches(inputs, labels, order, batch_size)
-    logs = {}
+    totals = {"loss": 0.0, "accuracy": 0.0}
     for i in range(len(batches)):
         x, y = batches[i]
         logs = target.train_on_batch(x, y, class_weight=class_weight, return_dict=True)
-    return logs
+        for key in totals:
+            totals[key] += float(logs[key]) * len(x)
+    return {key: value / len(order) for key, value in totals.items()}
 
 
 def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricSink,

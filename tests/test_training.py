@@ -46,3 +46,24 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
     np.testing.assert_allclose(fast_probs, slow_probs, atol=1e-4)
     np.testing.assert_allclose(fast.history["train_loss"], slow.history["train_loss"], rtol=1e-4)
     assert fast.milestones.keys() == slow.milestones.keys() == {2}
+
+
+def test_train_metrics_are_epoch_means(tiny_data):
+    """With a learning rate too small to move the weights, the epoch's train loss and accuracy
+    must equal an evaluation of the whole training split (not the last batch's values)."""
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1,
+                         batch_size=8, lr=1e-12, seed=5)
+    prepared = prepare_data(config)
+    net = build_network(config.model_config())
+    features = extract_features(net, prepared, config)
+    result = fit(net, prepared, config, NullSink(), features, net.head)
+    train = np.asarray(features[prepared.split.train])
+    probs = np.asarray(net.head.predict(train, verbose=0))
+    labels = prepared.dataset.labels[prepared.split.train]
+    accuracy = float((probs.argmax(1) == labels).mean())
+    assert result.history["train_accuracy"][0] == pytest.approx(accuracy, abs=1e-6)
+    eps = 1e-7
+    p = np.clip(probs, eps, 1 - eps)
+    onehot = np.eye(2)[labels]
+    bce = float(-(onehot * np.log(p) + (1 - onehot) * np.log(1 - p)).mean())
+    assert result.history["train_loss"][0] == pytest.approx(bce, rel=1e-3)
