@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 
 def cache_root() -> Path:
@@ -32,3 +35,20 @@ def write_json_atomic(path: Path, obj: object) -> None:
     tmp = temp_sibling(path)
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
+
+
+def cached_array(path: Path, shape: tuple[int, ...], dtype: np.dtype | type,
+                 fill: Callable[[np.ndarray], None]) -> np.ndarray:
+    """The array stored at ``path``, memory-mapped read-only; built first by ``fill`` (which
+    writes every row of a writable memmap) when missing, under a temp name renamed on success."""
+    if not path.is_file():
+        tmp = temp_sibling(path)
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            fill(out)
+            out.flush()
+            del out
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from tqdm.auto import tqdm
 
-from leukml.cachedir import cache_path, temp_sibling
+from leukml.cachedir import cache_path, cached_array
 from leukml.discovery import Dataset
 from leukml.images import DEFAULT_RESIZE, RESIZE_METHODS, ImageError, decode_image
 
@@ -25,21 +23,13 @@ def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np
     if method not in RESIZE_METHODS:
         raise ValueError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
     path = cache_path("images", f"{dataset.fingerprint}-{size}-{method}.npy")
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
-    tmp = temp_sibling(path)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(len(dataset), size, size, 3))
-        paths = dataset.paths()
-        for i, p in enumerate(tqdm(paths, desc=f"decoding {size}px", unit="img", mininterval=1.0)):
+
+    def decode_all(out: np.ndarray) -> None:
+        for i, p in enumerate(tqdm(dataset.paths(), desc=f"decoding {size}px", unit="img",
+                                   mininterval=1.0)):
             try:
                 out[i] = decode_image(p, size, method)
             except (ImageError, OSError) as exc:
                 raise ImageError(f"{p}: {exc}; run `leukml inspect` on the data dir") from None
-        out.flush()
-        del out
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return np.load(path, mmap_mode="r")
+
+    return cached_array(path, (len(dataset), size, size, 3), np.uint8, decode_all)

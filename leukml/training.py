@@ -14,7 +14,7 @@ from typing import Protocol
 import keras
 import numpy as np
 
-from leukml.cachedir import cache_path, temp_sibling
+from leukml.cachedir import cache_path, cached_array
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.discovery import Dataset, discover
 from leukml.evaluation import classification_metrics
@@ -102,25 +102,30 @@ def extract_features(network: Network, prepared: Prepared, config: TrainConfig,
     """The frozen base's output for every image, cached per (arch, weights, size, dataset)."""
     key = (f"{prepared.dataset.fingerprint}-{config.arch}-{_weights_id(network.base)}-"
            f"{config.image_size}")
-    path = cache_path("features", f"{key}.npy")
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
     n = len(prepared.images)
-    shape = (n, *network.extractor.output_shape[1:])
-    tmp = temp_sibling(path)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        batches = Batches(prepared.images, None, np.arange(n), batch_size)
+    batches = Batches(prepared.images, None, np.arange(n), batch_size)
+
+    def extract_all(out: np.ndarray) -> None:
         for i in range(len(batches)):
-            start = i * batch_size
-            out[start:start + batch_size] = keras.ops.convert_to_numpy(
+            out[i * batch_size:(i + 1) * batch_size] = keras.ops.convert_to_numpy(
                 network.extractor.predict_on_batch(batches[i]))
-        out.flush()
-        del out
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return np.load(path, mmap_mode="r")
+
+    return cached_array(cache_path("features", f"{key}.npy"),
+                        (n, *network.extractor.output_shape[1:]), np.float32, extract_all)
+
+
+def binary_crossentropy(y_true, y_pred):
+    """The paper's loss: binary cross-entropy of the one-hot labels against the softmax
+    probabilities, averaged over both outputs.
+
+    Not ``keras.losses.BinaryCrossentropy``: on the TensorFlow backend it finds the logits that
+    Keras attaches to a softmax output and computes a *sigmoid* cross-entropy on them, a different
+    loss than the one JAX computes from the same model. This is the same on every backend.
+    """
+    eps = keras.config.epsilon()
+    p = keras.ops.clip(y_pred, eps, 1.0 - eps)
+    y = keras.ops.cast(y_true, p.dtype)
+    return -keras.ops.mean(y * keras.ops.log(p) + (1.0 - y) * keras.ops.log(1.0 - p), axis=-1)
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -164,7 +169,7 @@ def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricS
     val = Batches(inputs, labels, val_idx, config.batch_size)
     test = Batches(inputs, None, split.test, config.batch_size)
     weights = _class_weight(labels[split.train]) if config.class_weight else None
-    target.compile(optimizer=make_optimizer(config), loss=keras.losses.BinaryCrossentropy(),
+    target.compile(optimizer=make_optimizer(config), loss=binary_crossentropy,
                    metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     rng = np.random.default_rng(config.seed)
     result = TrainResult(network, prepared)
@@ -204,4 +209,6 @@ def train(config: TrainConfig, sink: MetricSink | None = None) -> TrainResult:
     if config.feature_cache:
         features = extract_features(network, prepared, config)
         return fit(network, prepared, config, sink, features, network.head)
-    return fit(network, prepared, config, sink, prepared.images, network.model)
+    # a twin sharing the layers is compiled, so the logged model carries no training-only loss
+    trainer = keras.Model(network.model.input, network.model.output)
+    return fit(network, prepared, config, sink, prepared.images, trainer)
