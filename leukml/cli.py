@@ -38,22 +38,46 @@ def _optional_int(ctx, param, value):
         raise click.BadParameter(f"{value!r} is not a whole number") from None
 
 
+def _optional_float(ctx, param, value):
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number") from None
+
+
 def bool_flag(name: str, help: str):
     """``--name`` alone means true; ``--name false`` / ``--name true`` also work, so MLproject
     entry points can pass flags as parameters."""
-    return click.option(name, type=click.BOOL, default=False, is_flag=False, flag_value=True,
-                        show_default=True, help=help)
+    return click.option(
+        name, type=click.BOOL, default=False, is_flag=False, flag_value=True, show_default=True, help=help
+    )
 
 
 def split_options(fn):
     """The split options shared by `inspect` and `train`."""
     options = [
-        click.option("--test-fraction", type=float, default=0.2, show_default=True,
-                     help="Test share of all images (image/subject splits)."),
-        click.option("--val-fraction", type=float, default=0.0, show_default=True,
-                     help="Validation share of all images, carved from the training side."),
-        click.option("--test-fold", default="", callback=_optional_int,
-                     help="Fold held out with --split fold (default: the last fold)."),
+        click.option(
+            "--test-fraction",
+            type=float,
+            default=0.2,
+            show_default=True,
+            help="Test share of all images (image/subject splits).",
+        ),
+        click.option(
+            "--val-fraction",
+            default="",
+            callback=_optional_float,
+            help="Validation share of all images, carved from the training side "
+            "(default 0; 0.1 for extended searches).",
+        ),
+        click.option(
+            "--test-fold",
+            default="",
+            callback=_optional_int,
+            help="Fold held out with --split fold (default: the last fold).",
+        ),
         click.option("--seed", type=int, default=42, show_default=True),
     ]
     for option in reversed(options):
@@ -82,28 +106,45 @@ def synth(out: Path, n_all: int, n_hem: int, subjects: int, size: int, seed: int
     config = SynthConfig(n_all=n_all, n_hem=n_hem, subjects=subjects, size=size, seed=seed)
     write_synthetic(out, config)
     k_all, k_hem = config.subject_counts()
-    click.echo(f"wrote {n_all} all + {n_hem} hem images ({k_all} + {k_hem} subjects, {size}px) "
-               f"to {out}")
+    click.echo(f"wrote {n_all} all + {n_hem} hem images ({k_all} + {k_hem} subjects, {size}px) to {out}")
 
 
 @main.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@click.option("--split", "split_method", type=click.Choice(SPLIT_METHODS), default=None,
-              help="Also show the train/val/test split this would make.")
+@click.option(
+    "--split",
+    "split_method",
+    type=click.Choice(SPLIT_METHODS),
+    default=None,
+    help="Also show the train/val/test split this would make.",
+)
 @split_options
 @bool_flag("--strict", "Fail on any unreadable or truncated image.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
-def inspect(data_dir: Path, split_method: str | None, test_fraction: float, val_fraction: float,
-            test_fold: int | None, seed: int, strict: bool, as_json: bool) -> None:
+def inspect(
+    data_dir: Path,
+    split_method: str | None,
+    test_fraction: float,
+    val_fraction: float | None,
+    test_fold: int | None,
+    seed: int,
+    strict: bool,
+    as_json: bool,
+) -> None:
     """Show what leukml sees in DATA_DIR: images, classes, subjects, skipped files, splits."""
     from leukml.inspection import describe, render_text
     from leukml.splits import SplitConfig
 
     split = None
     if split_method:
-        split = SplitConfig(method=split_method, test_fraction=test_fraction,
-                            val_fraction=val_fraction, test_fold=test_fold, seed=seed)
+        split = SplitConfig(
+            method=split_method,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction or 0.0,
+            test_fold=test_fold,
+            seed=seed,
+        )
     report = describe(data_dir, split=split, strict=strict)
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
 
@@ -114,49 +155,168 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
 
-@main.command()
-@click.option("--data-dir", default="", help="Data folder; empty = the embedded synthetic dataset.")
-@click.option("--arch", default="vgg16", show_default=True,
-              help="vgg16, resnet50, mobilenetv2, efficientnetb0, densenet121.")
-@click.option("--optimizer", default="adam", show_default=True, help="adam, rmsprop, sgd.")
-@click.option("--epochs", type=int, default=100, show_default=True)
-@click.option("--eval-epochs", default="",
-              help="Milestones evaluated on test, e.g. 10,20,30 (default: the paper's <= epochs).")
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--decay-steps", type=int, default=900, show_default=True)
-@click.option("--decay-rate", type=float, default=0.95, show_default=True)
-@click.option("--image-size", type=int, default=224, show_default=True)
-@click.option("--weights", default="imagenet", show_default=True,
-              help="imagenet, none, or a path to a Keras weights file for the base.")
-@click.option("--pooling", default="flatten", show_default=True, help="flatten or avg.")
-@click.option("--dense-units", type=int, default=512, show_default=True)
-@click.option("--dropout", type=float, default=0.0, show_default=True)
-@bool_flag("--class-weight", "Weight classes inversely to their training frequency.")
-@click.option("--split", type=click.Choice(SPLIT_METHODS), default="image", show_default=True)
-@split_options
-@click.option("--experiment", default="leukml", show_default=True)
-@click.option("--tracking-uri", default="",
-              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
-@bool_flag("--strict", "Fail on any unreadable or truncated image.")
-@bool_flag("--no-feature-cache",
-           "Train end to end through the frozen base every epoch (the benchmark baseline).")
-@friendly_errors
-def train(eval_epochs: str, experiment: str, tracking_uri: str, no_feature_cache: bool,
-          **options) -> None:
-    """Train one architecture x optimizer, tracked in MLflow."""
+def train_options(fn):
+    """Every `leukml train` option; `leukml search` takes them too, as the trials' base."""
+    options = [
+        click.option("--data-dir", default="", help="Data folder; empty = the embedded synthetic dataset."),
+        click.option(
+            "--arch",
+            default="vgg16",
+            show_default=True,
+            help="vgg16, resnet50, mobilenetv2, efficientnetb0, densenet121.",
+        ),
+        click.option("--optimizer", default="adam", show_default=True, help="adam, rmsprop, sgd."),
+        click.option("--epochs", type=int, default=100, show_default=True),
+        click.option(
+            "--eval-epochs",
+            default="",
+            help="Milestones evaluated on test, e.g. 10,20,30 (default: the paper's <= epochs).",
+        ),
+        click.option("--lr", type=float, default=1e-4, show_default=True),
+        click.option("--batch-size", type=int, default=32, show_default=True),
+        click.option("--decay-steps", type=int, default=900, show_default=True),
+        click.option("--decay-rate", type=float, default=0.95, show_default=True),
+        click.option("--image-size", type=int, default=224, show_default=True),
+        click.option(
+            "--weights",
+            default="imagenet",
+            show_default=True,
+            help="imagenet, none, or a path to a Keras weights file for the base.",
+        ),
+        click.option("--pooling", default="flatten", show_default=True, help="flatten or avg."),
+        click.option("--dense-units", type=int, default=512, show_default=True),
+        click.option("--dropout", type=float, default=0.0, show_default=True),
+        bool_flag("--class-weight", "Weight classes inversely to their training frequency."),
+        click.option("--split", type=click.Choice(SPLIT_METHODS), default="image", show_default=True),
+        split_options,
+        click.option("--experiment", default="leukml", show_default=True),
+        click.option(
+            "--tracking-uri",
+            default="",
+            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+        ),
+        bool_flag("--strict", "Fail on any unreadable or truncated image."),
+        bool_flag(
+            "--no-feature-cache",
+            "Train end to end through the frozen base every epoch (the benchmark baseline).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _train_config(eval_epochs: str, no_feature_cache: bool, val_fraction: float | None, **options):
     from leukml.config import TrainConfig, parse_epochs
 
-    config = TrainConfig(eval_epochs=parse_epochs(eval_epochs),
-                         feature_cache=not no_feature_cache, **options)
+    options["val_fraction"] = val_fraction or 0.0
+    return TrainConfig(eval_epochs=parse_epochs(eval_epochs), feature_cache=not no_feature_cache, **options)
+
+
+@main.command()
+@train_options
+@friendly_errors
+def train(experiment: str, tracking_uri: str, **options) -> None:
+    """Train one architecture x optimizer, tracked in MLflow."""
+    config = _train_config(**options)
     from leukml.tracking import tracked_train
 
     signal.signal(signal.SIGTERM, _terminate)
     run_id, result = tracked_train(config, experiment=experiment, tracking_uri=tracking_uri or None)
     click.echo(f"run {run_id} finished")
-    click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  "
-               f"{'f1':>5}")
+    click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  {'f1':>5}")
     for epoch, m in result.milestones.items():
-        click.echo(f"{epoch:>5}  {result.history['train_accuracy'][epoch - 1]:>9.4f}  "
-                   f"{m['test_accuracy']:>8.4f}  {m['test_precision']:>9.4f}  "
-                   f"{m['test_recall']:>6.4f}  {m['test_f1']:>5.4f}")
+        click.echo(
+            f"{epoch:>5}  {result.history['train_accuracy'][epoch - 1]:>9.4f}  "
+            f"{m['test_accuracy']:>8.4f}  {m['test_precision']:>9.4f}  "
+            f"{m['test_recall']:>6.4f}  {m['test_f1']:>5.4f}"
+        )
+
+
+@main.command()
+@click.option(
+    "--mode",
+    type=click.Choice(["grid", "extended"]),
+    default="grid",
+    show_default=True,
+    help="grid: the paper's arch x optimizer grid; extended: TPE over a wider space.",
+)
+@click.option("--archs", default="vgg16,resnet50", show_default=True)
+@click.option("--optimizers", default="adam,rmsprop", show_default=True)
+@click.option("--trials", type=int, default=20, show_default=True, help="Trials (extended mode).")
+@click.option(
+    "--storage",
+    default="",
+    help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for workers).",
+)
+@click.option(
+    "--study-name", default="", help="Study to create or join (default: a new leukml-<mode>-<time> study)."
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "none"]),
+    default="median",
+    show_default=True,
+    help="Pruner for extended mode.",
+)
+@train_options
+@friendly_errors
+def search(
+    mode: str,
+    archs: str,
+    optimizers: str,
+    trials: int,
+    storage: str,
+    study_name: str,
+    pruner: str,
+    experiment: str,
+    tracking_uri: str,
+    **options,
+) -> None:
+    """Run the paper's grid or a wider search; each trial is a nested MLflow run."""
+    if options["val_fraction"] is None and mode == "extended":
+        options["val_fraction"] = 0.1  # select on validation, never on test
+    from leukml.search import SearchConfig, incomplete_cells
+
+    config = SearchConfig(
+        base=_train_config(**options),
+        mode=mode,
+        archs=tuple(a for a in archs.split(",") if a),
+        optimizers=tuple(o for o in optimizers.split(",") if o),
+        trials=trials,
+        storage=storage or os.environ.get("OPTUNA_STORAGE", ""),
+        study_name=study_name,
+        pruner=pruner,
+    )
+    from leukml.tracking import tracked_search
+
+    signal.signal(signal.SIGTERM, _terminate)
+    parent, study = tracked_search(config, experiment=experiment, tracking_uri=tracking_uri or None)
+    click.echo(f"study {study.study_name}: {len(study.trials)} trials; parent run {parent}")
+    if any(t.state.name == "COMPLETE" for t in study.trials):
+        click.echo(f"best {study.best_value:.4f} with {study.best_params}")
+    if mode == "grid" and (gaps := incomplete_cells(study, config)):
+        raise click.ClickException(
+            "grid incomplete, no COMPLETE trial for: " + ", ".join(f"{a}+{o}" for a, o in gaps)
+        )
+
+
+@main.command()
+@click.option("--experiment", default="leukml", show_default=True)
+@click.option("--parent-run", default="", help="Only the trials of this search's parent run.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
+)
+@click.option("--tracking-uri", default="")
+@friendly_errors
+def report(experiment: str, parent_run: str, out: Path, tracking_uri: str) -> None:
+    """Rebuild the paper's tables and Figure 9 from tracked runs, beside the paper's numbers."""
+    from leukml.report import write_report
+    from leukml.tracking import fetch_runs, log_report_artifacts
+
+    runs = fetch_runs(experiment, parent_run or None, tracking_uri or None)
+    title = f"experiment {experiment}" + (f", search {parent_run}" if parent_run else "")
+    path = write_report(runs, out, title)
+    if parent_run:
+        log_report_artifacts(parent_run, out, tracking_uri or None)
+    click.echo(f"wrote {path} and {out / 'report.html'} from {len(runs)} run(s)")

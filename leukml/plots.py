@@ -44,3 +44,16 @@ def curves_figure(history: dict[str, list[float]], val_label: str = "val") -> Fi
 
 def close(fig: Figure) -> None:
     plt.close(fig)
+
+
+def milestone_figure(series: dict[str, dict[int, float]], ylabel: str) -> Figure:
+    """One line per configuration over the epoch milestones (the paper's Figure 9)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for label, points in series.items():
+        epochs = sorted(points)
+        ax.plot(epochs, [points[e] for e in epochs], marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import keras
 import mlflow
 import numpy as np
+import optuna
 from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
 
 from leukml import CLASS_NAMES, plots
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset
+from leukml.report import RunRecord
 from leukml.runtime import backend_requirements, device_name, package_version
+from leukml.search import SearchConfig, run_search, selection_metric
 from leukml.splits import Split, manifest, summarize
-from leukml.training import TrainResult, train
+from leukml.training import EarlyStop, FanoutSink, MetricSink, TrainResult, train
 
 DEFAULT_EXPERIMENT = "leukml"
 
@@ -119,25 +125,116 @@ def _model_dir_created_first():
         keras_save._save_example = original
 
 
-def tracked_train(config: TrainConfig, experiment: str = DEFAULT_EXPERIMENT,
-                  tracking_uri: str | None = None) -> tuple[str, TrainResult]:
-    """Train with everything logged to MLflow; returns (run id, result).
-
-    Inside ``mlflow run`` (``MLFLOW_RUN_ID`` set) the run it created is used. Any failure,
-    interrupts included, leaves the run FAILED with an ``error`` tag, and is re-raised.
-    """
+def _connect(experiment: str, tracking_uri: str | None) -> None:
+    """Point MLflow at the store and experiment, unless a run is already active (nested use)
+    or ``mlflow run`` created ours (``MLFLOW_RUN_ID``), which fixes the experiment itself."""
+    if mlflow.active_run():
+        return
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     if not os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_experiment(experiment)
-    with mlflow.start_run() as run:
-        try:
-            _log_params(run, {**config.as_dict(), "experiment": experiment,
-                              "milestones": ",".join(map(str, config.milestones))})
-            mlflow.log_dict(config.as_dict(), "config.json")
-            mlflow.set_tags(_run_tags(config))
-            result = train(config, MlflowSink(config))
-            _log_outcome(result, config)
-        except BaseException as exc:
-            mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
-            raise
+
+
+@contextlib.contextmanager
+def _run(tags: dict[str, str] | None = None, run_name: str | None = None):
+    """An MLflow run (nested when one is active) that always ends: FINISHED, KILLED (stopped
+    early by a search), or FAILED with an ``error`` tag for any exception, interrupts included."""
+    run = mlflow.start_run(nested=mlflow.active_run() is not None, tags=tags, run_name=run_name)
+    try:
+        yield run
+    except EarlyStop as stop:
+        mlflow.set_tag("stopped_early", str(stop))
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def tracked_train(config: TrainConfig, experiment: str = DEFAULT_EXPERIMENT,
+                  tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+                  observer: MetricSink | None = None) -> tuple[str, TrainResult]:
+    """Train with everything logged to MLflow; returns (run id, result).
+
+    Inside ``mlflow run`` the run it created is used; inside an active run (a search), a nested
+    run is made. ``observer`` also receives the metrics (a search's pruning reporter).
+    """
+    _connect(experiment, tracking_uri)
+    with _run(tags, run_name=f"{config.arch}-{config.optimizer}") as run:
+        _log_params(run, {**config.as_dict(), "experiment": experiment,
+                          "milestones": ",".join(map(str, config.milestones))})
+        mlflow.log_dict(config.as_dict(), "config.json")
+        mlflow.set_tags(_run_tags(config))
+        sink = MlflowSink(config)
+        result = train(config, FanoutSink(sink, observer) if observer else sink)
+        _log_outcome(result, config)
     return run.info.run_id, result
+
+
+def tracked_search(search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT,
+                   tracking_uri: str | None = None) -> tuple[str, optuna.Study]:
+    """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
+
+    The parent logs the search options, the study's best params and value, and ``trials.csv``.
+    """
+    _connect(experiment, tracking_uri)
+    name = search.name
+    search = dataclasses.replace(search, study_name=name)
+    tags = {"study_name": name, "search_mode": search.mode, "leukml_search": "true"}
+    with _run(tags, run_name=f"search-{name}") as parent:
+        mlflow.set_tags(tags)  # also on a parent that `mlflow run` created
+        _log_params(parent, {"mode": search.mode, "archs": ",".join(search.archs),
+                             "optimizers": ",".join(search.optimizers), "trials": search.trials,
+                             "study_name": name, "storage": _redact(search.storage_url),
+                             "pruner": search.pruner,
+                             "selection_metric": selection_metric(search.base),
+                             **{f"base.{k}": v for k, v in search.base.as_dict().items()}})
+
+        def run_trial(config, tags, reporter):
+            return tracked_train(config, experiment, tags=tags, observer=reporter)
+
+        study = run_search(search, run_trial)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if complete:
+            mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+            mlflow.log_metric("best_value", study.best_value)
+        mlflow.log_text(study.trials_dataframe().to_csv(index=False), "trials.csv")
+    return parent.info.run_id, study
+
+
+def _redact(url: str) -> str:
+    """A storage URL without its password, fit for a param."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+REPORT_METRICS = ("train_accuracy", "test_accuracy", "test_recall_macro",
+                  "test_precision_macro", "test_f1_macro", "test_recall", "test_precision",
+                  "test_f1")
+
+
+def fetch_runs(experiment: str, parent_run: str | None = None,
+               tracking_uri: str | None = None) -> list[RunRecord]:
+    """The FINISHED training runs of an experiment (or of one search), newest first.
+
+    Raises:
+        ValueError: unknown experiment.
+    """
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"experiment {experiment!r} not found on the tracking server; "
+                         f"pass --experiment with an existing name (or --tracking-uri)")
+    query = "attributes.status = 'FINISHED' and params.arch != ''"
+    if parent_run:
+        query += f" and tags.mlflow.parentRunId = '{parent_run}'"
+    runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
+    return [RunRecord(r.info.run_id, dict(r.data.params), dict(r.data.tags),
+                      {m: {h.step: h.value for h in client.get_metric_history(r.info.run_id, m)}
+                       for m in REPORT_METRICS})
+            for r in runs]
+
+
+def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None = None) -> None:
+    MlflowClient(resolve_tracking_uri(tracking_uri)).log_artifacts(parent_run, str(folder), "report")

@@ -24,6 +24,10 @@ from leukml.splits import Split, split_records
 from leukml.synth import embedded_dataset
 
 
+class EarlyStop(Exception):
+    """Raised by a sink to stop a training early (a search pruning a hopeless trial)."""
+
+
 class MetricSink(Protocol):
     """Where a training run's results go (the tracking layer implements it)."""
 
@@ -32,6 +36,25 @@ class MetricSink(Protocol):
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
 
     def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None: ...
+
+
+class FanoutSink:
+    """Sends everything to several sinks, in order."""
+
+    def __init__(self, *sinks: MetricSink) -> None:
+        self.sinks = sinks
+
+    def log_data(self, dataset: Dataset, split: Split) -> None:
+        for sink in self.sinks:
+            sink.log_data(dataset, split)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        for sink in self.sinks:
+            sink.log_epoch(epoch, metrics)
+
+    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.log_milestone(epoch, metrics, confusion)
 
 
 class NullSink:

@@ -1,0 +1,125 @@
+"""Searches through Optuna, each trial a nested MLflow run, and the report rebuilt from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+import leukml.training
+from leukml.cli import main
+from leukml.config import TrainConfig
+from leukml.search import SearchConfig, incomplete_cells
+from leukml.tracking import tracked_search
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _children(uri: str, parent: str, experiment: str = "leukml"):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+
+
+@pytest.mark.slow
+def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data):
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, LEUKML_QUIET="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(
+        ["mlflow", "run", str(ROOT), "-e", "search", "--env-manager", "local",
+         "--experiment-name", "leukml", "-P", "mode=grid", "-P", f"data_dir={tiny_data}",
+         "-P", "epochs=2", "-P", "eval_epochs=1,2", "-P", "image_size=32", "-P", "weights=none",
+         "-P", "batch_size=8", "-P", f"storage={storage}", "-P", "study_name=tiny-grid"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    study = optuna.load_study(study_name="tiny-grid", storage=storage)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted((t.params["arch"], t.params["optimizer"]) for t in complete) == [
+        ("resnet50", "adam"), ("resnet50", "rmsprop"), ("vgg16", "adam"), ("vgg16", "rmsprop")]
+    cli = subprocess.run(["optuna", "trials", "--study-name", "tiny-grid", "--storage", storage],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0 and cli.stdout.count("COMPLETE") == 4, cli.stdout + cli.stderr
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("leukml")
+    parents = client.search_runs([exp.experiment_id], "tags.leukml_search = 'true'")
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.params["best.arch"] in ("vgg16", "resnet50")
+    children = _children(uri, parent.info.run_id)
+    assert len(children) == 4
+    assert {c.data.tags["study_name"] for c in children} == {"tiny-grid"}
+    assert sorted(c.data.tags["trial_number"] for c in children) == ["0", "1", "2", "3"]
+    assert {c.info.run_id for c in children} == {t.user_attrs["mlflow_run_id"] for t in complete}
+
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", "--experiment", "leukml", "--parent-run",
+                                       parent.info.run_id, "--out", str(out),
+                                       "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    md = (out / "report.md").read_text()
+    vgg_adam = next(c for c in children if c.data.params["arch"] == "vgg16"
+                    and c.data.params["optimizer"] == "adam")
+    history = client.get_metric_history(vgg_adam.info.run_id, "train_accuracy")
+    row = next(line for line in md.split("### Train accuracy, vgg16")[1].splitlines()
+               if line.startswith("| 2 |"))
+    assert f"| 2 | {history[-1].value:.4f} |" in row
+    assert "NOT the C-NMC 2019 training set" in md
+    assert "no milestone at epoch(s) 10" in md
+    assert (out / "report.html").is_file() and (out / "figure9_test_accuracy.png").is_file()
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/report.md" in logged
+
+
+@pytest.mark.slow
+def test_extended_search_with_pruning(tmp_path, tiny_data):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=3,
+                       eval_epochs=(1, 2, 3), val_fraction=0.15)
+    search = SearchConfig(base=base, mode="extended", archs=("vgg16",), trials=4,
+                          storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="ext")
+    parent, study = tracked_search(search, tracking_uri=uri)
+    states = {t.state for t in study.trials}
+    assert len(study.trials) == 4
+    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    for trial in study.trials:
+        assert 1 in trial.intermediate_values  # reported at the milestones
+        assert {"lr", "dropout", "pooling", "batch_size", "class_weight"} <= trial.params.keys()
+    children = _children(uri, parent)
+    assert len(children) == 4
+    expected = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}
+    by_number = {c.data.tags["trial_number"]: c.info.status for c in children}
+    assert all(by_number[str(t.number)] == expected[t.state.name] for t in study.trials)
+    assert all(c.data.params["val_fraction"] == "0.15" for c in children)
+
+
+def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monkeypatch):
+    real_fit = leukml.training.fit
+
+    def fit_failing_for_rmsprop(network, prepared, config, *args):
+        if config.optimizer == "rmsprop":
+            raise RuntimeError("simulated training failure")
+        return real_fit(network, prepared, config, *args)
+
+    monkeypatch.setattr(leukml.training, "fit", fit_failing_for_rmsprop)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    search = SearchConfig(base=base, archs=("vgg16",), storage=f"sqlite:///{tmp_path / 'o.db'}")
+    parent, study = tracked_search(search, tracking_uri=uri)
+    states = {t.params["optimizer"]: t.state.name for t in study.trials}
+    assert states == {"adam": "COMPLETE", "rmsprop": "FAIL"}
+    failed = next(t for t in study.trials if t.state.name == "FAIL")
+    assert "simulated training failure" in failed.user_attrs["error"]
+    statuses = {c.data.params["optimizer"]: c.info.status for c in _children(uri, parent)}
+    assert statuses == {"adam": "FINISHED", "rmsprop": "FAILED"}
+    assert incomplete_cells(study, search) == [("vgg16", "rmsprop")]
+    assert dataclasses.replace(search, study_name="x").name == "x"
