@@ -320,3 +320,88 @@ def report(experiment: str, parent_run: str, out: Path, tracking_uri: str) -> No
     if parent_run:
         log_report_artifacts(parent_run, out, tracking_uri or None)
     click.echo(f"wrote {path} and {out / 'report.html'} from {len(runs)} run(s)")
+
+
+@main.command()
+@click.option("--experiment", default="leukml", show_default=True)
+@click.option("--parent-run", default="", help="Only the trials of this search.")
+@click.option(
+    "--metric",
+    default="test_accuracy",
+    show_default=True,
+    help="Selection metric (its value at the run's last milestone / epoch).",
+)
+@click.option("--arch", default="vgg16", show_default=True, help="Architecture; 'any' for all.")
+@click.option("--name", default="leukml-all-classifier", show_default=True)
+@click.option("--alias", default="champion", show_default=True)
+@bool_flag("--allow-test-selection", "Promote although the run selected on the test split.")
+@bool_flag("--rollback", "Point the alias back at the 'previous' version instead.")
+@click.option("--tracking-uri", default="")
+@friendly_errors
+def promote(
+    experiment, parent_run, metric, arch, name, alias, allow_test_selection, rollback, tracking_uri
+) -> None:
+    """Register the best run's model (as an image classifier) and move the alias to it."""
+    from leukml import registry
+
+    if rollback:
+        now, before = registry.rollback(name, alias, tracking_uri or None)
+        click.echo(f"{name}@{alias} -> version {now} (version {before} is now @previous)")
+        return
+    done = registry.promote(
+        experiment,
+        metric,
+        None if arch == "any" else arch,
+        name,
+        alias,
+        parent_run or None,
+        allow_test_selection,
+        tracking_uri or None,
+    )
+    verb = "registered" if done.created else "already registered as"
+    click.echo(
+        f"run {done.run_id} ({done.metric} {done.value:.4f}) {verb} {done.name} "
+        f"version {done.version}; alias {alias} -> {done.version}"
+    )
+    click.echo(f'serve: mlflow models serve -m "models:/{name}@{alias}" --env-manager local -p 5001')
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model-uri", default="", help="e.g. models:/leukml-all-classifier@champion")
+@click.option("--url", default="", help="A running server, e.g. http://127.0.0.1:5001")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def predict(images, model_uri: str, url: str, as_json: bool) -> None:
+    """Classify IMAGE files (folders are searched recursively)."""
+    from leukml.predict import collect_images, predict_with_model, predict_with_server
+
+    if bool(model_uri) == bool(url):
+        raise click.UsageError("give exactly one of --model-uri or --url")
+    paths = collect_images(list(images))
+    table = predict_with_server(url, paths) if url else predict_with_model(model_uri, paths)
+    for path, row in zip(paths, table.to_dict("records"), strict=True):
+        if as_json:
+            click.echo(json.dumps({"path": str(path), **row}))
+        else:
+            click.echo(f"{path}\t{row['label']}\t{row['p_all']:.4f}")
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model-uri", required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@friendly_errors
+def explain(image: Path, model_uri: str, out: Path) -> None:
+    """Write a Grad-CAM heatmap over the cell for the predicted class."""
+    from PIL import Image
+
+    from leukml.gradcam import explain_image
+    from leukml.images import decode_image
+    from leukml.tracking import load_keras_model
+
+    model = load_keras_model(model_uri)
+    picture, cls, p_all = explain_image(model, decode_image(image, int(model.input_shape[1])))
+    original = Image.open(image).size
+    Image.fromarray(picture).resize(original, Image.Resampling.BILINEAR).save(out)
+    click.echo(f"{image}: {'ALL' if cls == 1 else 'hem'} (p_all {p_all:.4f}); Grad-CAM -> {out}")

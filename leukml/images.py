@@ -114,3 +114,34 @@ def decode_image(
 def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> None:
     """Decode fully without resizing; raise ``ImageError`` if the file is unusable."""
     load_rgb(path, max_pixels)
+
+
+MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024
+
+
+def decode_base64_batch(encoded: list, size: int, method: str = DEFAULT_RESIZE,
+                        max_bytes: int = MAX_REQUEST_IMAGE_BYTES) -> np.ndarray:
+    """Base64-encoded image files -> ``(n, size, size, 3)`` float32, decoded as in training.
+
+    Raises:
+        ValueError: naming the first bad row and what is wrong with it.
+    """
+    import base64
+    import binascii
+
+    out = np.empty((len(encoded), size, size, 3), np.float32)
+    for row, text in enumerate(encoded):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"row {row}: 'image' is empty; send a base64-encoded image file")
+        if len(text) * 3 // 4 > max_bytes:
+            raise ValueError(f"row {row}: image of ~{len(text) * 3 // 4} bytes is over the "
+                             f"{max_bytes}-byte limit")
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"row {row}: 'image' is not valid base64") from None
+        try:
+            out[row] = decode_image(data, size, method)
+        except ImageError as exc:
+            raise ValueError(f"row {row}: not a usable image: {exc}") from None
+    return out

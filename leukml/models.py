@@ -157,3 +157,16 @@ def build_network(config: ModelConfig) -> Network:
     head = build_head(tuple(features.shape[1:]), config)
     model = keras.Model(image, head(features), name=f"leukml_{config.arch}")
     return Network(model=model, base=base, extractor=keras.Model(image, features), head=head)
+
+
+def split_network(model: keras.Model) -> Network:
+    """A loaded leukml model taken apart again: extractor (image -> base features) and head."""
+    head = model.get_layer("head")
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model)
+                and layer is not head)
+    image = keras.Input(model.input_shape[1:])
+    x = image
+    if any(layer.name == "preprocess" for layer in model.layers):
+        x = model.get_layer("preprocess")(x)
+    extractor = keras.Model(image, base(x, training=False))
+    return Network(model=model, base=base, extractor=extractor, head=head)

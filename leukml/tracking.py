@@ -238,3 +238,13 @@ def fetch_runs(experiment: str, parent_run: str | None = None,
 
 def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None = None) -> None:
     MlflowClient(resolve_tracking_uri(tracking_uri)).log_artifacts(parent_run, str(folder), "report")
+
+
+def load_keras_model(model_uri: str) -> keras.Model:
+    """The Keras model behind a URI: a leukml image classifier (pyfunc) or a logged Keras model."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:  # not a python model: the keras flavor itself
+        return mlflow.keras.load_model(model_uri)
+    return inner.model

@@ -1,0 +1,57 @@
+"""The served model: an ``mlflow.pyfunc`` that takes base64 image files, as a lab has them."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from leukml import CLASS_NAMES
+from leukml.images import MAX_REQUEST_IMAGE_BYTES, decode_base64_batch
+
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", "image")]),
+    outputs=Schema([ColSpec("string", "label"), ColSpec("double", "p_all"),
+                    ColSpec("string", "model_version")]))
+
+
+def encode_file(path: str | Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+class CellClassifier(mlflow.pyfunc.PythonModel):
+    """Base64 image files in; ``label`` (ALL or hem), ``p_all`` and the model version out."""
+
+    def load_context(self, context) -> None:
+        import keras
+
+        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
+        self.size = int(self.model.input_shape[1])
+        config = context.model_config or {}
+        self.version = str(config.get("model_version", "unregistered"))
+        # the server's operator may tighten the per-image limit without re-registering
+        self.max_bytes = int(os.environ.get("LEUKML_MAX_IMAGE_BYTES",
+                                            config.get("max_image_bytes", MAX_REQUEST_IMAGE_BYTES)))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame) or "image" not in model_input.columns:
+            raise MlflowException.invalid_parameter_value(
+                "missing column 'image': send one base64-encoded image file per row")
+        if not len(model_input):
+            raise MlflowException.invalid_parameter_value("no rows: send at least one image")
+        try:
+            images = decode_base64_batch(list(model_input["image"]), self.size,
+                                         max_bytes=self.max_bytes)
+        except ValueError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
+        p_all = np.asarray(self.model.predict(images, batch_size=len(images), verbose=0))[:, 1]
+        labels = np.where(p_all > 0.5, "ALL", CLASS_NAMES[0])
+        return pd.DataFrame({"label": labels, "p_all": p_all.astype(float),
+                             "model_version": self.version})

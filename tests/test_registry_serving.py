@@ -1,0 +1,177 @@
+"""Promotion to the registry, serving raw images over HTTP, predict and explain."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from leukml import registry
+from leukml.cli import main
+from leukml.config import TrainConfig
+from leukml.tracking import tracked_train
+
+pytestmark = pytest.mark.slow
+NAME = "leukml-all-classifier"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_data):
+    """Two finished runs (vgg16, resnet50) with a validation split, and one paper-protocol run."""
+    folder = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    os.environ["LEUKML_QUIET"] = "1"
+    runs = {}
+    for arch, val in (("vgg16", 0.15), ("resnet50", 0.15), ("vgg16", 0.0)):
+        config = TrainConfig(data_dir=str(tiny_data), arch=arch, weights="none", image_size=32,
+                             epochs=2, batch_size=8, val_fraction=val)
+        runs[(arch, val)] = tracked_train(config, experiment="reg", tracking_uri=uri)[0]
+    mlflow.set_tracking_uri(uri)
+    return uri, runs, folder
+
+
+def test_promote_alias_tags_idempotence_rollback(store):
+    uri, runs, _ = store
+    client = MlflowClient(uri)
+    with pytest.raises(ValueError, match="selecting|test-split accuracy"):
+        registry.promote("reg", arch="vgg16", tracking_uri=uri)  # best vgg16 may be either run
+    first = registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
+    assert first.created and first.run_id == runs[("vgg16", 0.15)]
+    version = client.get_model_version_by_alias(NAME, "champion")
+    assert str(version.version) == first.version
+    assert version.tags["run_id"] == first.run_id
+    assert {"metric", "metric_value", "arch", "dataset_fingerprint", "split_protocol"} <= set(
+        version.tags)
+    again = registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
+    assert not again.created and again.version == first.version
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
+    with pytest.raises(Exception):  # promoting the champion again must not make it 'previous'
+        client.get_model_version_by_alias(NAME, "previous")
+
+    second = registry.promote("reg", metric="val_accuracy", arch="resnet50", tracking_uri=uri)
+    assert second.version != first.version
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == second.version
+    assert str(client.get_model_version_by_alias(NAME, "previous").version) == first.version
+    result = CliRunner().invoke(main, ["promote", "--rollback", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == first.version
+    assert str(client.get_model_version_by_alias(NAME, "previous").version) == second.version
+
+    files = mlflow.artifacts.list_artifacts(f"models:/{NAME}/{first.version}/artifacts")
+    assert any(f.path.endswith("gradcam_grid.png") for f in files)
+
+
+def test_promote_refusals(store):
+    uri, _, _ = store
+    with pytest.raises(ValueError, match="no finished run .* arch=densenet121"):
+        registry.promote("reg", arch="densenet121", tracking_uri=uri)
+    with pytest.raises(ValueError, match="experiment 'nope' not found"):
+        registry.promote("nope", tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("bare")
+    with mlflow.start_run():
+        mlflow.log_params({"arch": "vgg16"})
+        mlflow.log_metric("val_accuracy", 0.99)
+    with pytest.raises(ValueError, match="has no logged model"):
+        registry.promote("bare", metric="val_accuracy", tracking_uri=uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, payload: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url + "/invocations", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _rows(*images: str) -> dict:
+    return {"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}}
+
+
+def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path):
+    uri, _, _ = store
+    registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
+    port = _free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    server = subprocess.Popen(
+        ["mlflow", "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(url + "/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(1)
+        files = sorted(tiny_data.rglob("*.bmp"))[:3]
+        encoded = [base64.b64encode(f.read_bytes()).decode() for f in files]
+        status, body = _post(url, _rows(encoded[0]))
+        assert status == 200 and body["predictions"][0]["label"] in ("ALL", "hem")
+        status, body = _post(url, _rows(*encoded))
+        assert status == 200 and len(body["predictions"]) == 3
+        assert {p["model_version"] for p in body["predictions"]} != {"unregistered"}
+
+        big = base64.b64encode(os.urandom(300_000)).decode()
+        bad = {"not base64": _rows(encoded[0], "%%%not base64%%%"),
+               "not a usable image": _rows(base64.b64encode(b"plain text").decode()),
+               "empty": _rows(""),
+               "missing inputs ['image']": {"dataframe_split": {"columns": ["img"],
+                                                                "data": [[encoded[0]]]}},
+               "limit": _rows(big)}
+        for expected, payload in bad.items():
+            status, body = _post(url, payload)
+            assert 400 <= status < 500, (expected, status, body)
+            assert expected in body["message"], body["message"]
+        assert "row 1" in _post(url, bad["not base64"])[1]["message"]
+        assert _post(url, _rows(encoded[1]))[0] == 200  # still serving
+
+        by_url = CliRunner().invoke(main, ["predict", *map(str, files), "--url", url, "--json"])
+        by_uri = CliRunner().invoke(main, ["predict", *map(str, files), "--model-uri",
+                                           f"models:/{NAME}@champion", "--json"])
+        assert by_url.exit_code == 0 and by_uri.exit_code == 0, by_url.output + by_uri.output
+        a = [json.loads(line) for line in by_url.output.splitlines()]
+        b = [json.loads(line) for line in by_uri.output.splitlines()]
+        assert [r["label"] for r in a] == [r["label"] for r in b]
+        np.testing.assert_allclose([r["p_all"] for r in a], [r["p_all"] for r in b], atol=1e-5)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+def test_explain_writes_a_heatmap_of_the_image_size(store, real_sample, tmp_path):
+    uri, runs, _ = store
+    mlflow.set_tracking_uri(uri)
+    image = next(real_sample.rglob("*.bmp"))
+    out = tmp_path / "cam.png"
+    result = CliRunner().invoke(main, ["explain", str(image), "--model-uri",
+                                       f"runs:/{runs[('vgg16', 0.15)]}/model", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cam = np.asarray(Image.open(out))
+    assert cam.shape[:2] == Image.open(image).size[::-1]
+    assert cam.std() > 1.0
