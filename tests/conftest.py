@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,20 @@ def real_sample() -> Path:
     if not (REAL_SAMPLE / "cnmc-sample").is_dir():
         pytest.skip(f"real C-NMC sample not found at {REAL_SAMPLE}")
     return REAL_SAMPLE
+
+
+@pytest.fixture
+def child_env():
+    """Environment for a child process: this venv first on PATH (mlflow run / serve exec
+    `python` and `uvicorn` from PATH), and no MLflow run or experiment leaked from in-process
+    tests (mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID)."""
+
+    def make(**extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        env["LEUKML_QUIET"] = "1"
+        env.update(extra)
+        return env
+
+    return make

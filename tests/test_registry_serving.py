@@ -7,11 +7,9 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -59,7 +57,8 @@ def test_promote_alias_tags_idempotence_rollback(store):
     again = registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
     assert not again.created and again.version == first.version
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
-    with pytest.raises(Exception):  # promoting the champion again must not make it 'previous'
+    # promoting the champion again must not make it 'previous'
+    with pytest.raises(mlflow.exceptions.MlflowException):
         client.get_model_version_by_alias(NAME, "previous")
 
     second = registry.promote("reg", metric="val_accuracy", arch="resnet50", tracking_uri=uri)
@@ -110,12 +109,11 @@ def _rows(*images: str) -> dict:
     return {"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}}
 
 
-def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path):
+def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env):
     uri, _, _ = store
     registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
     port = _free_port()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = child_env(MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
     server = subprocess.Popen(
         ["mlflow", "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local",
          "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,

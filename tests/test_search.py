@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -29,10 +27,9 @@ def _children(uri: str, parent: str, experiment: str = "leukml"):
 
 
 @pytest.mark.slow
-def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data):
+def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, LEUKML_QUIET="1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env = child_env(MLFLOW_TRACKING_URI=uri)
     proc = subprocess.run(
         ["mlflow", "run", str(ROOT), "-e", "search", "--env-manager", "local",
          "--experiment-name", "leukml", "-P", "mode=grid", "-P", f"data_dir={tiny_data}",

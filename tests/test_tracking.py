@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +22,6 @@ TINY = ["-P", "weights=none", "-P", "image_size=32", "-P", "epochs=3", "-P", "ev
         "-P", "batch_size=8"]
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-               LEUKML_QUIET="1", **extra)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
-
-
 def _only_run(tracking_uri: str, experiment: str = "leukml"):
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
@@ -39,8 +31,8 @@ def _only_run(tracking_uri: str, experiment: str = "leukml"):
 
 
 @pytest.mark.slow
-def test_mlflow_run_end_to_end(tmp_path, tiny_data):
-    env = _env(tmp_path)
+def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
+    env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     proc = subprocess.run(
         ["mlflow", "run", str(ROOT), "--env-manager", "local", "--experiment-name", "leukml",
          "-P", f"data_dir={tiny_data}", "-P", "arch=resnet50", "-P", "optimizer=rmsprop", *TINY],
@@ -104,8 +96,8 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
 
 
 @pytest.mark.slow
-def test_jax_backend_training(tmp_path, tiny_data):
-    env = _env(tmp_path, KERAS_BACKEND="jax")
+def test_jax_backend_training(tmp_path, tiny_data, child_env):
+    env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", KERAS_BACKEND="jax")
     core = ("import sys, leukml.training, leukml.models, leukml.imagecache; "
             "bad = {'tensorflow', 'mlflow'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", core], env=env, check=True, timeout=120)
