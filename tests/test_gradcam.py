@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from leukml.gradcam import explain_image, gradcam
+from leukml.images import decode_image
+from leukml.models import ModelConfig, build_network, split_network
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet50"])
+def test_gradcam_heatmap_has_image_size_and_structure(arch, real_sample):
+    net = build_network(ModelConfig(arch=arch, weights="none", image_size=96))
+    image = decode_image(next(real_sample.rglob("*.bmp")), 96)
+    heat, cls, p_all = gradcam(split_network(net.model), image)
+    assert heat.shape == (96, 96)
+    assert 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat.std() > 0.01  # not a constant map
+    assert cls in (0, 1) and 0.0 <= p_all <= 1.0
+    picture, _, _ = explain_image(net.model, image)
+    assert picture.shape == (96, 96, 3) and picture.dtype == np.uint8
