@@ -139,7 +139,8 @@ def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Mod
     x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout")(x)
-    probs = keras.layers.Dense(2, activation="softmax", name="probs")(x)
+    # float32 probabilities even under a mixed-precision policy: the loss needs them exact
+    probs = keras.layers.Dense(2, activation="softmax", name="probs", dtype="float32")(x)
     return keras.Model(features, probs, name="head")
 
 

@@ -1,0 +1,120 @@
+"""GPU check: leukml's hot paths on C-NMC-sized data, on any Keras 3 backend (JAX on our GPUs).
+
+Measures, per architecture and precision: base feature extraction through leukml (images/s and
+achieved TFLOP/s against the card's peak), one end-to-end frozen-base training epoch (leukml's
+epoch loop, batch 32, the paper's setting), and one head epoch on cached features.
+Data: 10,661 random 224 px RGB images generated in memory (C-NMC's size), 68% ALL.
+Prints a markdown table; `--quick` shrinks everything for a CPU smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("LEUKML_CACHE", tempfile.mkdtemp(prefix="leukml-gpu-"))
+os.environ.setdefault("LEUKML_QUIET", "1")
+
+import keras  # noqa: E402
+
+from leukml.config import TrainConfig  # noqa: E402
+from leukml.discovery import Dataset  # noqa: E402
+from leukml.models import ModelConfig, build_network  # noqa: E402
+from leukml.splits import Split, SplitConfig  # noqa: E402
+from leukml.training import (  # noqa: E402
+    Prepared,
+    _train_epoch,
+    binary_crossentropy,
+    extract_features,
+    make_optimizer,
+)
+
+# Forward GFLOP per 224 px image of the include_top=False base (2 x multiply-accumulates).
+GFLOP_224 = {"vgg16": 30.7, "resnet50": 7.7}
+# Dense peak TFLOP/s (SXM): fp32 (non tensor core) and bf16 tensor core.
+PEAKS = {"H100": {"float32": 67.0, "mixed_bfloat16": 989.0},
+         "H200": {"float32": 67.0, "mixed_bfloat16": 989.0}}
+
+
+def device_name() -> str:
+    if keras.backend.backend() == "jax":
+        import jax
+
+        d = jax.devices()[0]
+        return "CPU" if d.platform == "cpu" else str(d.device_kind)
+    return keras.backend.backend()
+
+
+def peak(device: str, precision: str) -> float | None:
+    return next((p[precision] for k, p in PEAKS.items() if k in device), None)
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def bench(arch: str, precision: str, images: np.ndarray, labels: np.ndarray, size: int,
+          extract_batch: int) -> dict:
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(precision)
+    net = build_network(ModelConfig(arch=arch, weights="none", image_size=size))
+    n = len(images)
+    config = TrainConfig(arch=arch, weights="none", image_size=size, epochs=1)
+    idx = np.arange(n)
+    cut = int(n * 0.8)
+    prepared = Prepared(Dataset(root=None, records=(), skipped=(),
+                                fingerprint=f"gpu-bench-{n}-{size}-{precision}"),
+                        Split(idx[:cut], idx[:0], idx[cut:], SplitConfig()), images)
+    for m in {extract_batch, n % extract_batch or extract_batch}:  # compile both batch shapes
+        net.extractor.predict_on_batch(images[:m].astype(np.float32))
+    t_extract = timed(extract_features, net, prepared, config, extract_batch)
+    features = extract_features(net, prepared, config, extract_batch)  # cached now
+
+    order = idx[:cut]
+    out = {"arch": arch, "precision": precision, "extract_img_s": n / t_extract}
+    for name, target, inputs in (("e2e", keras.Model(net.model.input, net.model.output), images),
+                                 ("head", net.head, features)):
+        target.compile(optimizer=make_optimizer(config), loss=binary_crossentropy,
+                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        _train_epoch(target, inputs, labels, order[:32 + len(order) % 32], 32, None)  # compile
+        out[f"{name}_img_s"] = len(order) / timed(_train_epoch, target, inputs, labels, order, 32,
+                                                   None)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
+    parser.add_argument("--archs", default="vgg16,resnet50")
+    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
+    args = parser.parse_args()
+    n, size, batch = (96, 64, 32) if args.quick else (10_661, 224, 256)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = (rng.random(n) < 0.68).astype(np.int64)
+    device = device_name()
+    print(f"device {device}, backend {keras.backend.backend()} {keras.__version__}, {n} images "
+          f"{size}px generated in {time.perf_counter() - t0:.1f} s", flush=True)
+    print("| arch | precision | extract img/s | extract TFLOP/s | % of peak | e2e epoch img/s "
+          "| head epoch img/s |")
+    print("|---|---|---|---|---|---|---|")
+    for arch in args.archs.split(","):
+        for precision in args.precisions.split(","):
+            r = bench(arch, precision, images, labels, size, batch)
+            tflops = r["extract_img_s"] * GFLOP_224[arch] * (size / 224) ** 2 / 1000
+            top = peak(device, precision)
+            share = f"{100 * tflops / top:.1f}%" if top else "–"
+            print(f"| {arch} | {precision} | {r['extract_img_s']:.0f} | {tflops:.1f} | {share} "
+                  f"| {r['e2e_img_s']:.0f} | {r['head_img_s']:.0f} |", flush=True)
+    keras.mixed_precision.set_global_policy("float32")
+
+
+if __name__ == "__main__":
+    main()
