@@ -28,23 +28,19 @@ def friendly_errors(fn):
     return wrapper
 
 
-def _optional_int(ctx, param, value):
-    """Empty means unset: MLproject parameters cannot be omitted, only left empty."""
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a whole number") from None
+def _optional(kind: type, what: str):
+    """A click callback where empty means unset: MLproject parameters cannot be omitted, only
+    left empty."""
 
+    def convert(ctx, param, value):
+        if value in (None, ""):
+            return None
+        try:
+            return kind(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not {what}") from None
 
-def _optional_float(ctx, param, value):
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number") from None
+    return convert
 
 
 def bool_flag(name: str, help: str):
@@ -68,14 +64,14 @@ def split_options(fn):
         click.option(
             "--val-fraction",
             default="",
-            callback=_optional_float,
+            callback=_optional(float, "a number"),
             help="Validation share of all images, carved from the training side "
             "(default 0; 0.1 for extended searches).",
         ),
         click.option(
             "--test-fold",
             default="",
-            callback=_optional_int,
+            callback=_optional(int, "a whole number"),
             help="Fold held out with --split fold (default: the last fold).",
         ),
         click.option("--seed", type=int, default=42, show_default=True),
