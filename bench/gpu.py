@@ -24,6 +24,7 @@ import keras  # noqa: E402
 from leukml.config import TrainConfig  # noqa: E402
 from leukml.discovery import Dataset  # noqa: E402
 from leukml.models import ModelConfig, build_network  # noqa: E402
+from leukml.runtime import device_name  # noqa: E402
 from leukml.splits import Split, SplitConfig  # noqa: E402
 from leukml.training import (  # noqa: E402
     Prepared,
@@ -38,15 +39,6 @@ GFLOP_224 = {"vgg16": 30.7, "resnet50": 7.7}
 # Dense peak TFLOP/s (SXM): fp32 (non tensor core) and bf16 tensor core.
 PEAKS = {"H100": {"float32": 67.0, "mixed_bfloat16": 989.0},
          "H200": {"float32": 67.0, "mixed_bfloat16": 989.0}}
-
-
-def device_name() -> str:
-    if keras.backend.backend() == "jax":
-        import jax
-
-        d = jax.devices()[0]
-        return "CPU" if d.platform == "cpu" else str(d.device_kind)
-    return keras.backend.backend()
 
 
 def peak(device: str, precision: str) -> float | None:
