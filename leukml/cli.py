@@ -196,17 +196,43 @@ def train_options(fn):
             "--no-feature-cache",
             "Train end to end through the frozen base every epoch (the benchmark baseline).",
         ),
+        click.option(
+            "--precision",
+            default="auto",
+            show_default=True,
+            help="auto, float32, mixed_bfloat16, mixed_float16 (Keras dtype policy); "
+            "auto = mixed_bfloat16 on a GPU with bfloat16, else float32.",
+        ),
+        click.option(
+            "--jit",
+            default="auto",
+            is_flag=False,
+            flag_value="true",
+            show_default=True,
+            help="auto, true, false: XLA compilation (jit_compile); auto = Keras' default "
+            "(off on a CPU-only machine). --jit alone = true.",
+        ),
+        click.option("--no-jit", is_flag=True, help="Same as --jit false."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def _train_config(eval_epochs: str, no_feature_cache: bool, val_fraction: float | None, **options):
+def _train_config(
+    eval_epochs: str, no_feature_cache: bool, val_fraction: float | None, jit: str, no_jit: bool, **options
+):
     from leukml.config import TrainConfig, parse_epochs
 
+    if no_jit and jit == "true":
+        raise ValueError("--jit true and --no-jit contradict each other; give one")
     options["val_fraction"] = val_fraction or 0.0
-    return TrainConfig(eval_epochs=parse_epochs(eval_epochs), feature_cache=not no_feature_cache, **options)
+    return TrainConfig(
+        eval_epochs=parse_epochs(eval_epochs),
+        feature_cache=not no_feature_cache,
+        jit="false" if no_jit else jit,
+        **options,
+    )
 
 
 @main.command()
@@ -255,6 +281,14 @@ def train(experiment: str, tracking_uri: str, **options) -> None:
     show_default=True,
     help="Pruner for extended mode.",
 )
+@click.option(
+    "--heartbeat",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Seconds between a trial's heartbeats; a worker silent for 3 of them is presumed dead "
+    "and its grid cell is retried by another worker.",
+)
 @train_options
 @friendly_errors
 def search(
@@ -265,6 +299,7 @@ def search(
     storage: str,
     study_name: str,
     pruner: str,
+    heartbeat: int,
     experiment: str,
     tracking_uri: str,
     **options,
@@ -283,6 +318,7 @@ def search(
         storage=storage or os.environ.get("OPTUNA_STORAGE", ""),
         study_name=study_name,
         pruner=pruner,
+        heartbeat=heartbeat,
     )
     from leukml.tracking import tracked_search
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from leukml.models import ModelConfig
+from leukml.runtime import auto_precision
 from leukml.splits import SplitConfig
 
 PAPER_MILESTONES = (10, 20, 30, 40, 50, 60, 80, 100)
 # name -> keras.optimizers class; the one table of optimizers.
 OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+# auto: mixed_bfloat16 on an accelerator with native bfloat16, else float32 (runtime.auto_precision)
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# auto: Keras' own choice (XLA on GPU/TPU when the model supports it, not on a CPU-only machine)
+JIT_MODES = ("auto", "true", "false")
 
 
 def parse_epochs(text: str) -> tuple[int, ...]:
@@ -46,6 +51,8 @@ class TrainConfig:
     seed: int = 42
     strict: bool = False
     feature_cache: bool = True
+    precision: str = "auto"
+    jit: str = "auto"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -55,6 +62,9 @@ class TrainConfig:
         bad = [e for e in self.eval_epochs if not 1 <= e <= self.epochs]
         if bad:
             raise ValueError(f"eval_epochs {bad} outside 1..epochs ({self.epochs})")
+        for name, allowed in (("precision", PRECISIONS), ("jit", JIT_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
         for name in ("lr", "batch_size", "decay_steps", "decay_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)}; use a positive value")
@@ -83,7 +93,18 @@ class TrainConfig:
         as in the paper, so any choice made from them is a choice made on the test set."""
         return self.val_fraction == 0
 
+    @property
+    def resolved_precision(self) -> str:
+        """The Keras dtype policy the run uses: ``precision``, with ``auto`` decided by the device."""
+        return auto_precision() if self.precision == "auto" else self.precision
+
+    @property
+    def jit_compile(self) -> bool | str:
+        """``compile(jit_compile=...)``: True, False, or ``"auto"`` (Keras' default)."""
+        return {"true": True, "false": False}.get(self.jit, "auto")
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out["eval_epochs"] = ",".join(map(str, self.milestones))
+        out["precision"] = self.resolved_precision
         return out

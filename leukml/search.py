@@ -7,14 +7,20 @@ makes a nested MLflow run), so this module only decides *what* to train and when
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
 
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.models import ARCHS, POOLINGS
@@ -23,7 +29,7 @@ from leukml.training import EarlyStop, TrainResult
 
 MODES = ("grid", "extended")
 PRUNERS = ("median", "none")
-HEARTBEAT_S, GRACE_S = 30, 90  # a killed worker's trial is marked failed ~90 s later
+HEARTBEAT_S = 30  # a killed worker's trial is marked failed 3 heartbeats later (90 s)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class SearchConfig:
     storage: str = ""
     study_name: str = ""
     pruner: str = "median"
+    heartbeat: int = HEARTBEAT_S
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -52,6 +59,8 @@ class SearchConfig:
                                  f"{', '.join(table)}")
         if self.trials < 1:
             raise ValueError(f"trials={self.trials}; use at least 1")
+        if self.heartbeat < 1:
+            raise ValueError(f"heartbeat={self.heartbeat}; use at least 1 second")
 
     @property
     def storage_url(self) -> str:
@@ -113,25 +122,28 @@ class TrialReporter:
 RunTrial = Callable[[TrainConfig, dict[str, str], TrialReporter], tuple[str, TrainResult]]
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
+def make_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
     """An RDB storage with heartbeats: a trial whose worker died is failed and retried."""
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+    for attempt in range(3):
+        try:
+            return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+        except sqlalchemy.exc.IntegrityError:  # workers starting at once on an empty database race
+            if attempt == 2:  # to create Optuna's schema; the loser finds it there a moment later
+                raise
+            time.sleep(1 + attempt)
 
 
-def make_study(search: SearchConfig) -> optuna.Study:
-    if search.mode == "grid":
-        sampler = optuna.samplers.GridSampler(
-            {"arch": list(search.archs), "optimizer": list(search.optimizers)},
-            seed=search.base.seed)
+def make_study(search: SearchConfig, storage: RDBStorage) -> optuna.Study:
+    if search.mode == "grid":  # cells are claimed explicitly (see run_grid): the sampler only stores them
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=search.base.seed)
         pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     else:
         sampler = optuna.samplers.TPESampler(seed=search.base.seed)
         pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
                   if search.pruner == "median" else optuna.pruners.NopPruner())
-    return optuna.create_study(study_name=search.name, storage=make_storage(search.storage_url),
-                               sampler=sampler, pruner=pruner, direction="maximize",
-                               load_if_exists=True)
+    return optuna.create_study(study_name=search.name, storage=storage, sampler=sampler, pruner=pruner,
+                               direction="maximize", load_if_exists=True)
 
 
 def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial):
@@ -139,6 +151,9 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial):
         keras.backend.clear_session()
         config = dataclasses.replace(search.base, **suggest(trial, search))
         tags = {"study_name": study_name, "trial_number": str(trial.number)}
+        retry_of = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if retry_of is not None:  # a cell re-queued after its worker died
+            tags["retry_of"] = str(retry_of)
         try:
             run_id, result = run_trial(config, tags, TrialReporter(trial, config))
         except EarlyStop as stop:
@@ -161,11 +176,122 @@ def _progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
 def run_search(search: SearchConfig, run_trial: RunTrial) -> optuna.Study:
     """Run (or join, with the same storage and study name) a search until it is done."""
-    study = make_study(search)
-    n_trials = len(search.archs) * len(search.optimizers) if search.mode == "grid" else search.trials
-    study.optimize(_objective(search, study.study_name, run_trial), n_trials=n_trials,
-                   catch=(Exception,), callbacks=[_progress], show_progress_bar=True)
+    storage = make_storage(search.storage_url, search.heartbeat)
+    study = make_study(search, storage)
+    objective = _objective(search, study.study_name, run_trial)
+    if search.mode == "grid":
+        run_grid(study, storage, search, objective)
+    else:
+        study.optimize(objective, n_trials=search.trials, catch=(Exception,), callbacks=[_progress],
+                       show_progress_bar=True)
     return study
+
+
+# -- the grid, shared by any number of workers -------------------------------------------------------
+# Each worker claims one free cell at a time under a lock held in the storage's database, so no
+# cell is trained twice. A worker that dies stops beating; three heartbeats later any live worker
+# fails its trial, Optuna's retry callback re-queues the cell, and a live worker trains it. A
+# worker with nothing left to claim waits while other workers' trials are still running.
+
+_WAIT = object()
+
+
+def _cell(trial: optuna.trial.FrozenTrial) -> tuple[str, str]:
+    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    return params.get("arch"), params.get("optimizer")
+
+
+@contextmanager
+def _claim_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    """A PostgreSQL advisory lock per study; SQLite allows one writer (and one worker) anyway."""
+    if storage.engine.dialect.name != "postgresql":
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+    with storage.engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+def _claim(study: optuna.Study, search: SearchConfig):
+    """A RUNNING trial for a cell nobody has taken, ``_WAIT``, or None when the grid is done."""
+    with warnings.catch_warnings():  # fail_stale_trials is marked experimental: once per claim is noise
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)  # a dead worker's trial -> FAIL, and its retry queued as WAITING
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state == TrialState.WAITING for t in trials):
+        taken = {_cell(t) for t in trials}  # a cell whose training raised stays failed, reported
+        free = [(a, o) for a in search.archs for o in search.optimizers if (a, o) not in taken]
+        if not free:
+            return _WAIT if any(t.state == TrialState.RUNNING for t in trials) else None
+        study.enqueue_trial({"arch": free[0][0], "optimizer": free[0][1]})
+    with warnings.catch_warnings():  # heartbeats are kept by _Heartbeat, not by optimize()
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = study.ask()
+    study._storage.record_heartbeat(trial._trial_id)  # under the lock: a claim is never beatless
+    return trial
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, storage: RDBStorage, trial_id: int, interval: int) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
+        self.storage, self.trial_id, self.interval, self.done = storage, trial_id, interval, threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self.done.wait(self.interval):
+                return
+
+
+def _run_claimed(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, objective,
+                 heartbeat: int) -> None:
+    beat = _Heartbeat(storage, trial._trial_id, heartbeat)
+    beat.start()
+    value, state = None, TrialState.COMPLETE
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except Exception as exc:  # recorded on the trial; the grid goes on
+        print(f"trial {trial.number} failed: {type(exc).__name__}: {exc}", flush=True)
+        state = TrialState.FAIL
+    except BaseException:  # Ctrl-C, SIGTERM: the trial fails, the worker stops
+        beat.done.set()
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    finally:
+        beat.done.set()
+        beat.join()
+    try:
+        frozen = study.tell(trial, value if state == TrialState.COMPLETE else None,
+                            state=None if state == TrialState.COMPLETE else state)
+    except optuna.exceptions.UpdateFinishedTrialError:  # its heartbeat went stale: already re-queued
+        print(f"trial {trial.number} was failed by another worker (no heartbeat for "
+              f"{3 * heartbeat} s); its result is dropped", flush=True)
+        return
+    _progress(study, frozen)
+
+
+def run_grid(study: optuna.Study, storage: RDBStorage, search: SearchConfig, objective) -> None:
+    """Train free cells until none is left and no other worker's trial is running."""
+    waiting_said = False
+    while True:
+        with _claim_lock(storage, study.study_name):
+            trial = _claim(study, search)
+        if trial is None:
+            return
+        if trial is _WAIT:
+            if not waiting_said:
+                print("grid: every cell is taken; waiting for other workers' trials", flush=True)
+                waiting_said = True
+            time.sleep(search.heartbeat)
+            continue
+        waiting_said = False
+        _run_claimed(study, storage, trial, objective, search.heartbeat)
 
 
 def incomplete_cells(study: optuna.Study, search: SearchConfig) -> list[tuple[str, str]]:

@@ -58,10 +58,12 @@ class MlflowSink:
                         "split_manifest.json")
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics(metrics, step=epoch)
+        # asynchronous: a synchronous write is a round trip to the store (10-50 ms on SQLite, more
+        # to a server), as long as a small head epoch; ending the run waits for the queue
+        mlflow.log_metrics(metrics, step=epoch, synchronous=False)
 
     def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
-        mlflow.log_metrics(metrics, step=epoch)
+        mlflow.log_metrics(metrics, step=epoch, synchronous=False)
         name = f"confusion_matrix/epoch_{epoch:03d}"
         mlflow.log_dict({"epoch": epoch, "labels": list(CLASS_NAMES),
                          "matrix": confusion.tolist(), "metrics": metrics}, f"{name}.json")
@@ -101,6 +103,8 @@ def _log_outcome(result: TrainResult, config: TrainConfig) -> None:
     example = np.asarray(prepared.images[prepared.split.test[:2]], dtype=np.float32)
     model = result.network.model
     signature = infer_signature(example, keras.ops.convert_to_numpy(model.predict(example, verbose=0)))
+    # With its input example (issue 3), though MLflow reloads the model to validate it (~2 s a
+    # run, most of tracking's fixed cost in bench/tracking.py).
     with _model_dir_created_first():
         mlflow.keras.log_model(model, name="model", signature=signature, input_example=example,
                                pip_requirements=backend_requirements())
@@ -132,14 +136,16 @@ def _connect(experiment: str, tracking_uri: str | None) -> None:
         return
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     if not os.environ.get("MLFLOW_RUN_ID"):
-        mlflow.set_experiment(experiment)
+        # Set it again by id: when two workers create the experiment at once, MLflow 3.17's
+        # set_experiment leaves the loser on the Default experiment (403 on a server with auth).
+        mlflow.set_experiment(experiment_id=mlflow.set_experiment(experiment).experiment_id)
 
 
 @contextlib.contextmanager
 def _run(tags: dict[str, str] | None = None, run_name: str | None = None):
     """An MLflow run (nested when one is active) that always ends: FINISHED, KILLED (stopped
     early by a search), or FAILED with an ``error`` tag for any exception, interrupts included."""
-    run = mlflow.start_run(nested=mlflow.active_run() is not None, tags=tags, run_name=run_name)
+    run = _start_run(tags, run_name)
     try:
         yield run
     except EarlyStop as stop:
@@ -151,6 +157,19 @@ def _run(tags: dict[str, str] | None = None, run_name: str | None = None):
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def _start_run(tags: dict[str, str] | None, run_name: str | None) -> mlflow.ActiveRun:
+    """Start a run; a server's refusal (authentication, 403) says what to do."""
+    try:
+        return mlflow.start_run(nested=mlflow.active_run() is not None, tags=tags, run_name=run_name)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.get_http_status_code() != 403:
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
+        raise PermissionError(
+            f"the tracking server refuses new runs for user {user} in this experiment: ask its admin "
+            "to grant EDIT on it (README: Running for a team), or use the team's writer account") from exc
 
 
 def tracked_train(config: TrainConfig, experiment: str = DEFAULT_EXPERIMENT,
@@ -193,6 +212,8 @@ def tracked_search(search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT,
                              **{f"base.{k}": v for k, v in search.base.as_dict().items()}})
 
         def run_trial(config, tags, reporter):
+            if "retry_of" in tags:
+                _fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
             return tracked_train(config, experiment, tags=tags, observer=reporter)
 
         study = run_search(search, run_trial)
@@ -202,6 +223,17 @@ def tracked_search(search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT,
             mlflow.log_metric("best_value", study.best_value)
         mlflow.log_text(study.trials_dataframe().to_csv(index=False), "trials.csv")
     return parent.info.run_id, study
+
+
+def _fail_orphaned_trial_runs(study_name: str, trial_number: str) -> None:
+    """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is retried."""
+    client = MlflowClient()
+    experiment_id = mlflow.active_run().info.experiment_id
+    for run in client.search_runs([experiment_id], filter_string=(
+            f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}' "
+            "and attributes.status = 'RUNNING'")):
+        client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
+        client.set_terminated(run.info.run_id, "FAILED")
 
 
 def _redact(url: str) -> str:

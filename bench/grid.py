@@ -1,0 +1,438 @@
+"""The paper's grid two ways, in one run: separate trainings per cell against leukml's grid search.
+
+(a) The usual recipe, as the paper ran it: one fresh frozen-base training per (arch, optimizer,
+    epochs) cell, end to end through the base every epoch (``TrainConfig(feature_cache=False)``),
+    i.e. for every milestone m a new training of m epochs, evaluated once at its last epoch.
+(b) leukml: ``leukml.search.run_search`` in grid mode: one training per (arch, optimizer) to the
+    last milestone, evaluated at every milestone (nested milestones), heads trained on cached base
+    features (one extraction per arch, shared by both optimizers).
+Both in this process, on the same synthetic images, seeds and settings, each with its own empty
+image/feature cache, and **without MLflow on either side** (tracking costs are bench/tracking.py's
+subject). With ``--cli`` the same grid also runs as ``leukml search --mode grid``
+in a new process with MLflow tracking into a throwaway SQLite store: a conservative extra row in
+which only leukml pays start-up and tracking.
+
+The test accuracy of every cell is compared between (a) and (b): the model after epoch m of the
+nested run is the m-epoch model (same start, batch order and per-step learning rate), so they
+agree up to float rounding (tests/test_training.py checks the predictions).
+
+Model of the cost (per arch; ``Ntr``/``Nte`` train/test images, the test split doubles as the
+per-epoch validation split as in the paper, ``M`` the milestones, ``E = max(M)``, ``O`` optimizers):
+    T_a = O * sum_{m in M} [ F_a + m * (Ntr * c_step + Nte * c_fwd) + Nte * c_fwd ]
+    T_b = N * c_fwd + O * [ F_b + E * (Ntr * c_head + Nte * c_hfwd) + |M| * Nte * c_hfwd ]
+with measured per-image costs: ``c_step`` an end-to-end frozen-base train step, ``c_fwd`` a base
+forward (extraction, validation and test passes), ``c_head`` a head train step on cached
+features, ``c_hfwd`` a head forward; ``F_a``/``F_b`` are the fixed costs of one training (build,
+compile/trace, ...) taken from this run's measured times minus the per-image part. The paper's
+scale (10,661 images, 224 px, milestones 10..100, two optimizers) uses per-image costs measured
+at 224 px in this run (``--paper-size``; the base passes on one batch of 16 images to keep the
+run short) and the fixed costs from the reduced run.
+The last printed line is the headline: measured (a) / (b) wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORK = Path(tempfile.mkdtemp(prefix="leukml-bench-grid-"))
+os.environ["LEUKML_CACHE"] = str(WORK / "cache-warmup")
+os.environ.setdefault("LEUKML_QUIET", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from leukml.config import TrainConfig  # noqa: E402
+from leukml.discovery import discover  # noqa: E402
+from leukml.models import build_network  # noqa: E402
+from leukml.runtime import device_name  # noqa: E402
+from leukml.search import SearchConfig, run_search  # noqa: E402
+from leukml.splits import split_records  # noqa: E402
+from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
+from leukml.training import (  # noqa: E402
+    FanoutSink,
+    NullSink,
+    _predict,
+    _train_epoch,
+    binary_crossentropy,
+    make_optimizer,
+    train,
+)
+
+PAPER_N, PAPER_TRAIN, PAPER_TEST = 10_661, 8_529, 2_132
+PAPER_MILESTONES = (10, 20, 30, 40, 50, 60, 80, 100)
+
+
+def fresh_cache(name: str) -> None:
+    """Each side starts with empty image and feature caches (read at call time by leukml)."""
+    os.environ["LEUKML_CACHE"] = str(WORK / f"cache-{name}")
+
+
+class Clock(NullSink):
+    """Wall-clock seconds since the training started, at each milestone."""
+
+    def __init__(self) -> None:
+        self.start, self.at = time.perf_counter(), {}
+
+    def log_milestone(self, epoch, metrics, confusion) -> None:
+        self.at[epoch] = time.perf_counter() - self.start
+
+
+def run_recipe(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]:
+    """(a): a fresh end-to-end training per (arch, optimizer, milestone)."""
+    fresh_cache("recipe")
+    acc, took = {}, {}
+    start = time.perf_counter()
+    for arch in archs:
+        for opt in optimizers:
+            for m in base.milestones:
+                keras.backend.clear_session()  # as leukml's search does before each trial
+                config = dataclasses.replace(
+                    base, arch=arch, optimizer=opt, epochs=m, eval_epochs=(m,), feature_cache=False
+                )
+                t0 = time.perf_counter()
+                result = train(config)
+                took[arch, opt, m] = time.perf_counter() - t0
+                acc[arch, opt, m] = result.milestones[m]
+                print(
+                    f"  (a) {arch}+{opt} {m:>3} epochs: {took[arch, opt, m]:6.1f} s, "
+                    f"test acc {acc[arch, opt, m]['test_accuracy']:.4f}",
+                    flush=True,
+                )
+    return time.perf_counter() - start, acc, took
+
+
+def run_leukml(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]:
+    """(b): leukml's grid search, untracked (its optuna storage is a throwaway SQLite file)."""
+    fresh_cache("leukml")
+    acc, clocks = {}, {}
+
+    def run_trial(config, tags, reporter):
+        clock = clocks[config.arch, config.optimizer] = Clock()
+        result = train(config, FanoutSink(reporter, clock))
+        clock.end = time.perf_counter() - clock.start
+        for m, scores in result.milestones.items():
+            acc[config.arch, config.optimizer, m] = scores
+        return "untracked", result
+
+    search = SearchConfig(
+        base=base,
+        mode="grid",
+        archs=tuple(archs),
+        optimizers=tuple(optimizers),
+        storage=f"sqlite:///{WORK / 'optuna.db'}",
+        study_name="bench-grid",
+    )
+    start = time.perf_counter()
+    run_search(search, run_trial)
+    return time.perf_counter() - start, acc, clocks
+
+
+def run_cli(base: TrainConfig, archs, optimizers) -> float:
+    """(b) as users run it: `leukml search --mode grid` in a new process, MLflow-tracked."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+    }
+    env.update(
+        LEUKML_CACHE=str(WORK / "cache-cli"),
+        LEUKML_QUIET="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "leukml"),
+        "search",
+        "--mode",
+        "grid",
+        "--archs",
+        ",".join(archs),
+        "--optimizers",
+        ",".join(optimizers),
+        "--data-dir",
+        base.data_dir,
+        "--epochs",
+        str(base.epochs),
+        "--eval-epochs",
+        ",".join(map(str, base.milestones)),
+        "--image-size",
+        str(base.image_size),
+        "--weights",
+        "none",
+        "--seed",
+        str(base.seed),
+        "--experiment",
+        "bench",
+        "--tracking-uri",
+        f"sqlite:///{WORK / 'mlflow.db'}",
+        "--storage",
+        f"sqlite:///{WORK / 'optuna-cli.db'}",
+        "--study-name",
+        "bench-grid-cli",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=WORK, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"leukml search failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return took
+
+
+def per_image_costs(arch: str, size: int, n: int, batch: int, n_head: int = 256) -> dict[str, float]:
+    """Seconds per image at ``size`` px, each timed on a second pass (the first pays the tracing):
+    c_fwd and c_step through the base on ``n`` random images in batches of ``batch``; c_head and
+    c_hfwd on ``n_head`` base outputs (the ``n`` tiled) in batches of 32, through leukml's loops."""
+    keras.backend.clear_session()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    config = TrainConfig(arch=arch, weights="none", image_size=size)
+    net = build_network(config.model_config())
+
+    def per_image(fn, count: int) -> float:
+        fn()
+        start = time.perf_counter()
+        fn()
+        return (time.perf_counter() - start) / count
+
+    out = {"c_fwd": per_image(lambda: _predict(net.extractor, images, np.arange(n), batch), n)}
+    features = np.tile(_predict(net.extractor, images, np.arange(n), batch), (-(-n_head // n), 1, 1, 1))
+    trainer = keras.Model(net.model.input, net.model.output)
+    for target, inputs, count, step_batch, name in (
+        (trainer, images, n, batch, "c_step"),
+        (net.head, features[:n_head], n_head, 32, "c_head"),
+    ):
+        target.compile(
+            optimizer=make_optimizer(config),
+            loss=binary_crossentropy,
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        labels, order = rng.integers(0, 2, count), np.arange(count)
+        out[name] = per_image(
+            lambda t=target, x=inputs, y=labels, o=order, b=step_batch: _train_epoch(t, x, y, o, b, None),
+            count,
+        )
+    out["c_hfwd"] = per_image(lambda: _predict(net.head, features[:n_head], np.arange(n_head), 32), n_head)
+    return out
+
+
+def model_time(
+    c: dict, n_train: int, n_test: int, milestones, optimizers: int, f_a: float, f_b: float
+) -> tuple[float, float]:
+    """(T_a, T_b) of one arch from the docstring's formula."""
+    t_a = optimizers * sum(
+        f_a + m * (n_train * c["c_step"] + n_test * c["c_fwd"]) + n_test * c["c_fwd"] for m in milestones
+    )
+    e = max(milestones)
+    t_b = (n_train + n_test) * c["c_fwd"] + optimizers * (
+        f_b + e * (n_train * c["c_head"] + n_test * c["c_hfwd"]) + len(milestones) * n_test * c["c_hfwd"]
+    )
+    return t_a, t_b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
+    parser.add_argument("--images", type=int, help="synthetic images (default 64; quick 40)")
+    parser.add_argument("--size", type=int, help="image side (default 64; quick 32)")
+    parser.add_argument("--epochs", type=int, help="last milestone (default 10; quick 2)")
+    parser.add_argument("--archs", help="default vgg16,resnet50 (quick: vgg16)")
+    parser.add_argument("--optimizers", help="default adam,rmsprop (quick: adam)")
+    parser.add_argument(
+        "--paper-size",
+        type=int,
+        help="image side for the paper-scale per-image costs (default 224; quick: --size)",
+    )
+    parser.add_argument(
+        "--cli",
+        action=argparse.BooleanOptionalAction,
+        help="also time `leukml search` in a new process, MLflow-tracked (default off)",
+    )
+    args = parser.parse_args()
+    q = args.quick
+    n = args.images or (40 if q else 64)
+    size = args.size or (32 if q else 64)
+    epochs = args.epochs or (2 if q else 10)
+    archs = (args.archs or ("vgg16" if q else "vgg16,resnet50")).split(",")
+    optimizers = (args.optimizers or ("adam" if q else "adam,rmsprop")).split(",")
+    paper_size = args.paper_size or (size if q else 224)
+    use_cli = bool(args.cli)
+    milestones = tuple(range(2, epochs + 1, 2)) if epochs >= 2 else (epochs,)
+    try:
+        n_all = round(n * 0.68)
+        data = write_synthetic(
+            WORK / "data", SynthConfig(n_all=n_all, n_hem=n - n_all, subjects=8, size=max(size, 96), seed=1)
+        )
+        base = TrainConfig(
+            data_dir=str(data),
+            weights="none",
+            image_size=size,
+            epochs=epochs,
+            eval_epochs=milestones,
+            seed=42,
+        )
+        split = split_records(discover(data).records, base.split_config())
+        split_sizes = len(split.train), len(split.test)
+        print(
+            f"device {device_name()}, {os.cpu_count()} CPUs, backend {keras.backend.backend()}; "
+            f"{n} synthetic images at {size} px; archs {archs} x optimizers {optimizers}; "
+            f"milestones {milestones}; batch {base.batch_size}; {split_sizes[0]} train / "
+            f"{split_sizes[1]} test images; no MLflow on (a) or (b)",
+            flush=True,
+        )
+        build_network(base.model_config()).extractor.predict_on_batch(  # one-time TF start-up
+            np.zeros((1, size, size, 3), np.float32)
+        )
+        t_b, acc_b, clocks = run_leukml(base, archs, optimizers)
+        print(f"  (b) leukml grid search: {t_b:.1f} s", flush=True)
+        t_a, acc_a, took = run_recipe(base, archs, optimizers)
+        t_cli = run_cli(base, archs, optimizers) if use_cli else None
+        costs = {arch: per_image_costs(arch, size, 64, 32) for arch in archs}
+        paper_costs = (
+            costs
+            if paper_size == size
+            else {arch: per_image_costs(arch, paper_size, 16, 16) for arch in archs}
+        )
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    report(
+        Measured(
+            base,
+            archs,
+            optimizers,
+            n,
+            size,
+            paper_size,
+            split_sizes,
+            t_a,
+            t_b,
+            t_cli,
+            acc_a,
+            acc_b,
+            took,
+            clocks,
+            costs,
+            paper_costs,
+        )
+    )
+
+
+@dataclasses.dataclass
+class Measured:
+    base: TrainConfig
+    archs: list[str]
+    optimizers: list[str]
+    n: int
+    size: int
+    paper_size: int
+    split_sizes: tuple[int, int]
+    t_a: float
+    t_b: float
+    t_cli: float | None
+    acc_a: dict
+    acc_b: dict
+    took: dict
+    clocks: dict
+    costs: dict
+    paper_costs: dict
+
+
+def report(r: Measured) -> None:
+    base, archs, optimizers, n, size, paper_size = r.base, r.archs, r.optimizers, r.n, r.size, r.paper_size
+    t_a, t_b, t_cli, acc_a, acc_b, took, clocks = r.t_a, r.t_b, r.t_cli, r.acc_a, r.acc_b, r.took, r.clocks
+    costs, paper_costs = r.costs, r.paper_costs
+    milestones, cells = base.milestones, len(archs) * len(optimizers)
+    worst, worst_auc = (
+        max(abs(acc_a[k][name] - acc_b[k][name]) for k in acc_a) for name in ("test_accuracy", "test_auc")
+    )
+    print()
+    print("| measured | wall s | (a) / this |")
+    print("|---|---|---|")
+    print(f"| (a) usual recipe: {cells * len(milestones)} separate end-to-end trainings | {t_a:.1f} | 1.0x |")
+    print(
+        f"| (b) leukml grid search: {cells} nested trainings on cached features | {t_b:.1f} "
+        f"| {t_a / t_b:.1f}x |"
+    )
+    if t_cli is not None:
+        print(
+            f"| (b) as `leukml search --mode grid`: new process + MLflow tracking (only here) "
+            f"| {t_cli:.1f} | {t_a / t_cli:.1f}x |"
+        )
+    print(f"| largest test-accuracy difference (a) vs (b) over {len(acc_a)} cells | {worst:.4f} | |")
+    print(f"| largest test-AUC difference (a) vs (b) (finer: AUC ranks all scores) | {worst_auc:.4f} | |")
+
+    print()
+    print("| grid to E epochs (measured) | (a) s | (b) s | (a) / (b) |")
+    print("|---|---|---|---|")
+    for e in milestones:
+        a_e = sum(t for (_, _, m), t in took.items() if m <= e)
+        b_e = t_b - sum(c.end - c.at[e] for c in clocks.values())  # (b) to E = this run's prefix
+        print(f"| {e} | {a_e:.1f} | {b_e:.1f} | {a_e / b_e:.1f}x |")
+
+    n_train, n_test = r.split_sizes
+    n_opt = len(optimizers)
+    model_a = {a: model_time(costs[a], n_train, n_test, milestones, n_opt, 0, 0) for a in archs}
+    f_a = (t_a - sum(x[0] for x in model_a.values())) / (cells * len(milestones))
+    f_b = (t_b - sum(x[1] for x in model_a.values())) / cells
+    print()
+    print(
+        f"per-image seconds (base: batch 32 at {size} px, 16 at {paper_size} px; head: batch 32 on 256 "
+        f"samples; fixed per training: F_a {f_a:.2f} s, F_b {f_b:.2f} s):"
+    )
+    print("| arch | px | c_step | c_fwd | c_head | c_hfwd |")
+    print("|---|---|---|---|---|---|")
+    for table, px in ((costs, size), (paper_costs, paper_size)) if paper_size != size else ((costs, size),):
+        for arch in archs:
+            c = table[arch]
+            print(
+                f"| {arch} | {px} | {c['c_step']:.2e} | {c['c_fwd']:.2e} | {c['c_head']:.2e} "
+                f"| {c['c_hfwd']:.2e} |"
+            )
+
+    def predicted(table, n_tr, n_te, ms) -> float:
+        times = [model_time(table[a], n_tr, n_te, ms, n_opt, max(f_a, 0), max(f_b, 0)) for a in archs]
+        return sum(t[0] for t in times) / sum(t[1] for t in times)
+
+    print()
+    print("| model: images x epochs | px | predicted (a) / (b) |")
+    print("|---|---|---|")
+    print(
+        f"| {n} x {max(milestones)} (this run; measured {t_a / t_b:.1f}x) | {size} "
+        f"| {predicted(costs, n_train, n_test, milestones):.1f}x |"
+    )
+    for k in (4, 16):
+        print(
+            f"| {k * n} x {max(milestones)} | {size} "
+            f"| {predicted(costs, k * n_train, k * n_test, milestones):.1f}x |"
+        )
+    for e in (20, 50, 100):
+        ms = tuple(range(e // 5, e + 1, e // 5))
+        print(
+            f"| {n} x {e} (milestones {ms[0]}..{e} step {e // 5}) | {size} "
+            f"| {predicted(costs, n_train, n_test, ms):.1f}x |"
+        )
+    paper = predicted(paper_costs, PAPER_TRAIN, PAPER_TEST, PAPER_MILESTONES)
+    print(f"| paper: {PAPER_N} x 100 (milestones 10..100) | {paper_size} | {paper:.0f}x |")
+    print()
+    print(
+        f"predicted at the paper's full scale ({PAPER_N} images, {paper_size} px, epochs "
+        f"{','.join(map(str, PAPER_MILESTONES))}): {paper:.0f}x"
+    )
+    target = "reaches" if t_a / t_b >= 30 else "does NOT reach"
+    print(
+        f"headline: usual recipe / leukml grid, measured, both untracked: {t_a / t_b:.1f}x "
+        f"({t_a:.0f} s / {t_b:.0f} s; {target} the 30x goal at this scale)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""MLflow tracking overhead: the same training with and without logging, interleaved.
+
+``leukml.tracking.tracked_train`` (params, tags, config and split manifest, per-epoch curves,
+per-milestone metrics + confusion matrices, curves figure, the logged Keras model; SQLite store in
+a temp dir) against ``leukml.training.train`` with its default null sink, same config and seed.
+The default run is `make demo`'s (the embedded 360-cell synthetic dataset, VGG16 at 128 px,
+100 epochs, milestones 10..100), leukml's shortest realistic run. One untimed run of each first
+fills the image and feature caches and pays one-time start-up; then ``--reps`` pairs alternate the
+order (tracked first, then untracked first, ...). Medians are reported. Tracking costs a roughly
+fixed time per run, so its share falls as runs get longer: the run length at which it is 3% is
+printed too.
+
+The last printed line is the headline: (median tracked - median untracked) / median untracked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+WORK = Path(tempfile.mkdtemp(prefix="leukml-bench-tracking-"))
+os.environ["LEUKML_CACHE"] = str(WORK / "cache")
+os.environ.setdefault("LEUKML_QUIET", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from leukml.config import TrainConfig  # noqa: E402
+from leukml.runtime import device_name  # noqa: E402
+from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
+from leukml.tracking import tracked_train  # noqa: E402
+from leukml.training import train  # noqa: E402
+
+URI = f"sqlite:///{WORK / 'mlflow.db'}"
+
+
+def timed(fn, config: TrainConfig) -> float:
+    keras.backend.clear_session()
+    start = time.perf_counter()
+    fn(config)
+    return time.perf_counter() - start
+
+
+def tracked(config: TrainConfig) -> None:
+    tracked_train(config, experiment="bench", tracking_uri=URI)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--size", type=int, help="image side (default 128, as `make demo`; quick 32)")
+    parser.add_argument("--epochs", type=int, help="epochs (default 100, milestones 10..100; quick 2)")
+    parser.add_argument("--arch", default="vgg16")
+    parser.add_argument("--reps", type=int, help="interleaved pairs (default 3; quick 1)")
+    args = parser.parse_args()
+    size = args.size or (32 if args.quick else 128)
+    epochs = args.epochs or (2 if args.quick else 100)
+    reps = args.reps or (1 if args.quick else 3)
+    try:
+        data = ""  # full: the embedded synthetic dataset of `make demo` (360 cells)
+        if args.quick:
+            data = str(
+                write_synthetic(WORK / "data", SynthConfig(n_all=32, n_hem=16, subjects=6, size=48, seed=2))
+            )
+        config = TrainConfig(data_dir=data, arch=args.arch, weights="none", image_size=size, epochs=epochs)
+        n = 48 if args.quick else 360
+        print(
+            f"device {device_name()}, {os.cpu_count()} CPUs, backend {keras.backend.backend()}; "
+            f"{args.arch} at {size} px on {n} synthetic images, {epochs} epochs on cached features, "
+            f"milestones {config.milestones}; {reps} interleaved pair(s)"
+            f"{'' if args.quick else ' after one warm-up each'}",
+            flush=True,
+        )
+        runs = {"untracked": train, "tracked": tracked}
+        for fn in runs.values() if not args.quick else ():
+            timed(fn, config)  # warm-up: caches and one-time start-up
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for i in range(reps):
+            order = list(runs) if i % 2 else list(runs)[::-1]
+            for name in order:
+                times[name].append(timed(runs[name], config))
+                print(f"  {name}: {times[name][-1]:.2f} s", flush=True)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    plain, logged = statistics.median(times["untracked"]), statistics.median(times["tracked"])
+    overhead = (logged - plain) / plain
+    print()
+    print("| run | median s | all runs s |")
+    print("|---|---|---|")
+    for name, label in (("untracked", "train(), null sink"), ("tracked", "tracked_train(), MLflow")):
+        print(
+            f"| {label} | {statistics.median(times[name]):.2f} "
+            f"| {', '.join(f'{t:.2f}' for t in times[name])} |"
+        )
+    print(f"| tracking cost per run | {logged - plain:.2f} | |")
+    print(f"| untracked run length at which that cost is 3% | {(logged - plain) / 0.03:.0f} | |")
+    verdict = "within" if overhead <= 0.03 else "OVER"
+    print(
+        f"headline: MLflow tracking overhead {100 * overhead:.1f}% of the untracked run "
+        f"({verdict} the 3% budget)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The benchmark scripts run (--quick) and print their table and headline; numbers are not judged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run_quick(script: str, child_env, tmp_path) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        cwd=tmp_path,
+        env=child_env(LEUKML_CACHE=str(tmp_path / "cache")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert any(line.startswith("|---") for line in lines), proc.stdout
+    return lines
+
+
+def test_extract_quick(child_env, tmp_path):
+    last = run_quick("extract.py", child_env, tmp_path)[-1]
+    assert last.startswith("headline: leukml extraction throughput / bare predict"), last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script, headline",
+    [
+        ("grid.py", "headline: usual recipe / leukml grid"),
+        ("tracking.py", "headline: MLflow tracking overhead"),
+        ("serve.py", "headline: serving overhead"),
+    ],
+)
+def test_bench_quick(script, headline, child_env, tmp_path):
+    last = run_quick(script, child_env, tmp_path)[-1]
+    assert last.startswith(headline), last

@@ -1,0 +1,63 @@
+"""--precision and --jit: tiny trainings on CPU, refusals, and the global policy left as found."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from leukml.cli import main
+from leukml.config import TrainConfig
+from leukml.training import train
+
+
+def _tiny(tiny_data, **kwargs) -> TrainConfig:
+    return TrainConfig(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, **kwargs
+    )
+
+
+def test_auto_resolves_to_float32_on_cpu_and_is_logged_resolved():
+    config = TrainConfig(weights="none")
+    assert config.resolved_precision == "float32"
+    assert config.as_dict()["precision"] == "float32"
+    assert config.jit_compile == "auto"
+    assert TrainConfig(jit="false").jit_compile is False
+
+
+def test_mixed_bfloat16_trains_and_restores_the_global_policy(tiny_data, leukml_cache):
+    before = keras.config.dtype_policy().name
+    result = train(_tiny(tiny_data, precision="mixed_bfloat16"))
+    assert keras.config.dtype_policy().name == before == "float32"
+    assert result.network.base.dtype_policy.name == "mixed_bfloat16"
+    assert result.network.model.output.dtype == "float32"  # the probs layer stays float32
+    scores = result.milestones[1]
+    assert 0.0 <= scores["test_accuracy"] <= 1.0 and np.isfinite(result.history["train_loss"][0])
+    # float32 features are not reused for a bfloat16 base: it has its own cache file
+    assert list((leukml_cache / "features").glob("*-32-mixed_bfloat16.npy"))
+
+
+@pytest.mark.parametrize("jit", ["true", "false"])
+def test_jit_on_and_off_train_on_cpu(tiny_data, jit):
+    result = train(_tiny(tiny_data, jit=jit))
+    assert result.network.head.jit_compile is (jit == "true")
+    assert np.isfinite(result.history["train_loss"][0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--precision", "fp8"],
+            "precision='fp8'; choose one of: auto, float32, mixed_bfloat16, mixed_float16",
+        ),
+        (["--jit", "maybe"], "jit='maybe'; choose one of: auto, true, false"),
+        (["--jit", "true", "--no-jit"], "contradict"),
+    ],
+)
+def test_bad_precision_or_jit_is_refused(args, message):
+    result = CliRunner().invoke(main, ["train", "--weights", "none", *args])
+    assert result.exit_code != 0 and message in result.output, result.output
+    with pytest.raises(ValueError, match="choose one of"):
+        TrainConfig(precision="float16")
