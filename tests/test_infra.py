@@ -81,6 +81,8 @@ def stack():
         _up(root, env)
         yield Stack(root, env)
     finally:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):  # set by mlflow_client()
+            os.environ.pop(name, None)
         subprocess.run(["bash", str(LOCAL / "down.sh"), str(root)], timeout=120)
         shutil.rmtree(root, ignore_errors=True)
 
