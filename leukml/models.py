@@ -144,8 +144,15 @@ def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Mod
     return keras.Model(features, probs, name="head")
 
 
-def build_network(config: ModelConfig) -> Network:
-    """The whole classifier, taking raw 0-255 RGB at ``config.image_size``."""
+def build_network(config: ModelConfig, base: keras.Model | None = None,
+                  seed: int | None = None) -> Network:
+    """The whole classifier, taking raw 0-255 RGB at ``config.image_size``.
+
+    ``base``: a frozen base already built for this config (a search worker shares one between
+    trials). ``seed``: the head's initial weights are drawn from it alone, whatever building or
+    reusing the base took from the random state before.
+    """
+    base = base or build_base(config.arch, config.weights, config.image_size)
     image = keras.Input((config.image_size, config.image_size, 3), name="image")
     x = image
     mode = ARCHS[config.arch].preprocess
@@ -153,8 +160,9 @@ def build_network(config: ModelConfig) -> Network:
         layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False)
         x = layer(x)
         layer.set_weights(list(_preprocess_affine(mode)))
-    base = build_base(config.arch, config.weights, config.image_size)
     features = base(x, training=False)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     head = build_head(tuple(features.shape[1:]), config)
     model = keras.Model(image, head(features), name=f"leukml_{config.arch}")
     return Network(model=model, base=base, extractor=keras.Model(image, features), head=head)

@@ -175,7 +175,6 @@ def write_report(runs: list[RunRecord], out: Path, title: str) -> Path:
     fig = plots.milestone_figure({f"{a} + {o}": r.curves["test_accuracy"]
                                   for (a, o), r in sorted(cells.items())}, "test accuracy")
     fig.savefig(out / "figure9_test_accuracy.png")
-    plots.close(fig)
     gaps, origin = missing(cells), provenance(cells)
     md = [f"# leukml report: {title}", "", "## Runs", *[f"- {line}" for line in origin], "",
           "## Missing", *([f"- {g}" for g in gaps] or ["- nothing: every cell of the paper's grid"]),

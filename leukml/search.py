@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.models import ARCHS, POOLINGS
 from leukml.splits import Split
-from leukml.training import EarlyStop, TrainResult
+from leukml.training import EarlyStop, TrainResult, shared_bases
 
 MODES = ("grid", "extended")
 PRUNERS = ("median", "none")
@@ -179,11 +179,12 @@ def run_search(search: SearchConfig, run_trial: RunTrial) -> optuna.Study:
     storage = make_storage(search.storage_url, search.heartbeat)
     study = make_study(search, storage)
     objective = _objective(search, study.study_name, run_trial)
-    if search.mode == "grid":
-        run_grid(study, storage, search, objective)
-    else:
-        study.optimize(objective, n_trials=search.trials, catch=(Exception,), callbacks=[_progress],
-                       show_progress_bar=True)
+    with shared_bases():  # this worker's trials of one arch share its frozen base
+        if search.mode == "grid":
+            run_grid(study, storage, search, objective)
+        else:
+            study.optimize(objective, n_trials=search.trials, catch=(Exception,),
+                           callbacks=[_progress], show_progress_bar=True)
     return study
 
 

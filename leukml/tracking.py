@@ -7,14 +7,19 @@ import dataclasses
 import os
 import re
 import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import keras
 import mlflow
 import numpy as np
 import optuna
-from mlflow.models import infer_signature
+from mlflow.entities import Metric
+from mlflow.models.signature import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import Schema, TensorSpec
 
 from leukml import CLASS_NAMES, plots
 from leukml.config import TrainConfig
@@ -26,6 +31,8 @@ from leukml.splits import Split, manifest, summarize
 from leukml.training import EarlyStop, FanoutSink, MetricSink, TrainResult, train
 
 DEFAULT_EXPERIMENT = "leukml"
+METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -43,10 +50,55 @@ def _git_commit() -> str | None:
 
 
 class MlflowSink:
-    """Sends a training run's results to the active MLflow run as they come."""
+    """Sends a training run's results to its MLflow run while training goes on.
 
-    def __init__(self, config: TrainConfig) -> None:
-        self.config = config
+    Everything is written by one background thread, in order: metrics in a batch every
+    ``flush_s`` seconds, figures drawn there too. Use it as a context manager: leaving sends the
+    last metrics and waits for every write.
+    """
+
+    def __init__(self, config: TrainConfig, run_id: str, flush_s: float = METRIC_FLUSH_S) -> None:
+        self.config, self.run_id, self.flush_s = config, run_id, flush_s
+        self._client = MlflowClient()
+        self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-artifacts")
+        self._pending: list[Future] = []
+        self._metrics: list[Metric] = []
+        self._flushed = time.monotonic()
+
+    def __enter__(self) -> MlflowSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Send the last metrics and wait for every write, also after a failed training (its
+        curves up to the failure are kept); then a write's error is raised, unless the training's
+        own error is already on its way."""
+        self._flush_metrics()
+        self._uploads.shutdown(wait=True)
+        if exc_type is None:
+            for future in self._pending:
+                future.result()
+
+    def _queue_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        """Metrics go out in one batch every ``flush_s`` seconds (and when the training ends):
+        each write is a transaction in the store (20-50 ms of CPU on SQLite), so one per epoch
+        would cost a short run several percent of its time."""
+        now_ms = int(time.time() * 1000)
+        self._metrics += [Metric(key, float(value), now_ms, step) for key, value in metrics.items()]
+        if time.monotonic() - self._flushed >= self.flush_s:
+            self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        batch, self._metrics, self._flushed = self._metrics, [], time.monotonic()
+        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self.in_background(self._client.log_batch, self.run_id,
+                               batch[start:start + MAX_METRICS_PER_BATCH])
+
+    def in_background(self, fn: Callable[..., object], *args) -> None:
+        self._pending.append(self._uploads.submit(fn, *args))
+
+    def log_figure(self, make_figure: Callable[[], object], path: str) -> None:
+        """Draw (``make_figure()``) and upload a figure on the background thread."""
+        self.in_background(lambda: self._client.log_figure(self.run_id, make_figure(), path))
 
     def log_data(self, dataset: Dataset, split: Split) -> None:
         counts = {side: summarize(dataset.records, idx) for side, idx in split.sides().items()}
@@ -58,20 +110,17 @@ class MlflowSink:
                         "split_manifest.json")
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        # asynchronous: a synchronous write is a round trip to the store (10-50 ms on SQLite, more
-        # to a server), as long as a small head epoch; ending the run waits for the queue
-        mlflow.log_metrics(metrics, step=epoch, synchronous=False)
+        self._queue_metrics(epoch, metrics)
 
     def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
-        mlflow.log_metrics(metrics, step=epoch, synchronous=False)
+        self._queue_metrics(epoch, metrics)
         name = f"confusion_matrix/epoch_{epoch:03d}"
-        mlflow.log_dict({"epoch": epoch, "labels": list(CLASS_NAMES),
-                         "matrix": confusion.tolist(), "metrics": metrics}, f"{name}.json")
-        fig = plots.confusion_figure(
-            confusion, f"{self.config.arch} + {self.config.optimizer}, epoch {epoch}: "
-                       f"acc {metrics['test_accuracy']:.3f}")
-        mlflow.log_figure(fig, f"{name}.png")
-        plots.close(fig)
+        self.in_background(self._client.log_dict, self.run_id,
+                           {"epoch": epoch, "labels": list(CLASS_NAMES),
+                            "matrix": confusion.tolist(), "metrics": metrics}, f"{name}.json")
+        title = (f"{self.config.arch} + {self.config.optimizer}, epoch {epoch}: "
+                 f"acc {metrics['test_accuracy']:.3f}")
+        self.log_figure(lambda: plots.confusion_figure(confusion, title), f"{name}.png")
 
 
 def _log_params(run: mlflow.ActiveRun, params: dict) -> None:
@@ -94,20 +143,39 @@ def _run_tags(config: TrainConfig) -> dict[str, str]:
     return tags
 
 
-def _log_outcome(result: TrainResult, config: TrainConfig) -> None:
-    fig = plots.curves_figure(result.history,
-                              "test (selection on test)" if config.selection_on_test else "val")
-    mlflow.log_figure(fig, "curves.png")
-    plots.close(fig)
+def _log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
+    history, val_label = result.history, "test (selection on test)" if config.selection_on_test else "val"
+    sink.log_figure(lambda: plots.curves_figure(history, val_label), "curves.png")
     prepared = result.prepared
-    example = np.asarray(prepared.images[prepared.split.test[:2]], dtype=np.float32)
+    example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
     model = result.network.model
-    signature = infer_signature(example, keras.ops.convert_to_numpy(model.predict(example, verbose=0)))
-    # With its input example (issue 3), though MLflow reloads the model to validate it (~2 s a
-    # run, most of tracking's fixed cost in bench/tracking.py).
     with _model_dir_created_first():
-        mlflow.keras.log_model(model, name="model", signature=signature, input_example=example,
-                               pip_requirements=backend_requirements())
+        mlflow.models.Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
+                                signature=_signature(model), input_example=example,
+                                pip_requirements=backend_requirements(),
+                                validate_serving_input=False)
+
+
+def _signature(model: keras.Model) -> ModelSignature:
+    """float32 images in, float32 (hem, all) probabilities out, from the model's own shapes: no
+    prediction needed (the head's output layer is float32 under any precision policy)."""
+    def spec(shape: tuple) -> Schema:
+        return Schema([TensorSpec(np.dtype(np.float32), (-1, *shape[1:]))])
+
+    return ModelSignature(inputs=spec(model.input_shape), outputs=spec(model.output_shape))
+
+
+class _KerasFlavor:
+    """``mlflow.keras`` as ``Model.log`` calls it, without MLflow's serving-input check: that
+    check reloads the whole model from disk to predict the input example (2-4 s a run, the largest
+    share of tracking's cost in bench/tracking.py). The logged example is loaded and predicted in
+    tests/test_tracking.py instead. ``mlflow.keras.log_model`` cannot turn the check off."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(validate_serving_input: bool = True, **kwargs):
+        return mlflow.keras.save_model(**kwargs)
 
 
 @contextlib.contextmanager
@@ -186,9 +254,9 @@ def tracked_train(config: TrainConfig, experiment: str = DEFAULT_EXPERIMENT,
                           "milestones": ",".join(map(str, config.milestones))})
         mlflow.log_dict(config.as_dict(), "config.json")
         mlflow.set_tags(_run_tags(config))
-        sink = MlflowSink(config)
-        result = train(config, FanoutSink(sink, observer) if observer else sink)
-        _log_outcome(result, config)
+        with MlflowSink(config, run.info.run_id) as sink:
+            result = train(config, FanoutSink(sink, observer) if observer else sink)
+            _log_outcome(result, config, sink)
     return run.info.run_id, result
 
 

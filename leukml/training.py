@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import keras
@@ -20,7 +21,7 @@ from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.discovery import Dataset, discover
 from leukml.evaluation import classification_metrics
 from leukml.imagecache import load_images
-from leukml.models import Network, build_network
+from leukml.models import Network, build_base, build_network
 from leukml.splits import Split, split_records
 from leukml.synth import embedded_dataset
 
@@ -115,10 +116,54 @@ def prepare_data(config: TrainConfig) -> Prepared:
 def _weights_id(base: keras.Model) -> str:
     """A hash of the base's actual weights: features are reused only for the very same base,
     whatever the weights option, seed or backend that produced it (~0.1 s for VGG16)."""
+    if _shared is not None and id(base) in _shared.weights_ids:
+        return _shared.weights_ids[id(base)]
     digest = hashlib.sha256()
     for w in base.get_weights():
         digest.update(np.ascontiguousarray(w).tobytes())
+    if _shared is not None:
+        _shared.weights_ids[id(base)] = digest.hexdigest()[:16]
     return digest.hexdigest()[:16]
+
+
+@dataclass
+class _SharedBases:
+    bases: dict[tuple, keras.Model] = field(default_factory=dict)
+    weights_ids: dict[int, str] = field(default_factory=dict)
+
+
+_shared: _SharedBases | None = None
+
+
+@contextlib.contextmanager
+def shared_bases():
+    """Inside, trainings of the same frozen base (arch, weights, image size, precision, seed) use
+    one built base and hash its weights once, as the trials of a search worker do: building a
+    ResNet50 costs seconds, its ImageNet weights file more. Frozen bases never change, and a
+    head's initial weights depend on the seed alone (``build_network``), so results are the same
+    as with a base built afresh."""
+    global _shared
+    outer, _shared = _shared, _shared or _SharedBases()
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
+def _frozen_base(config: TrainConfig) -> keras.Model:
+    """The config's frozen base: built now, or the one already built inside ``shared_bases``."""
+    weights, stamp = config.weights, None
+    if weights not in ("imagenet", "none") and Path(weights).expanduser().is_file():
+        info = Path(weights).expanduser().stat()  # a weights file rewritten in place is another base
+        stamp = (info.st_mtime_ns, info.st_size)
+    key = (config.arch, weights, stamp, config.image_size, keras.config.dtype_policy().name,
+           config.seed)
+    if _shared is not None and key in _shared.bases:
+        return _shared.bases[key]
+    base = build_base(config.arch, weights, config.image_size)
+    if _shared is not None:
+        _shared.bases[key] = base
+    return base
 
 
 def extract_features(network: Network, prepared: Prepared, config: TrainConfig,
@@ -193,17 +238,22 @@ def _train_epoch(target: keras.Model, inputs: np.ndarray, labels: np.ndarray,
                         inputs, labels, order, batch_size)
 
 
-def _evaluate(target: keras.Model, inputs: np.ndarray, labels: np.ndarray, idx: np.ndarray,
-              batch_size: int) -> dict:
-    """``evaluate`` without its per-call data-pipeline set-up (~0.1 s on CPU, every epoch)."""
-    return _batch_means(lambda x, y: target.test_on_batch(x, y, return_dict=True),
-                        inputs, labels, idx, batch_size)
-
-
 def _predict(target: keras.Model, inputs: np.ndarray, idx: np.ndarray, batch_size: int) -> np.ndarray:
     batches = Batches(inputs, None, idx, batch_size)
     return np.concatenate([keras.ops.convert_to_numpy(target.predict_on_batch(batches[i]))
                            for i in range(len(batches))])
+
+
+def _evaluate(target: keras.Model, inputs: np.ndarray, labels: np.ndarray, idx: np.ndarray,
+              batch_size: int) -> tuple[dict, np.ndarray]:
+    """Loss and accuracy on ``idx`` as ``evaluate`` reports them (the paper's loss per sample,
+    averaged), computed from one prediction pass whose probabilities are returned too: a
+    milestone on the same split reuses them, and no separate test step is traced."""
+    probs = _predict(target, inputs, idx, batch_size)
+    onehot = keras.utils.to_categorical(labels[idx], 2).astype(np.float32)
+    loss = float(np.mean(keras.ops.convert_to_numpy(binary_crossentropy(onehot, probs))))
+    accuracy = float(np.mean(np.argmax(probs, axis=1) == labels[idx]))
+    return {"loss": loss, "accuracy": accuracy}, probs
 
 
 def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricSink,
@@ -213,7 +263,8 @@ def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricS
     Each epoch logs train/val loss and accuracy; each milestone, the test-split metrics.
     """
     labels, split = prepared.dataset.labels, prepared.split
-    val_idx = split.val if len(split.val) else split.test  # the paper validates on test
+    val_is_test = not len(split.val)  # the paper validates on test
+    val_idx = split.test if val_is_test else split.val
     weights = _class_weight(labels[split.train]) if config.class_weight else None
     target.compile(optimizer=make_optimizer(config), loss=binary_crossentropy,
                    metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
@@ -223,7 +274,7 @@ def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricS
     for epoch in range(1, config.epochs + 1):
         order = split.train[rng.permutation(len(split.train))]
         logs = _train_epoch(target, inputs, labels, order, config.batch_size, weights)
-        val_logs = _evaluate(target, inputs, labels, val_idx, config.batch_size)
+        val_logs, val_probs = _evaluate(target, inputs, labels, val_idx, config.batch_size)
         metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
                    "val_loss": val_logs["loss"], "val_accuracy": val_logs["accuracy"]}
         metrics = {k: float(v) for k, v in metrics.items()}
@@ -234,7 +285,9 @@ def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricS
             print(f"epoch {epoch}/{config.epochs}  " +
                   "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
         if epoch in config.milestones:
-            p_all = _predict(target, inputs, split.test, config.batch_size)[:, 1]
+            probs = val_probs if val_is_test else _predict(target, inputs, split.test,
+                                                           config.batch_size)
+            p_all = probs[:, 1]
             scores, confusion = classification_metrics(labels[split.test], p_all)
             result.milestones[epoch] = scores
             sink.log_milestone(epoch, scores, confusion)
@@ -265,7 +318,7 @@ def train(config: TrainConfig, sink: MetricSink | None = None) -> TrainResult:
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.resolved_precision):
-        network = build_network(config.model_config())
+        network = build_network(config.model_config(), base=_frozen_base(config), seed=config.seed)
         if config.feature_cache:
             features = extract_features(network, prepared, config)
             return fit(network, prepared, config, sink, features, network.head)

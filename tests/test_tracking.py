@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import leukml.training
@@ -64,6 +65,47 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     probs = np.asarray(model.predict(raw))
     assert probs.shape == (4, 2)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
+    """MLflow's own serving-input check is off (leukml.tracking._KerasFlavor), so this is it: the
+    example and signature that were logged load back and predict through pyfunc."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
+                         eval_epochs=(1, 2), batch_size=8)
+    run_id, result = tracked_train(config, tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    uri_model = f"runs:/{run_id}/model"
+    local = mlflow.artifacts.download_artifacts(uri_model, dst_path=str(tmp_path / "dl"))
+    example = mlflow.models.Model.load(local).load_input_example(local)
+    assert example.shape == (1, 32, 32, 3) and example.dtype == np.float32
+    served = np.asarray(mlflow.pyfunc.load_model(uri_model).predict(example))
+    direct = np.asarray(result.network.model.predict_on_batch(example))
+    np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
+    # the signature written from the model's shapes is the one MLflow infers from a prediction
+    assert mlflow.models.get_model_info(uri_model).signature == infer_signature(example, direct)
+    client = MlflowClient(uri)
+    assert {a.path for a in client.list_artifacts(run_id, "confusion_matrix")} == {
+        f"confusion_matrix/epoch_00{e}.{x}" for e in (1, 2) for x in ("png", "json")}
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
+    """A figure that cannot be uploaded (background thread) is an error of the run, not lost."""
+    import leukml.plots
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(leukml.plots, "curves_figure", broken)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1,
+                         batch_size=8)
+    with pytest.raises(OSError, match="disk full"):
+        tracked_train(config, tracking_uri=uri)
+    _, run = _only_run(uri)
+    assert run.info.status == "FAILED"
+    assert "disk full" in run.data.tags["error"]
 
 
 def test_bad_data_fails_the_run_with_one_line(tmp_path):

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from leukml.config import TrainConfig
 from leukml.models import build_network
-from leukml.training import NullSink, extract_features, fit, prepare_data
+from leukml.training import NullSink, extract_features, fit, prepare_data, shared_bases, train
 
 
 def test_milestones_default_to_the_papers_and_the_last_epoch():
@@ -67,3 +69,41 @@ def test_train_metrics_are_epoch_means(tiny_data):
     onehot = np.eye(2)[labels]
     bce = float(-(onehot * np.log(p) + (1 - onehot) * np.log(1 - p)).mean())
     assert result.history["train_loss"][0] == pytest.approx(bce, rel=1e-3)
+
+
+def test_validation_metrics_equal_keras_evaluate(tiny_data):
+    """Validation loss and accuracy come from one prediction pass (reused at milestones): they
+    must be what Keras' own evaluate reports for the same model and split."""
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
+                         batch_size=8, lr=1e-3, seed=4)
+    prepared = prepare_data(config)
+    net = build_network(config.model_config())
+    features = extract_features(net, prepared, config)
+    result = fit(net, prepared, config, NullSink(), features, net.head)
+    test = prepared.split.test
+    onehot = np.eye(2, dtype=np.float32)[prepared.dataset.labels[test]]
+    keras_logs = net.head.evaluate(np.asarray(features[test]), onehot, batch_size=8, verbose=0,
+                                   return_dict=True)
+    assert result.history["val_loss"][-1] == pytest.approx(keras_logs["loss"], rel=1e-5)
+    assert result.history["val_accuracy"][-1] == pytest.approx(keras_logs["accuracy"], abs=1e-6)
+    assert result.milestones[2]["test_accuracy"] == pytest.approx(keras_logs["accuracy"], abs=1e-6)
+
+
+def test_shared_bases_change_no_result(tiny_data):
+    """A search worker's trials share a frozen base: same weights, same results as a fresh build,
+    whatever ran before (the head's initial weights depend on the seed alone)."""
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
+                         batch_size=8, lr=1e-3, seed=6)
+    fresh = train(config)
+    with shared_bases():
+        first = train(config)
+        other = train(dataclasses.replace(config, optimizer="rmsprop"))
+        again = train(config)
+    assert first.network.base is other.network.base is again.network.base
+    assert fresh.network.base is not first.network.base
+    for result in (first, again):
+        assert result.milestones == fresh.milestones
+        for mine, theirs in zip(result.network.model.get_weights(),
+                                fresh.network.model.get_weights(), strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+    assert other.milestones != fresh.milestones or other.history != fresh.history
