@@ -116,14 +116,17 @@ def prepare_data(config: TrainConfig) -> Prepared:
 def _weights_id(base: keras.Model) -> str:
     """A hash of the base's actual weights: features are reused only for the very same base,
     whatever the weights option, seed or backend that produced it (~0.1 s for VGG16)."""
-    if _shared is not None and id(base) in _shared.weights_ids:
+    # remembered by id only for a base that shared_bases keeps alive (so its id is not reused)
+    held = _shared is not None and any(b is base for b in _shared.bases.values())
+    if held and id(base) in _shared.weights_ids:
         return _shared.weights_ids[id(base)]
     digest = hashlib.sha256()
     for w in base.get_weights():
         digest.update(np.ascontiguousarray(w).tobytes())
-    if _shared is not None:
-        _shared.weights_ids[id(base)] = digest.hexdigest()[:16]
-    return digest.hexdigest()[:16]
+    weights_id = digest.hexdigest()[:16]
+    if held:
+        _shared.weights_ids[id(base)] = weights_id
+    return weights_id
 
 
 @dataclass
