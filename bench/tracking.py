@@ -43,7 +43,8 @@ URI = f"sqlite:///{WORK / 'mlflow.db'}"
 def timed(fn, config: TrainConfig) -> float:
     """Wall seconds of one run, including writing back to disk what it wrote (``os.sync``): a
     tracked run writes its model (~76 MB at 128 px) and figures, and the kernel's deferred
-    write-back must not slow down the next run instead (it did, by up to 15 s, without this)."""
+    write-back is charged to it, not to the next run (bench/RESULTS.md: without this, two runs
+    that followed tracked ones were 15 s slower)."""
     keras.backend.clear_session()
     os.sync()
     start = time.perf_counter()
