@@ -155,9 +155,9 @@ def shared_bases():
 
 def _frozen_base(config: TrainConfig) -> keras.Model:
     """The config's frozen base: built now, or the one already built inside ``shared_bases``."""
-    weights, stamp = config.weights, None
-    if weights not in ("imagenet", "none") and Path(weights).expanduser().is_file():
-        info = Path(weights).expanduser().stat()  # a weights file rewritten in place is another base
+    weights, stamp, path = config.weights, None, Path(config.weights).expanduser()
+    if weights not in ("imagenet", "none") and path.is_file():
+        info = path.stat()  # a weights file rewritten in place is another base
         stamp = (info.st_mtime_ns, info.st_size)
     key = (config.arch, weights, stamp, config.image_size, keras.config.dtype_policy().name,
            config.seed)

@@ -50,15 +50,20 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
     assert fast.milestones.keys() == slow.milestones.keys() == {2}
 
 
-def test_train_metrics_are_epoch_means(tiny_data):
-    """With a learning rate too small to move the weights, the epoch's train loss and accuracy
-    must equal an evaluation of the whole training split (not the last batch's values)."""
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1,
-                         batch_size=8, lr=1e-12, seed=5)
+def _fit_head(data_dir, **options):
+    """A tiny VGG16 head trained on cached features: (prepared, network, features, result)."""
+    config = TrainConfig(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8,
+                         **options)
     prepared = prepare_data(config)
     net = build_network(config.model_config())
     features = extract_features(net, prepared, config)
-    result = fit(net, prepared, config, NullSink(), features, net.head)
+    return prepared, net, features, fit(net, prepared, config, NullSink(), features, net.head)
+
+
+def test_train_metrics_are_epoch_means(tiny_data):
+    """With a learning rate too small to move the weights, the epoch's train loss and accuracy
+    must equal an evaluation of the whole training split (not the last batch's values)."""
+    prepared, net, features, result = _fit_head(tiny_data, epochs=1, lr=1e-12, seed=5)
     train = np.asarray(features[prepared.split.train])
     probs = np.asarray(net.head.predict(train, verbose=0))
     labels = prepared.dataset.labels[prepared.split.train]
@@ -74,12 +79,7 @@ def test_train_metrics_are_epoch_means(tiny_data):
 def test_validation_metrics_equal_keras_evaluate(tiny_data):
     """Validation loss and accuracy come from one prediction pass (reused at milestones): they
     must be what Keras' own evaluate reports for the same model and split."""
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
-                         batch_size=8, lr=1e-3, seed=4)
-    prepared = prepare_data(config)
-    net = build_network(config.model_config())
-    features = extract_features(net, prepared, config)
-    result = fit(net, prepared, config, NullSink(), features, net.head)
+    prepared, net, features, result = _fit_head(tiny_data, epochs=2, lr=1e-3, seed=4)
     test = prepared.split.test
     onehot = np.eye(2, dtype=np.float32)[prepared.dataset.labels[test]]
     keras_logs = net.head.evaluate(np.asarray(features[test]), onehot, batch_size=8, verbose=0,
