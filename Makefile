@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with only python3:
 #   make demo   creates .venv if missing, then runs a tracked training on the embedded synthetic data
-#   make test   creates .venv if missing, then runs ruff and the whole test suite
+#   make test   creates .venv if missing, then runs ruff (lint, format check) and the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
@@ -25,11 +25,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q -m "not slow"
 	$(BIN)/pytest -q -m slow
 
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q -m "not slow"
 
 clean:

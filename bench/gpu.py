@@ -37,8 +37,10 @@ from leukml.training import (  # noqa: E402
 # Forward GFLOP per 224 px image of the include_top=False base (2 x multiply-accumulates).
 GFLOP_224 = {"vgg16": 30.7, "resnet50": 7.7}
 # Dense peak TFLOP/s (SXM): fp32 (non tensor core) and bf16 tensor core.
-PEAKS = {"H100": {"float32": 67.0, "mixed_bfloat16": 989.0},
-         "H200": {"float32": 67.0, "mixed_bfloat16": 989.0}}
+PEAKS = {
+    "H100": {"float32": 67.0, "mixed_bfloat16": 989.0},
+    "H200": {"float32": 67.0, "mixed_bfloat16": 989.0},
+}
 
 
 def peak(device: str, precision: str) -> float | None:
@@ -51,8 +53,9 @@ def timed(fn, *args) -> float:
     return time.perf_counter() - start
 
 
-def bench(arch: str, precision: str, images: np.ndarray, labels: np.ndarray, size: int,
-          extract_batch: int) -> dict:
+def bench(
+    arch: str, precision: str, images: np.ndarray, labels: np.ndarray, size: int, extract_batch: int
+) -> dict:
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(precision)
     net = build_network(ModelConfig(arch=arch, weights="none", image_size=size))
@@ -60,9 +63,11 @@ def bench(arch: str, precision: str, images: np.ndarray, labels: np.ndarray, siz
     config = TrainConfig(arch=arch, weights="none", image_size=size, epochs=1)
     idx = np.arange(n)
     cut = int(n * 0.8)
-    prepared = Prepared(Dataset(root=None, records=(), skipped=(),
-                                fingerprint=f"gpu-bench-{n}-{size}-{precision}"),
-                        Split(idx[:cut], idx[:0], idx[cut:], SplitConfig()), images)
+    prepared = Prepared(
+        Dataset(root=None, records=(), skipped=(), fingerprint=f"gpu-bench-{n}-{size}-{precision}"),
+        Split(idx[:cut], idx[:0], idx[cut:], SplitConfig()),
+        images,
+    )
     for m in {extract_batch, n % extract_batch or extract_batch}:  # compile both batch shapes
         net.extractor.predict_on_batch(images[:m].astype(np.float32))
     t_extract = timed(extract_features, net, prepared, config, extract_batch)
@@ -70,13 +75,17 @@ def bench(arch: str, precision: str, images: np.ndarray, labels: np.ndarray, siz
 
     order = idx[:cut]
     out = {"arch": arch, "precision": precision, "extract_img_s": n / t_extract}
-    for name, target, inputs in (("e2e", keras.Model(net.model.input, net.model.output), images),
-                                 ("head", net.head, features)):
-        target.compile(optimizer=make_optimizer(config), loss=binary_crossentropy,
-                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-        _train_epoch(target, inputs, labels, order[:32 + len(order) % 32], 32, None)  # compile
-        out[f"{name}_img_s"] = len(order) / timed(_train_epoch, target, inputs, labels, order, 32,
-                                                   None)
+    for name, target, inputs in (
+        ("e2e", keras.Model(net.model.input, net.model.output), images),
+        ("head", net.head, features),
+    ):
+        target.compile(
+            optimizer=make_optimizer(config),
+            loss=binary_crossentropy,
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        _train_epoch(target, inputs, labels, order[: 32 + len(order) % 32], 32, None)  # compile
+        out[f"{name}_img_s"] = len(order) / timed(_train_epoch, target, inputs, labels, order, 32, None)
     return out
 
 
@@ -92,10 +101,15 @@ def main() -> None:
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     labels = (rng.random(n) < 0.68).astype(np.int64)
     device = device_name()
-    print(f"device {device}, backend {keras.backend.backend()} {keras.__version__}, {n} images "
-          f"{size}px generated in {time.perf_counter() - t0:.1f} s", flush=True)
-    print("| arch | precision | extract img/s | extract TFLOP/s | % of peak | e2e epoch img/s "
-          "| head epoch img/s |")
+    print(
+        f"device {device}, backend {keras.backend.backend()} {keras.__version__}, {n} images "
+        f"{size}px generated in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    print(
+        "| arch | precision | extract img/s | extract TFLOP/s | % of peak | e2e epoch img/s "
+        "| head epoch img/s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for arch in args.archs.split(","):
         for precision in args.precisions.split(","):
@@ -103,8 +117,11 @@ def main() -> None:
             tflops = r["extract_img_s"] * GFLOP_224[arch] * (size / 224) ** 2 / 1000
             top = peak(device, precision)
             share = f"{100 * tflops / top:.1f}%" if top else "–"
-            print(f"| {arch} | {precision} | {r['extract_img_s']:.0f} | {tflops:.1f} | {share} "
-                  f"| {r['e2e_img_s']:.0f} | {r['head_img_s']:.0f} |", flush=True)
+            print(
+                f"| {arch} | {precision} | {r['extract_img_s']:.0f} | {tflops:.1f} | {share} "
+                f"| {r['e2e_img_s']:.0f} | {r['head_img_s']:.0f} |",
+                flush=True,
+            )
     keras.mixed_precision.set_global_policy("float32")
 
 

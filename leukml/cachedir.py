@@ -37,8 +37,9 @@ def write_json_atomic(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
-def cached_array(path: Path, shape: tuple[int, ...], dtype: np.dtype | type,
-                 fill: Callable[[np.ndarray], None]) -> np.ndarray:
+def cached_array(
+    path: Path, shape: tuple[int, ...], dtype: np.dtype | type, fill: Callable[[np.ndarray], None]
+) -> np.ndarray:
     """The array stored at ``path``, memory-mapped read-only; built first by ``fill`` (which
     writes every row of a writable memmap) when missing, under a temp name renamed on success."""
     if not path.is_file():

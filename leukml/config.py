@@ -78,14 +78,23 @@ class TrainConfig:
         return tuple(sorted(set(chosen) | {self.epochs}))
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(arch=self.arch, weights=self.weights, image_size=self.image_size,
-                           pooling=self.pooling, dense_units=self.dense_units,
-                           dropout=self.dropout)
+        return ModelConfig(
+            arch=self.arch,
+            weights=self.weights,
+            image_size=self.image_size,
+            pooling=self.pooling,
+            dense_units=self.dense_units,
+            dropout=self.dropout,
+        )
 
     def split_config(self) -> SplitConfig:
-        return SplitConfig(method=self.split, test_fraction=self.test_fraction,
-                           val_fraction=self.val_fraction, test_fold=self.test_fold,
-                           seed=self.seed)
+        return SplitConfig(
+            method=self.split,
+            test_fraction=self.test_fraction,
+            val_fraction=self.val_fraction,
+            test_fold=self.test_fold,
+            seed=self.seed,
+        )
 
     @property
     def selection_on_test(self) -> bool:

@@ -109,8 +109,9 @@ def _csv_image_dir(csv_path: Path, names: list[str]) -> Path:
 
 def _from_csv(root: Path, csv_path: Path) -> tuple[list[Record], list[Skipped], set[Path]]:
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in
-                csv.DictReader(fh)]
+        rows = [
+            {k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(fh)
+        ]
     image_dir = _csv_image_dir(csv_path, [r["new_names"] for r in rows])
     records, skipped, claimed = [], [], set()
     for row in rows:
@@ -182,13 +183,14 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
     bad = _check_images(root, candidates)
     if strict and bad:
         first = next(iter(bad.items()))
-        raise ValueError(f"{len(bad)} unusable image(s) under {root} with --strict, e.g. "
-                         f"{first[0]}: {first[1]}; fix or remove them, or drop --strict")
+        raise ValueError(
+            f"{len(bad)} unusable image(s) under {root} with --strict, e.g. "
+            f"{first[0]}: {first[1]}; fix or remove them, or drop --strict"
+        )
     skipped += [Skipped(p, reason) for p, reason in bad.items()]
     records = sorted((r for r in candidates if r.relpath not in bad), key=lambda r: r.relpath)
     _check_classes(root, records)
-    return Dataset(root, tuple(records), tuple(sorted(skipped, key=lambda s: s.path)),
-                   fingerprint(records))
+    return Dataset(root, tuple(records), tuple(sorted(skipped, key=lambda s: s.path)), fingerprint(records))
 
 
 def _check_classes(root: Path, records: list[Record]) -> None:
@@ -197,5 +199,6 @@ def _check_classes(root: Path, records: list[Record]) -> None:
     present = {r.label for r in records}
     if len(present) < 2:
         only = CLASS_NAMES[present.pop()]
-        raise ValueError(f"found only class {only!r} under {root}: both all and hem are needed; "
-                         f"{LAYOUTS_HELP}")
+        raise ValueError(
+            f"found only class {only!r} under {root}: both all and hem are needed; {LAYOUTS_HELP}"
+        )

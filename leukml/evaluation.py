@@ -11,8 +11,9 @@ from sklearn.metrics import (
 )
 
 
-def classification_metrics(y_true: np.ndarray, p_all: np.ndarray,
-                           prefix: str = "test_") -> tuple[dict[str, float], np.ndarray]:
+def classification_metrics(
+    y_true: np.ndarray, p_all: np.ndarray, prefix: str = "test_"
+) -> tuple[dict[str, float], np.ndarray]:
     """Metrics of predicted ALL probabilities against labels (1 = ALL).
 
     Returns:
@@ -24,13 +25,24 @@ def classification_metrics(y_true: np.ndarray, p_all: np.ndarray,
     cm = confusion_matrix(y_true, y_pred, labels=[0, 1])
     (tn, fp), (fn, tp) = cm
     precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=[0, 1], pos_label=1, average="binary", zero_division=0)
+        y_true, y_pred, labels=[0, 1], pos_label=1, average="binary", zero_division=0
+    )
     p_macro, r_macro, f_macro, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=[0, 1], average="macro", zero_division=0)
-    metrics = {"accuracy": accuracy_score(y_true, y_pred), "precision": precision,
-               "recall": recall, "f1": f1, "precision_macro": p_macro,
-               "recall_macro": r_macro, "f1_macro": f_macro,
-               "tp": tp, "tn": tn, "fp": fp, "fn": fn}
+        y_true, y_pred, labels=[0, 1], average="macro", zero_division=0
+    )
+    metrics = {
+        "accuracy": accuracy_score(y_true, y_pred),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "precision_macro": p_macro,
+        "recall_macro": r_macro,
+        "f1_macro": f_macro,
+        "tp": tp,
+        "tn": tn,
+        "fp": fp,
+        "fn": fn,
+    }
     if len(np.unique(y_true)) == 2:  # AUC is undefined on a one-class split
         metrics["auc"] = roc_auc_score(y_true, p_all)
     return {f"{prefix}{k}": float(v) for k, v in metrics.items()}, cm

@@ -57,8 +57,9 @@ def gradcam(network: Network, image: np.ndarray) -> tuple[np.ndarray, int, float
     if cam.max() > 0:
         cam = cam / cam.max()
     size = image.shape[:2][::-1]
-    heat = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F").resize(
-        size, Image.Resampling.BILINEAR))
+    heat = np.asarray(
+        Image.fromarray(cam.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
+    )
     return np.clip(heat, 0.0, 1.0), cls, float(probs[1])
 
 

@@ -119,8 +119,9 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> None:
 MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024
 
 
-def decode_base64_batch(encoded: list, size: int, method: str = DEFAULT_RESIZE,
-                        max_bytes: int = MAX_REQUEST_IMAGE_BYTES) -> np.ndarray:
+def decode_base64_batch(
+    encoded: list, size: int, method: str = DEFAULT_RESIZE, max_bytes: int = MAX_REQUEST_IMAGE_BYTES
+) -> np.ndarray:
     """Base64-encoded image files -> ``(n, size, size, 3)`` float32, decoded as in training.
 
     Raises:
@@ -134,8 +135,9 @@ def decode_base64_batch(encoded: list, size: int, method: str = DEFAULT_RESIZE,
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"row {row}: 'image' is empty; send a base64-encoded image file")
         if len(text) * 3 // 4 > max_bytes:
-            raise ValueError(f"row {row}: image of ~{len(text) * 3 // 4} bytes is over the "
-                             f"{max_bytes}-byte limit")
+            raise ValueError(
+                f"row {row}: image of ~{len(text) * 3 // 4} bytes is over the {max_bytes}-byte limit"
+            )
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):

@@ -10,21 +10,26 @@ from leukml.splits import SplitConfig, split_records, summarize
 MAX_SKIPPED_SHOWN = 50
 
 
-def describe(data_dir: str | os.PathLike, split: SplitConfig | None = None,
-             strict: bool = False) -> dict:
+def describe(data_dir: str | os.PathLike, split: SplitConfig | None = None, strict: bool = False) -> dict:
     """Counts, subjects, folds and skipped files of a data dir, plus the split when asked."""
     dataset = discover(data_dir, strict=strict)
-    report = {"data_dir": str(dataset.root), "fingerprint": dataset.fingerprint,
-              **summarize(dataset.records),
-              "folds": sorted({r.fold for r in dataset.records if r.fold is not None}),
-              "skipped": [{"path": s.path, "reason": s.reason} for s in dataset.skipped]}
+    report = {
+        "data_dir": str(dataset.root),
+        "fingerprint": dataset.fingerprint,
+        **summarize(dataset.records),
+        "folds": sorted({r.fold for r in dataset.records if r.fold is not None}),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in dataset.skipped],
+    }
     if split is not None:
         result = split_records(dataset.records, split)
-        report["split"] = {"method": split.method, "seed": split.seed,
-                           "test_fraction": split.test_fraction,
-                           "val_fraction": split.val_fraction, "test_fold": split.test_fold}
-        report["splits"] = {side: summarize(dataset.records, idx)
-                            for side, idx in result.sides().items()}
+        report["split"] = {
+            "method": split.method,
+            "seed": split.seed,
+            "test_fraction": split.test_fraction,
+            "val_fraction": split.val_fraction,
+            "test_fold": split.test_fold,
+        }
+        report["splits"] = {side: summarize(dataset.records, idx) for side, idx in result.sides().items()}
     return report
 
 
@@ -33,8 +38,7 @@ def _line(label: str, summary: dict) -> list[str]:
     for cls in ("all", "hem"):
         subjects = summary["subjects"][cls]
         shown = ", ".join(subjects) if len(subjects) <= 20 else ", ".join(subjects[:20]) + ", ..."
-        lines.append(f"  {cls:<4}{summary['classes'][cls]:>7} images  "
-                     f"{len(subjects):>4} subjects  {shown}")
+        lines.append(f"  {cls:<4}{summary['classes'][cls]:>7} images  {len(subjects):>4} subjects  {shown}")
     return lines
 
 
@@ -49,9 +53,11 @@ def render_text(report: dict) -> str:
         lines.append(f"  ... and {len(skipped) - MAX_SKIPPED_SHOWN} more (see --json)")
     if "splits" in report:
         s = report["split"]
-        lines.append(f"split {s['method']} (seed {s['seed']}, test {s['test_fraction']:g}, "
-                     f"val {s['val_fraction']:g}" +
-                     (f", test fold {s['test_fold']})" if s["test_fold"] is not None else ")"))
+        lines.append(
+            f"split {s['method']} (seed {s['seed']}, test {s['test_fraction']:g}, "
+            f"val {s['val_fraction']:g}"
+            + (f", test fold {s['test_fold']})" if s["test_fold"] is not None else ")")
+        )
         for side, summary in report["splits"].items():
             lines += ["  " + line for line in _line(side, summary)]
     return "\n".join(lines)

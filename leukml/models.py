@@ -53,8 +53,9 @@ class ModelConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling={self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
         if self.image_size < ARCHS[self.arch].min_size:
-            raise ValueError(f"image_size={self.image_size}; {self.arch} needs at least "
-                             f"{ARCHS[self.arch].min_size} pixels")
+            raise ValueError(
+                f"image_size={self.image_size}; {self.arch} needs at least {ARCHS[self.arch].min_size} pixels"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout}; use 0 <= dropout < 1")
         if self.dense_units < 1:
@@ -91,8 +92,10 @@ def _preprocess_affine(mode: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _weights_help(arch: str) -> str:
-    return (f"use weights=none (random init) or weights=<path to a Keras weights file for the "
-            f"{arch} base> (README: 'ImageNet weights on an air-gapped machine')")
+    return (
+        f"use weights=none (random init) or weights=<path to a Keras weights file for the "
+        f"{arch} base> (README: 'ImageNet weights on an air-gapped machine')"
+    )
 
 
 def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
@@ -110,8 +113,10 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
         except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
             if "URL fetch failure" not in str(exc) and not isinstance(exc, OSError):
                 raise
-            raise ValueError(f"weights=imagenet: cannot download {arch}'s ImageNet weights "
-                             f"(offline?); {_weights_help(arch)}") from None
+            raise ValueError(
+                f"weights=imagenet: cannot download {arch}'s ImageNet weights "
+                f"(offline?); {_weights_help(arch)}"
+            ) from None
     elif weights == "none":
         base = constructor(include_top=False, weights=None, input_shape=shape)
     else:
@@ -124,8 +129,10 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
                 warnings.simplefilter("ignore")
                 base.load_weights(str(path))
         except Exception as exc:
-            raise ValueError(f"weights file {path} does not fit the {arch} base (made for another "
-                             f"architecture?): {str(exc).splitlines()[0][:200]}") from None
+            raise ValueError(
+                f"weights file {path} does not fit the {arch} base (made for another "
+                f"architecture?): {str(exc).splitlines()[0][:200]}"
+            ) from None
     base.trainable = False
     return base
 
@@ -133,8 +140,7 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
 def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Model:
     """Pooling -> Dense(units, ReLU) -> Dropout -> Dense(2, softmax); index 1 is ALL."""
     features = keras.Input(feature_shape, name="features")
-    pool = keras.layers.Flatten() if config.pooling == "flatten" else (
-        keras.layers.GlobalAveragePooling2D())
+    pool = keras.layers.Flatten() if config.pooling == "flatten" else (keras.layers.GlobalAveragePooling2D())
     x = pool(features)
     x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     if config.dropout:
@@ -144,8 +150,7 @@ def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Mod
     return keras.Model(features, probs, name="head")
 
 
-def build_network(config: ModelConfig, base: keras.Model | None = None,
-                  seed: int | None = None) -> Network:
+def build_network(config: ModelConfig, base: keras.Model | None = None, seed: int | None = None) -> Network:
     """The whole classifier, taking raw 0-255 RGB at ``config.image_size``.
 
     ``base``: a frozen base already built for this config (a search worker shares one between
@@ -171,8 +176,7 @@ def build_network(config: ModelConfig, base: keras.Model | None = None,
 def split_network(model: keras.Model) -> Network:
     """A loaded leukml model taken apart again: extractor (image -> base features) and head."""
     head = model.get_layer("head")
-    base = next(layer for layer in model.layers if isinstance(layer, keras.Model)
-                and layer is not head)
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer is not head)
     image = keras.Input(model.input_shape[1:])
     x = image
     if any(layer.name == "preprocess" for layer in model.layers):

@@ -36,10 +36,12 @@ def predict_with_model(model_uri: str, images: list[Path]) -> pd.DataFrame:
 
 
 def predict_with_server(url: str, images: list[Path], timeout: float = 120.0) -> pd.DataFrame:
-    body = json.dumps({"dataframe_split": {"columns": ["image"],
-                                           "data": [[encode_file(p)] for p in images]}}).encode()
-    request = urllib.request.Request(url.rstrip("/") + "/invocations", data=body,
-                                     headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {"dataframe_split": {"columns": ["image"], "data": [[encode_file(p)] for p in images]}}
+    ).encode()
+    request = urllib.request.Request(
+        url.rstrip("/") + "/invocations", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.loads(response.read())
@@ -47,6 +49,5 @@ def predict_with_server(url: str, images: list[Path], timeout: float = 120.0) ->
         detail = exc.read().decode(errors="replace")[:500]
         raise ValueError(f"{url} answered {exc.code}: {detail}") from None
     except urllib.error.URLError as exc:
-        raise ValueError(f"cannot reach {url}: {exc.reason}; is `mlflow models serve` running?") \
-            from None
+        raise ValueError(f"cannot reach {url}: {exc.reason}; is `mlflow models serve` running?") from None
     return pd.DataFrame(payload["predictions"])

@@ -25,7 +25,8 @@ DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion
 SELECTION_ON_TEST_HELP = (
     "its runs chose epochs and settings by looking at test-split accuracy (the paper's protocol, "
     "no validation split), so that test accuracy is an optimistic estimate; train with "
-    "--val-fraction > 0 and promote on a validation metric, or pass --allow-test-selection")
+    "--val-fraction > 0 and promote on a validation metric, or pass --allow-test-selection"
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,7 @@ class Promotion:
     created: bool
 
 
-def best_run(client: MlflowClient, experiment: str, metric: str, arch: str | None,
-             parent_run: str | None):
+def best_run(client: MlflowClient, experiment: str, metric: str, arch: str | None, parent_run: str | None):
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"experiment {experiment!r} not found; pass --experiment")
@@ -48,22 +48,30 @@ def best_run(client: MlflowClient, experiment: str, metric: str, arch: str | Non
         query += f" and params.arch = '{arch}'"
     if parent_run:
         query += f" and tags.mlflow.parentRunId = '{parent_run}'"
-    runs = [r for r in client.search_runs([exp.experiment_id], query,
-                                          order_by=[f"metrics.`{metric}` DESC"])
-            if metric in r.data.metrics]
+    runs = [
+        r
+        for r in client.search_runs([exp.experiment_id], query, order_by=[f"metrics.`{metric}` DESC"])
+        if metric in r.data.metrics
+    ]
     if not runs:
-        raise ValueError(f"no finished run with metric {metric!r}" + (f" and arch={arch}" if arch
-                         else "") + f" in experiment {experiment!r}; train one first")
+        raise ValueError(
+            f"no finished run with metric {metric!r}"
+            + (f" and arch={arch}" if arch else "")
+            + f" in experiment {experiment!r}; train one first"
+        )
     return runs[0], exp
 
 
 def _keras_model_uri(client: MlflowClient, run, experiment_id: str) -> str:
-    models = client.search_logged_models([experiment_id],
-                                         filter_string=f"source_run_id = '{run.info.run_id}'")
+    models = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
     keras_models = [m for m in models if m.name == "model"]
     if not keras_models:
-        raise ValueError(f"best run {run.info.run_id} has no logged model 'model'; it cannot be "
-                         f"promoted (was it trained with leukml train?)")
+        raise ValueError(
+            f"best run {run.info.run_id} has no logged model 'model'; it cannot be "
+            f"promoted (was it trained with leukml train?)"
+        )
     return f"models:/{keras_models[0].model_id}"
 
 
@@ -71,16 +79,16 @@ def _gradcam_grid(model, run, client: MlflowClient, per_class: int, out: Path) -
     """A grid of Grad-CAM overlays, one row per class (ALL, then hem), from the run's test split;
     None when the run's data is not reachable from here."""
     try:
-        manifest = json.loads(Path(client.download_artifacts(
-            run.info.run_id, "split_manifest.json", str(out))).read_text())
+        manifest = json.loads(
+            Path(client.download_artifacts(run.info.run_id, "split_manifest.json", str(out))).read_text()
+        )
     except Exception:
         return None
     root, size = Path(manifest["data_dir"]), int(model.input_shape[1])
     rows = []
     for name in ("all", "hem"):
         paths = [root / p for p in manifest["test"] if f"/{name}/" in f"/{p.lower()}"]
-        tiles = [explain_image(model, decode_image(p, size))[0]
-                 for p in paths[:per_class] if p.is_file()]
+        tiles = [explain_image(model, decode_image(p, size))[0] for p in paths[:per_class] if p.is_file()]
         if tiles:
             tiles += [np.zeros_like(tiles[0])] * (per_class - len(tiles))
             rows.append(np.concatenate(tiles, axis=1))
@@ -104,8 +112,7 @@ def _next_version(client: MlflowClient, name: str) -> str:
     return str(max((int(v.version) for v in versions), default=0) + 1)
 
 
-def _log_classifier(client: MlflowClient, run, keras_uri: str, version: str,
-                    gradcam_per_class: int) -> str:
+def _log_classifier(client: MlflowClient, run, keras_uri: str, version: str, gradcam_per_class: int) -> str:
     """Log the image-taking pyfunc in the source run; returns its model URI."""
     model = mlflow.keras.load_model(keras_uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,18 +128,29 @@ def _log_classifier(client: MlflowClient, run, keras_uri: str, version: str,
         example = pd.DataFrame({"image": [encode_file(folder / "example.png")]})
         with mlflow.start_run(run_id=run.info.run_id):
             info = mlflow.pyfunc.log_model(
-                name="classifier", python_model=CellClassifier(), artifacts=artifacts,
-                signature=SIGNATURE, input_example=example,
+                name="classifier",
+                python_model=CellClassifier(),
+                artifacts=artifacts,
+                signature=SIGNATURE,
+                input_example=example,
                 model_config={"model_version": version},
                 code_paths=[str(Path(__file__).parent)],
-                pip_requirements=backend_requirements() + ["pillow", "pandas"])
+                pip_requirements=backend_requirements() + ["pillow", "pandas"],
+            )
     return info.model_uri
 
 
-def promote(experiment: str = "leukml", metric: str = "test_accuracy", arch: str | None = "vgg16",
-            name: str = DEFAULT_NAME, alias: str = DEFAULT_ALIAS, parent_run: str | None = None,
-            allow_test_selection: bool = False, tracking_uri: str | None = None,
-            gradcam_per_class: int = 3) -> Promotion:
+def promote(
+    experiment: str = "leukml",
+    metric: str = "test_accuracy",
+    arch: str | None = "vgg16",
+    name: str = DEFAULT_NAME,
+    alias: str = DEFAULT_ALIAS,
+    parent_run: str | None = None,
+    allow_test_selection: bool = False,
+    tracking_uri: str | None = None,
+    gradcam_per_class: int = 3,
+) -> Promotion:
     """Register the best run's model as an image classifier and point ``alias`` at it.
 
     Idempotent: promoting the same run again reuses its version. The former holder of ``alias``
@@ -147,8 +165,7 @@ def promote(experiment: str = "leukml", metric: str = "test_accuracy", arch: str
     run, exp = best_run(client, experiment, metric, arch, parent_run)
     value = float(run.data.metrics[metric])
     if run.data.tags.get("selection_on_test") == "true" and not allow_test_selection:
-        raise ValueError(f"refusing to promote run {run.info.run_id} on {metric}: "
-                         f"{SELECTION_ON_TEST_HELP}")
+        raise ValueError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")
     keras_uri = _keras_model_uri(client, run, exp.experiment_id)
     existing = _existing_version(client, name, run.info.run_id)
     created = existing is None
@@ -157,15 +174,20 @@ def promote(experiment: str = "leukml", metric: str = "test_accuracy", arch: str
             client.create_registered_model(name)
         expected = _next_version(client, name)
         model_uri = _log_classifier(client, run, keras_uri, expected, gradcam_per_class)
-        tags = {"run_id": run.info.run_id, "metric": metric, "metric_value": str(value),
-                "arch": run.data.params.get("arch", "?"),
-                "dataset_fingerprint": run.data.tags.get("dataset_fingerprint", "?"),
-                "split_protocol": run.data.tags.get("split_protocol", "?"),
-                "selection_on_test": run.data.tags.get("selection_on_test", "?")}
+        tags = {
+            "run_id": run.info.run_id,
+            "metric": metric,
+            "metric_value": str(value),
+            "arch": run.data.params.get("arch", "?"),
+            "dataset_fingerprint": run.data.tags.get("dataset_fingerprint", "?"),
+            "split_protocol": run.data.tags.get("split_protocol", "?"),
+            "selection_on_test": run.data.tags.get("selection_on_test", "?"),
+        }
         existing = mlflow.register_model(model_uri, name, tags=tags)
         if str(existing.version) != expected:  # another promotion raced us
-            raise ValueError(f"registered version {existing.version} but the model reports "
-                             f"{expected}; promote again")
+            raise ValueError(
+                f"registered version {existing.version} but the model reports {expected}; promote again"
+            )
     _move_alias(client, name, alias, existing.version)
     return Promotion(name, str(existing.version), run.info.run_id, metric, value, created)
 
@@ -181,8 +203,9 @@ def _move_alias(client: MlflowClient, name: str, alias: str, version: str | int)
     client.set_registered_model_alias(name, alias, version)
 
 
-def rollback(name: str = DEFAULT_NAME, alias: str = DEFAULT_ALIAS,
-             tracking_uri: str | None = None) -> tuple[str, str]:
+def rollback(
+    name: str = DEFAULT_NAME, alias: str = DEFAULT_ALIAS, tracking_uri: str | None = None
+) -> tuple[str, str]:
     """Swap ``alias`` and ``previous``; returns (new holder of alias, new previous).
 
     Raises:
@@ -193,8 +216,10 @@ def rollback(name: str = DEFAULT_NAME, alias: str = DEFAULT_ALIAS,
         previous = str(client.get_model_version_by_alias(name, PREVIOUS_ALIAS).version)
         current = str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
-        raise ValueError(f"model {name!r} has no '{PREVIOUS_ALIAS}' and '{alias}' versions to "
-                         f"swap; promote twice before rolling back") from None
+        raise ValueError(
+            f"model {name!r} has no '{PREVIOUS_ALIAS}' and '{alias}' versions to "
+            f"swap; promote twice before rolling back"
+        ) from None
     client.set_registered_model_alias(name, alias, previous)
     client.set_registered_model_alias(name, PREVIOUS_ALIAS, current)
     return previous, current

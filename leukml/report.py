@@ -87,17 +87,21 @@ def rpf_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
         for epoch in run.milestones:
             ours = [run.curves[n].get(epoch) for n in names]
             theirs = paper.rpf(arch, opt, epoch) or (None, None, None)
-            rows.append([str(epoch)] + [c for o, t in zip(ours, theirs, strict=True)
-                                        for c in (_fmt(o), _fmt(t, 2))])
+            rows.append(
+                [str(epoch)] + [c for o, t in zip(ours, theirs, strict=True) for c in (_fmt(o), _fmt(t, 2))]
+            )
             ours_all.append(ours)
             if theirs[0] is not None:
                 theirs_all.append(theirs)
         mean_ours = np.mean(np.array(ours_all, dtype=float), axis=0) if ours_all else [None] * 3
         mean_theirs = np.mean(theirs_all, axis=0) if theirs_all else [None] * 3
-        rows.append(["Totals"] + [c for o, t in zip(mean_ours, mean_theirs, strict=True)
-                                  for c in (_fmt(o), _fmt(t, 2))])
-        tables.append(Table(f"Recall, precision, F1 (macro), {arch} + {opt} (paper Tables 3-6)",
-                            header, rows))
+        rows.append(
+            ["Totals"]
+            + [c for o, t in zip(mean_ours, mean_theirs, strict=True) for c in (_fmt(o), _fmt(t, 2))]
+        )
+        tables.append(
+            Table(f"Recall, precision, F1 (macro), {arch} + {opt} (paper Tables 3-6)", header, rows)
+        )
     return tables
 
 
@@ -112,8 +116,9 @@ def test_accuracy_table(cells: dict[tuple[str, str], RunRecord]) -> Table:
             ours = cells[cell].curves["test_accuracy"].get(epoch)
             row.append(_fmt(ours) + (f" (paper {theirs:.2f})" if theirs is not None else ""))
         rows.append(row)
-    return Table("Test accuracy per milestone (paper Figure 9)",
-                 ["Epoch"] + [f"{a} + {o}" for a, o in configs], rows)
+    return Table(
+        "Test accuracy per milestone (paper Figure 9)", ["Epoch"] + [f"{a} + {o}" for a, o in configs], rows
+    )
 
 
 def _arch_order(arch: str) -> tuple[int, str]:
@@ -122,8 +127,9 @@ def _arch_order(arch: str) -> tuple[int, str]:
 
 def missing(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
     """The paper's grid cells (and epoch milestones) this set of runs lacks."""
-    notes = [f"{a} + {o}: no finished run" for a in PAPER_ARCHS for o in PAPER_OPTIMIZERS
-             if (a, o) not in cells]
+    notes = [
+        f"{a} + {o}: no finished run" for a in PAPER_ARCHS for o in PAPER_OPTIMIZERS if (a, o) not in cells
+    ]
     for (arch, opt), run in cells.items():
         lacking = [e for e in paper.EPOCHS if e not in run.milestones]
         if lacking:
@@ -136,28 +142,38 @@ def provenance(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
     for (arch, opt), run in sorted(cells.items()):
         t = run.tags
         n = int(t.get("n_images", "0") or 0)
-        warn = "" if n == paper.N_IMAGES else (
-            f" — NOT the C-NMC 2019 training set ({paper.N_IMAGES} images): not comparable")
-        lines.append(f"{arch} + {opt}: run {run.run_id}, split {t.get('split_protocol', '?')}, "
-                     f"selection_on_test={t.get('selection_on_test', '?')}, dataset "
-                     f"{t.get('dataset_fingerprint', '?')} ({n} images: train "
-                     f"{t.get('n_train', '?')}, val {t.get('n_val', '?')}, test "
-                     f"{t.get('n_test', '?')}), weights={run.params.get('weights', '?')}, "
-                     f"image_size={run.params.get('image_size', '?')}{warn}")
+        warn = (
+            ""
+            if n == paper.N_IMAGES
+            else (f" — NOT the C-NMC 2019 training set ({paper.N_IMAGES} images): not comparable")
+        )
+        lines.append(
+            f"{arch} + {opt}: run {run.run_id}, split {t.get('split_protocol', '?')}, "
+            f"selection_on_test={t.get('selection_on_test', '?')}, dataset "
+            f"{t.get('dataset_fingerprint', '?')} ({n} images: train "
+            f"{t.get('n_train', '?')}, val {t.get('n_val', '?')}, test "
+            f"{t.get('n_test', '?')}), weights={run.params.get('weights', '?')}, "
+            f"image_size={run.params.get('image_size', '?')}{warn}"
+        )
     return lines
 
 
 def _md_table(table: Table) -> str:
-    lines = [f"### {table.title}", "", "| " + " | ".join(table.header) + " |",
-             "|" + "---|" * len(table.header)]
+    lines = [
+        f"### {table.title}",
+        "",
+        "| " + " | ".join(table.header) + " |",
+        "|" + "---|" * len(table.header),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
 
 
 def _html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in table.rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
+    )
     return f"<h3>{html.escape(table.title)}</h3><table><tr>{head}</tr>{body}</table>"
 
 
@@ -172,18 +188,35 @@ def write_report(runs: list[RunRecord], out: Path, title: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cells = pick_runs(runs)
     tables = [*train_tables(cells), *rpf_tables(cells), test_accuracy_table(cells)]
-    fig = plots.milestone_figure({f"{a} + {o}": r.curves["test_accuracy"]
-                                  for (a, o), r in sorted(cells.items())}, "test accuracy")
+    fig = plots.milestone_figure(
+        {f"{a} + {o}": r.curves["test_accuracy"] for (a, o), r in sorted(cells.items())}, "test accuracy"
+    )
     fig.savefig(out / "figure9_test_accuracy.png")
     gaps, origin = missing(cells), provenance(cells)
-    md = [f"# leukml report: {title}", "", "## Runs", *[f"- {line}" for line in origin], "",
-          "## Missing", *([f"- {g}" for g in gaps] or ["- nothing: every cell of the paper's grid"]),
-          "", "## Tables", *map(_md_table, tables), "![Figure 9](figure9_test_accuracy.png)", ""]
+    md = [
+        f"# leukml report: {title}",
+        "",
+        "## Runs",
+        *[f"- {line}" for line in origin],
+        "",
+        "## Missing",
+        *([f"- {g}" for g in gaps] or ["- nothing: every cell of the paper's grid"]),
+        "",
+        "## Tables",
+        *map(_md_table, tables),
+        "![Figure 9](figure9_test_accuracy.png)",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(md))
-    page = [f"<h1>leukml report: {html.escape(title)}</h1><h2>Runs</h2><ul>",
-            *[f"<li>{html.escape(line)}</li>" for line in origin], "</ul><h2>Missing</h2><ul>",
-            *[f"<li>{html.escape(g)}</li>" for g in gaps or ["nothing"]], "</ul><h2>Tables</h2>",
-            *map(_html_table, tables), '<img src="figure9_test_accuracy.png" alt="Figure 9">']
+    page = [
+        f"<h1>leukml report: {html.escape(title)}</h1><h2>Runs</h2><ul>",
+        *[f"<li>{html.escape(line)}</li>" for line in origin],
+        "</ul><h2>Missing</h2><ul>",
+        *[f"<li>{html.escape(g)}</li>" for g in gaps or ["nothing"]],
+        "</ul><h2>Tables</h2>",
+        *map(_html_table, tables),
+        '<img src="figure9_test_accuracy.png" alt="Figure 9">',
+    ]
     style = "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
     (out / "report.html").write_text(f"<!doctype html><meta charset=utf-8>{style}" + "".join(page))
     return out / "report.md"

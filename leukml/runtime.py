@@ -76,6 +76,9 @@ def auto_precision() -> str:
 def backend_requirements() -> list[str]:
     """Pinned pip requirements to load a saved Keras model on this backend."""
     backend = keras.backend.backend()
-    packages = ["keras", "numpy"] + {"tensorflow": ["tensorflow"], "jax": ["jax", "jaxlib"],
-                                     "torch": ["torch"]}.get(backend, [])
+    packages = ["keras", "numpy"] + {
+        "tensorflow": ["tensorflow"],
+        "jax": ["jax", "jaxlib"],
+        "torch": ["torch"],
+    }.get(backend, [])
     return [f"{p}=={v}" for p in packages if (v := package_version(p))]

@@ -51,12 +51,15 @@ class SearchConfig:
             raise ValueError(f"mode={self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"pruner={self.pruner!r}; choose one of: {', '.join(PRUNERS)}")
-        for name, chosen, table in (("archs", self.archs, ARCHS),
-                                    ("optimizers", self.optimizers, OPTIMIZERS)):
+        for name, chosen, table in (
+            ("archs", self.archs, ARCHS),
+            ("optimizers", self.optimizers, OPTIMIZERS),
+        ):
             bad = [c for c in chosen if c not in table]
             if bad or not chosen:
-                raise ValueError(f"{name}={','.join(chosen)!r}: unknown {bad}; choose from: "
-                                 f"{', '.join(table)}")
+                raise ValueError(
+                    f"{name}={','.join(chosen)!r}: unknown {bad}; choose from: {', '.join(table)}"
+                )
         if self.trials < 1:
             raise ValueError(f"trials={self.trials}; use at least 1")
         if self.heartbeat < 1:
@@ -86,8 +89,10 @@ def selection_value(result: TrainResult, config: TrainConfig) -> float:
 def suggest(trial: optuna.Trial, search: SearchConfig) -> dict:
     """Every ``suggest_*`` of a trial, as TrainConfig overrides."""
     if search.mode == "grid":
-        return {"arch": trial.suggest_categorical("arch", list(search.archs)),
-                "optimizer": trial.suggest_categorical("optimizer", list(search.optimizers))}
+        return {
+            "arch": trial.suggest_categorical("arch", list(search.archs)),
+            "optimizer": trial.suggest_categorical("optimizer", list(search.optimizers)),
+        }
     return {
         "arch": trial.suggest_categorical("arch", list(search.archs)),
         "optimizer": trial.suggest_categorical("optimizer", list(search.optimizers)),
@@ -126,8 +131,12 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
     """An RDB storage with heartbeats: a trial whose worker died is failed and retried."""
     for attempt in range(3):
         try:
-            return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat,
+                grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
         except sqlalchemy.exc.IntegrityError:  # workers starting at once on an empty database race
             if attempt == 2:  # to create Optuna's schema; the loser finds it there a moment later
                 raise
@@ -140,10 +149,19 @@ def make_study(search: SearchConfig, storage: RDBStorage) -> optuna.Study:
         pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     else:
         sampler = optuna.samplers.TPESampler(seed=search.base.seed)
-        pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-                  if search.pruner == "median" else optuna.pruners.NopPruner())
-    return optuna.create_study(study_name=search.name, storage=storage, sampler=sampler, pruner=pruner,
-                               direction="maximize", load_if_exists=True)
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+            if search.pruner == "median"
+            else optuna.pruners.NopPruner()
+        )
+    return optuna.create_study(
+        study_name=search.name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
 
 
 def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial):
@@ -168,10 +186,9 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial):
 
 
 def _progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    took = (trial.duration.total_seconds() if trial.duration else float("nan"))
+    took = trial.duration.total_seconds() if trial.duration else float("nan")
     value = f"{trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("error", "-")
-    print(f"trial {trial.number} {trial.state.name} {trial.params} value={value} "
-          f"({took:.1f} s)", flush=True)
+    print(f"trial {trial.number} {trial.state.name} {trial.params} value={value} ({took:.1f} s)", flush=True)
 
 
 def run_search(search: SearchConfig, run_trial: RunTrial) -> optuna.Study:
@@ -183,8 +200,13 @@ def run_search(search: SearchConfig, run_trial: RunTrial) -> optuna.Study:
         if search.mode == "grid":
             run_grid(study, storage, search, objective)
         else:
-            study.optimize(objective, n_trials=search.trials, catch=(Exception,),
-                           callbacks=[_progress], show_progress_bar=True)
+            study.optimize(
+                objective,
+                n_trials=search.trials,
+                catch=(Exception,),
+                callbacks=[_progress],
+                show_progress_bar=True,
+            )
     return study
 
 
@@ -248,8 +270,9 @@ class _Heartbeat(threading.Thread):
                 return
 
 
-def _run_claimed(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, objective,
-                 heartbeat: int) -> None:
+def _run_claimed(
+    study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, objective, heartbeat: int
+) -> None:
     beat = _Heartbeat(storage, trial._trial_id, heartbeat)
     beat.start()
     value, state = None, TrialState.COMPLETE
@@ -268,11 +291,17 @@ def _run_claimed(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, 
         beat.done.set()
         beat.join()
     try:
-        frozen = study.tell(trial, value if state == TrialState.COMPLETE else None,
-                            state=None if state == TrialState.COMPLETE else state)
+        frozen = study.tell(
+            trial,
+            value if state == TrialState.COMPLETE else None,
+            state=None if state == TrialState.COMPLETE else state,
+        )
     except optuna.exceptions.UpdateFinishedTrialError:  # its heartbeat went stale: already re-queued
-        print(f"trial {trial.number} was failed by another worker (no heartbeat for "
-              f"{3 * heartbeat} s); its result is dropped", flush=True)
+        print(
+            f"trial {trial.number} was failed by another worker (no heartbeat for "
+            f"{3 * heartbeat} s); its result is dropped",
+            flush=True,
+        )
         return
     _progress(study, frozen)
 
@@ -297,6 +326,8 @@ def run_grid(study: optuna.Study, storage: RDBStorage, search: SearchConfig, obj
 
 def incomplete_cells(study: optuna.Study, search: SearchConfig) -> list[tuple[str, str]]:
     """Grid cells without a COMPLETE trial (empty when the grid is done)."""
-    done = {(t.params.get("arch"), t.params.get("optimizer"))
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    done = {
+        (t.params.get("arch"), t.params.get("optimizer"))
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    }
     return [(a, o) for a in search.archs for o in search.optimizers if (a, o) not in done]

@@ -18,8 +18,10 @@ from leukml.images import MAX_REQUEST_IMAGE_BYTES, decode_base64_batch
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "image")]),
-    outputs=Schema([ColSpec("string", "label"), ColSpec("double", "p_all"),
-                    ColSpec("string", "model_version")]))
+    outputs=Schema(
+        [ColSpec("string", "label"), ColSpec("double", "p_all"), ColSpec("string", "model_version")]
+    ),
+)
 SERVE_BATCH = 32  # images per forward pass, whatever a request holds
 
 
@@ -38,25 +40,28 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
         config = context.model_config or {}
         self.version = str(config.get("model_version", "unregistered"))
         # the server's operator may tighten the per-image limit without re-registering
-        self.max_bytes = int(os.environ.get("LEUKML_MAX_IMAGE_BYTES",
-                                            config.get("max_image_bytes", MAX_REQUEST_IMAGE_BYTES)))
+        self.max_bytes = int(
+            os.environ.get("LEUKML_MAX_IMAGE_BYTES", config.get("max_image_bytes", MAX_REQUEST_IMAGE_BYTES))
+        )
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or "image" not in model_input.columns:
             raise MlflowException.invalid_parameter_value(
-                "missing column 'image': send one base64-encoded image file per row")
+                "missing column 'image': send one base64-encoded image file per row"
+            )
         if not len(model_input):
             raise MlflowException.invalid_parameter_value("no rows: send at least one image")
         try:
-            images = decode_base64_batch(list(model_input["image"]), self.size,
-                                         max_bytes=self.max_bytes)
+            images = decode_base64_batch(list(model_input["image"]), self.size, max_bytes=self.max_bytes)
         except ValueError as exc:
             raise MlflowException.invalid_parameter_value(str(exc)) from None
         # predict_on_batch, not predict: predict's per-call set-up (data adapter, callbacks) was
         # most of a one-image request's time (bench/serve.py); chunks bound the memory of a pass
-        p_all = np.concatenate([
-            np.asarray(self.model.predict_on_batch(images[i:i + SERVE_BATCH]))[:, 1]
-            for i in range(0, len(images), SERVE_BATCH)])
+        p_all = np.concatenate(
+            [
+                np.asarray(self.model.predict_on_batch(images[i : i + SERVE_BATCH]))[:, 1]
+                for i in range(0, len(images), SERVE_BATCH)
+            ]
+        )
         labels = np.where(p_all > 0.5, "ALL", CLASS_NAMES[0])
-        return pd.DataFrame({"label": labels, "p_all": p_all.astype(float),
-                             "model_version": self.version})
+        return pd.DataFrame({"label": labels, "p_all": p_all.astype(float), "model_version": self.version})

@@ -33,8 +33,10 @@ class SplitConfig:
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction={self.test_fraction}; use a value between 0 and 1")
         if not 0.0 <= self.val_fraction < 1.0 - self.test_fraction:
-            raise ValueError(f"val_fraction={self.val_fraction}; use 0 <= val_fraction < "
-                             f"1 - test_fraction ({1 - self.test_fraction:g})")
+            raise ValueError(
+                f"val_fraction={self.val_fraction}; use 0 <= val_fraction < "
+                f"1 - test_fraction ({1 - self.test_fraction:g})"
+            )
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ def _groups(records: Sequence[Record], idx: np.ndarray, by_subject: bool) -> dic
     return groups
 
 
-def _take(records: Sequence[Record], idx: np.ndarray, fraction: float, by_subject: bool,
-          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _take(
+    records: Sequence[Record], idx: np.ndarray, fraction: float, by_subject: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``idx`` into (rest, taken) with ~``fraction`` of each class's images taken.
 
     Whole groups (subjects, or single images) move together; a group's class is its majority.
@@ -68,8 +71,9 @@ def _take(records: Sequence[Record], idx: np.ndarray, fraction: float, by_subjec
     taken: list[int] = []
     groups = _groups(records, idx, by_subject)
     for label in range(len(CLASS_NAMES)):
-        mine = sorted(k for k, members in groups.items()
-                      if round(np.mean([records[i].label for i in members])) == label)
+        mine = sorted(
+            k for k, members in groups.items() if round(np.mean([records[i].label for i in members])) == label
+        )
         target = fraction * sum(len(groups[k]) for k in mine)
         count = 0
         for k in (mine[j] for j in rng.permutation(len(mine))):
@@ -93,20 +97,22 @@ def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
     if config.method == "fold":
         folds = sorted({r.fold for r in records if r.fold is not None})
         if not folds:
-            raise ValueError("split='fold' needs the C-NMC layout .../fold_<k>/{all,hem}/; this "
-                             "data has no folds: use split=image or split=subject")
+            raise ValueError(
+                "split='fold' needs the C-NMC layout .../fold_<k>/{all,hem}/; this "
+                "data has no folds: use split=image or split=subject"
+            )
         if len(folds) < 2:
-            raise ValueError(f"split='fold' needs at least two folds; this data has only fold "
-                             f"{folds[0]}: use split=image or split=subject")
+            raise ValueError(
+                f"split='fold' needs at least two folds; this data has only fold "
+                f"{folds[0]}: use split=image or split=subject"
+            )
         test_fold = folds[-1] if config.test_fold is None else config.test_fold
         if test_fold not in folds:
             raise ValueError(f"test_fold={test_fold} is not in the data; folds present: {folds}")
         test = np.array([i for i in all_idx if records[i].fold == test_fold], dtype=np.int64)
-        train = np.array([i for i in all_idx if records[i].fold not in (None, test_fold)],
-                         dtype=np.int64)
+        train = np.array([i for i in all_idx if records[i].fold not in (None, test_fold)], dtype=np.int64)
     else:
-        train, test = _take(records, all_idx, config.test_fraction,
-                            config.method == "subject", rng)
+        train, test = _take(records, all_idx, config.test_fraction, config.method == "subject", rng)
     val = np.array([], dtype=np.int64)
     if config.val_fraction > 0 and len(train):
         relative = min(config.val_fraction * len(records) / len(train), 0.9)
@@ -124,8 +130,11 @@ def summarize(records: Sequence[Record], idx: np.ndarray | None = None) -> dict:
         classes[name] += 1
         if r.subject is not None:
             subjects[name].add(r.subject)
-    return {"n_images": len(chosen), "classes": classes,
-            "subjects": {k: sorted(v, key=_natural) for k, v in subjects.items()}}
+    return {
+        "n_images": len(chosen),
+        "classes": classes,
+        "subjects": {k: sorted(v, key=_natural) for k, v in subjects.items()},
+    }
 
 
 def _natural(subject: str) -> tuple:
@@ -135,5 +144,7 @@ def _natural(subject: str) -> tuple:
 
 def manifest(records: Sequence[Record], split: Split) -> dict:
     """The split as data: its options and the relative paths on each side."""
-    return {"config": asdict(split.config),
-            **{side: [records[i].relpath for i in idx] for side, idx in split.sides().items()}}
+    return {
+        "config": asdict(split.config),
+        **{side: [records[i].relpath for i in idx] for side, idx in split.sides().items()},
+    }

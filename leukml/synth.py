@@ -51,16 +51,18 @@ def _smooth_noise(rng: np.random.Generator, size: int, grain: int) -> np.ndarray
     return np.asarray(Image.fromarray(low, mode="F").resize((size, size), Image.Resampling.BICUBIC))
 
 
-def _blob(r: np.ndarray, theta: np.ndarray, radius: float, wobble: float,
-          rng: np.random.Generator) -> np.ndarray:
+def _blob(
+    r: np.ndarray, theta: np.ndarray, radius: float, wobble: float, rng: np.random.Generator
+) -> np.ndarray:
     edge = np.full_like(theta, radius)
     for k in (2, 3, 5):
         edge += radius * wobble * rng.uniform(0.3, 1.0) / k * np.cos(k * theta + rng.uniform(0, 6.3))
     return r < edge
 
 
-def render_cell(malignant: bool, stain: np.ndarray, scale: float, size: int,
-                rng: np.random.Generator) -> np.ndarray:
+def render_cell(
+    malignant: bool, stain: np.ndarray, scale: float, size: int, rng: np.random.Generator
+) -> np.ndarray:
     """One ``(size, size, 3)`` uint8 cell image."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     cy, cx = (size / 2 + rng.normal(0, size * 0.03, 2)).astype(np.float32)
@@ -78,8 +80,9 @@ def render_cell(malignant: bool, stain: np.ndarray, scale: float, size: int,
     u = (xx - nx) * np.cos(rot) + (yy - ny) * np.sin(rot)
     v = -(xx - nx) * np.sin(rot) + (yy - ny) * np.cos(rot)
     nr, ntheta = np.hypot(u, v / np.clip(elong, 0.5, 1.0)), np.arctan2(v, u)
-    nucleus = _blob(nr, ntheta, cell_r * np.clip(nc_ratio, 0.35, 0.95),
-                    0.05 if malignant else 0.15, rng) & cell
+    nucleus = (
+        _blob(nr, ntheta, cell_r * np.clip(nc_ratio, 0.35, 0.95), 0.05 if malignant else 0.15, rng) & cell
+    )
 
     grain, amp = (size // 4, 0.10) if malignant else (max(size // 12, 3), 0.16)
     chromatin = _smooth_noise(rng, size, grain) * amp

@@ -42,8 +42,14 @@ def resolve_tracking_uri(uri: str | None) -> str:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -90,8 +96,9 @@ class MlflowSink:
     def _flush_metrics(self) -> None:
         batch, self._metrics, self._flushed = self._metrics, [], time.monotonic()
         for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
-            self.in_background(self._client.log_batch, self.run_id,
-                               batch[start:start + MAX_METRICS_PER_BATCH])
+            self.in_background(
+                self._client.log_batch, self.run_id, batch[start : start + MAX_METRICS_PER_BATCH]
+            )
 
     def in_background(self, fn: Callable[..., object], *args) -> None:
         self._pending.append(self._uploads.submit(fn, *args))
@@ -102,12 +109,23 @@ class MlflowSink:
 
     def log_data(self, dataset: Dataset, split: Split) -> None:
         counts = {side: summarize(dataset.records, idx) for side, idx in split.sides().items()}
-        mlflow.set_tags({"dataset_fingerprint": dataset.fingerprint,
-                         "data_dir": str(dataset.root), "n_images": str(len(dataset)),
-                         **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()}})
-        mlflow.log_dict({"fingerprint": dataset.fingerprint, "data_dir": str(dataset.root),
-                         "counts": counts, **manifest(dataset.records, split)},
-                        "split_manifest.json")
+        mlflow.set_tags(
+            {
+                "dataset_fingerprint": dataset.fingerprint,
+                "data_dir": str(dataset.root),
+                "n_images": str(len(dataset)),
+                **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()},
+            }
+        )
+        mlflow.log_dict(
+            {
+                "fingerprint": dataset.fingerprint,
+                "data_dir": str(dataset.root),
+                "counts": counts,
+                **manifest(dataset.records, split),
+            },
+            "split_manifest.json",
+        )
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(epoch, metrics)
@@ -115,11 +133,15 @@ class MlflowSink:
     def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
         self._queue_metrics(epoch, metrics)
         name = f"confusion_matrix/epoch_{epoch:03d}"
-        self.in_background(self._client.log_dict, self.run_id,
-                           {"epoch": epoch, "labels": list(CLASS_NAMES),
-                            "matrix": confusion.tolist(), "metrics": metrics}, f"{name}.json")
-        title = (f"{self.config.arch} + {self.config.optimizer}, epoch {epoch}: "
-                 f"acc {metrics['test_accuracy']:.3f}")
+        self.in_background(
+            self._client.log_dict,
+            self.run_id,
+            {"epoch": epoch, "labels": list(CLASS_NAMES), "matrix": confusion.tolist(), "metrics": metrics},
+            f"{name}.json",
+        )
+        title = (
+            f"{self.config.arch} + {self.config.optimizer}, epoch {epoch}: acc {metrics['test_accuracy']:.3f}"
+        )
         self.log_figure(lambda: plots.confusion_figure(confusion, title), f"{name}.png")
 
 
@@ -132,11 +154,16 @@ def _log_params(run: mlflow.ActiveRun, params: dict) -> None:
 
 
 def _run_tags(config: TrainConfig) -> dict[str, str]:
-    tags = {"keras_backend": keras.backend.backend(), "keras_version": keras.__version__,
-            "tensorflow_version": package_version("tensorflow") or "not installed",
-            "device": device_name(), "arch": config.arch, "optimizer": config.optimizer,
-            "split_protocol": config.split,
-            "selection_on_test": str(config.selection_on_test).lower()}
+    tags = {
+        "keras_backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "tensorflow_version": package_version("tensorflow") or "not installed",
+        "device": device_name(),
+        "arch": config.arch,
+        "optimizer": config.optimizer,
+        "split_protocol": config.split,
+        "selection_on_test": str(config.selection_on_test).lower(),
+    }
     commit = _git_commit()
     if commit:
         tags["git_commit"] = commit
@@ -150,15 +177,22 @@ def _log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> 
     example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
     model = result.network.model
     with _model_dir_created_first():
-        mlflow.models.Model.log(artifact_path=None, name="model", flavor=_KerasFlavor, model=model,
-                                signature=_signature(model), input_example=example,
-                                pip_requirements=backend_requirements(),
-                                validate_serving_input=False)
+        mlflow.models.Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=_KerasFlavor,
+            model=model,
+            signature=_signature(model),
+            input_example=example,
+            pip_requirements=backend_requirements(),
+            validate_serving_input=False,
+        )
 
 
 def _signature(model: keras.Model) -> ModelSignature:
     """float32 images in, float32 (hem, all) probabilities out, from the model's own shapes: no
     prediction needed (the head's output layer is float32 under any precision policy)."""
+
     def spec(shape: tuple) -> Schema:
         return Schema([TensorSpec(np.dtype(np.float32), (-1, *shape[1:]))])
 
@@ -237,12 +271,17 @@ def _start_run(tags: dict[str, str] | None, run_name: str | None) -> mlflow.Acti
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
         raise PermissionError(
             f"the tracking server refuses new runs for user {user} in this experiment: ask its admin "
-            "to grant EDIT on it (README: Running for a team), or use the team's writer account") from exc
+            "to grant EDIT on it (README: Running for a team), or use the team's writer account"
+        ) from exc
 
 
-def tracked_train(config: TrainConfig, experiment: str = DEFAULT_EXPERIMENT,
-                  tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-                  observer: MetricSink | None = None) -> tuple[str, TrainResult]:
+def tracked_train(
+    config: TrainConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+    observer: MetricSink | None = None,
+) -> tuple[str, TrainResult]:
     """Train with everything logged to MLflow; returns (run id, result).
 
     Inside ``mlflow run`` the run it created is used; inside an active run (a search), a nested
@@ -250,8 +289,14 @@ def tracked_train(config: TrainConfig, experiment: str = DEFAULT_EXPERIMENT,
     """
     _connect(experiment, tracking_uri)
     with _run(tags, run_name=f"{config.arch}-{config.optimizer}") as run:
-        _log_params(run, {**config.as_dict(), "experiment": experiment,
-                          "milestones": ",".join(map(str, config.milestones))})
+        _log_params(
+            run,
+            {
+                **config.as_dict(),
+                "experiment": experiment,
+                "milestones": ",".join(map(str, config.milestones)),
+            },
+        )
         mlflow.log_dict(config.as_dict(), "config.json")
         mlflow.set_tags(_run_tags(config))
         with MlflowSink(config, run.info.run_id) as sink:
@@ -260,8 +305,9 @@ def tracked_train(config: TrainConfig, experiment: str = DEFAULT_EXPERIMENT,
     return run.info.run_id, result
 
 
-def tracked_search(search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT,
-                   tracking_uri: str | None = None) -> tuple[str, optuna.Study]:
+def tracked_search(
+    search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None
+) -> tuple[str, optuna.Study]:
     """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
 
     The parent logs the search options, the study's best params and value, and ``trials.csv``.
@@ -272,12 +318,20 @@ def tracked_search(search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT,
     tags = {"study_name": name, "search_mode": search.mode, "leukml_search": "true"}
     with _run(tags, run_name=f"search-{name}") as parent:
         mlflow.set_tags(tags)  # also on a parent that `mlflow run` created
-        _log_params(parent, {"mode": search.mode, "archs": ",".join(search.archs),
-                             "optimizers": ",".join(search.optimizers), "trials": search.trials,
-                             "study_name": name, "storage": _redact(search.storage_url),
-                             "pruner": search.pruner,
-                             "selection_metric": selection_metric(search.base),
-                             **{f"base.{k}": v for k, v in search.base.as_dict().items()}})
+        _log_params(
+            parent,
+            {
+                "mode": search.mode,
+                "archs": ",".join(search.archs),
+                "optimizers": ",".join(search.optimizers),
+                "trials": search.trials,
+                "study_name": name,
+                "storage": _redact(search.storage_url),
+                "pruner": search.pruner,
+                "selection_metric": selection_metric(search.base),
+                **{f"base.{k}": v for k, v in search.base.as_dict().items()},
+            },
+        )
 
         def run_trial(config, tags, reporter):
             if "retry_of" in tags:
@@ -297,9 +351,13 @@ def _fail_orphaned_trial_runs(study_name: str, trial_number: str) -> None:
     """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is retried."""
     client = MlflowClient()
     experiment_id = mlflow.active_run().info.experiment_id
-    for run in client.search_runs([experiment_id], filter_string=(
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string=(
             f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}' "
-            "and attributes.status = 'RUNNING'")):
+            "and attributes.status = 'RUNNING'"
+        ),
+    ):
         client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
         client.set_terminated(run.info.run_id, "FAILED")
 
@@ -309,13 +367,21 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-REPORT_METRICS = ("train_accuracy", "test_accuracy", "test_recall_macro",
-                  "test_precision_macro", "test_f1_macro", "test_recall", "test_precision",
-                  "test_f1")
+REPORT_METRICS = (
+    "train_accuracy",
+    "test_accuracy",
+    "test_recall_macro",
+    "test_precision_macro",
+    "test_f1_macro",
+    "test_recall",
+    "test_precision",
+    "test_f1",
+)
 
 
-def fetch_runs(experiment: str, parent_run: str | None = None,
-               tracking_uri: str | None = None) -> list[RunRecord]:
+def fetch_runs(
+    experiment: str, parent_run: str | None = None, tracking_uri: str | None = None
+) -> list[RunRecord]:
     """The FINISHED training runs of an experiment (or of one search), newest first.
 
     Raises:
@@ -324,16 +390,26 @@ def fetch_runs(experiment: str, parent_run: str | None = None,
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        raise ValueError(f"experiment {experiment!r} not found on the tracking server; "
-                         f"pass --experiment with an existing name (or --tracking-uri)")
+        raise ValueError(
+            f"experiment {experiment!r} not found on the tracking server; "
+            f"pass --experiment with an existing name (or --tracking-uri)"
+        )
     query = "attributes.status = 'FINISHED' and params.arch != ''"
     if parent_run:
         query += f" and tags.mlflow.parentRunId = '{parent_run}'"
     runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
-    return [RunRecord(r.info.run_id, dict(r.data.params), dict(r.data.tags),
-                      {m: {h.step: h.value for h in client.get_metric_history(r.info.run_id, m)}
-                       for m in REPORT_METRICS})
-            for r in runs]
+    return [
+        RunRecord(
+            r.info.run_id,
+            dict(r.data.params),
+            dict(r.data.tags),
+            {
+                m: {h.step: h.value for h in client.get_metric_history(r.info.run_id, m)}
+                for m in REPORT_METRICS
+            },
+        )
+        for r in runs
+    ]
 
 
 def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None = None) -> None:

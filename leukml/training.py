@@ -88,8 +88,7 @@ class TrainResult:
 class Batches(keras.utils.PyDataset):
     """Batches of ``x[idx]`` as float32 (with one-hot labels when given), in a fixed order."""
 
-    def __init__(self, x: np.ndarray, labels: np.ndarray | None, idx: np.ndarray,
-                 batch_size: int) -> None:
+    def __init__(self, x: np.ndarray, labels: np.ndarray | None, idx: np.ndarray, batch_size: int) -> None:
         super().__init__()
         self.x, self.labels, self.idx, self.batch_size = x, labels, np.asarray(idx), batch_size
 
@@ -97,7 +96,7 @@ class Batches(keras.utils.PyDataset):
         return -(-len(self.idx) // self.batch_size)
 
     def __getitem__(self, i: int):
-        chosen = self.idx[i * self.batch_size:(i + 1) * self.batch_size]
+        chosen = self.idx[i * self.batch_size : (i + 1) * self.batch_size]
         x = np.asarray(self.x[chosen], dtype=np.float32)
         if self.labels is None:
             return x
@@ -159,8 +158,7 @@ def _frozen_base(config: TrainConfig) -> keras.Model:
     if weights not in ("imagenet", "none") and path.is_file():
         info = path.stat()  # a weights file rewritten in place is another base
         stamp = (info.st_mtime_ns, info.st_size)
-    key = (config.arch, weights, stamp, config.image_size, keras.config.dtype_policy().name,
-           config.seed)
+    key = (config.arch, weights, stamp, config.image_size, keras.config.dtype_policy().name, config.seed)
     if _shared is not None and key in _shared.bases:
         return _shared.bases[key]
     base = build_base(config.arch, weights, config.image_size)
@@ -169,11 +167,11 @@ def _frozen_base(config: TrainConfig) -> keras.Model:
     return base
 
 
-def extract_features(network: Network, prepared: Prepared, config: TrainConfig,
-                     batch_size: int = 64) -> np.ndarray:
+def extract_features(
+    network: Network, prepared: Prepared, config: TrainConfig, batch_size: int = 64
+) -> np.ndarray:
     """The frozen base's output for every image, cached per (arch, weights, size, dataset)."""
-    key = (f"{prepared.dataset.fingerprint}-{config.arch}-{_weights_id(network.base)}-"
-           f"{config.image_size}")
+    key = f"{prepared.dataset.fingerprint}-{config.arch}-{_weights_id(network.base)}-{config.image_size}"
     policy = network.base.dtype_policy.name
     if policy != "float32":  # a mixed-precision base computes other features
         key += f"-{policy}"
@@ -182,11 +180,16 @@ def extract_features(network: Network, prepared: Prepared, config: TrainConfig,
 
     def extract_all(out: np.ndarray) -> None:
         for i in range(len(batches)):
-            out[i * batch_size:(i + 1) * batch_size] = keras.ops.convert_to_numpy(
-                network.extractor.predict_on_batch(batches[i]))
+            out[i * batch_size : (i + 1) * batch_size] = keras.ops.convert_to_numpy(
+                network.extractor.predict_on_batch(batches[i])
+            )
 
-    return cached_array(cache_path("features", f"{key}.npy"),
-                        (n, *network.extractor.output_shape[1:]), np.float32, extract_all)
+    return cached_array(
+        cache_path("features", f"{key}.npy"),
+        (n, *network.extractor.output_shape[1:]),
+        np.float32,
+        extract_all,
+    )
 
 
 def binary_crossentropy(y_true, y_pred):
@@ -205,7 +208,8 @@ def binary_crossentropy(y_true, y_pred):
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.lr, decay_steps=config.decay_steps, decay_rate=config.decay_rate)
+        config.lr, decay_steps=config.decay_steps, decay_rate=config.decay_rate
+    )
     return getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=schedule)
 
 
@@ -214,8 +218,7 @@ def _class_weight(labels: np.ndarray) -> dict[int, float]:
     return {c: float(counts.sum() / (2 * counts[c])) for c in range(2) if counts[c]}
 
 
-def _batch_means(step, inputs: np.ndarray, labels: np.ndarray, order: np.ndarray,
-                 batch_size: int) -> dict:
+def _batch_means(step, inputs: np.ndarray, labels: np.ndarray, order: np.ndarray, batch_size: int) -> dict:
     """``step(x, y)`` over the batches of ``order``; the sample-weighted mean of its loss and
     accuracy, as ``fit`` and ``evaluate`` report them (``*_on_batch`` resets the metrics on every
     call, hence the running sums)."""
@@ -229,26 +232,38 @@ def _batch_means(step, inputs: np.ndarray, labels: np.ndarray, order: np.ndarray
     return {key: value / len(order) for key, value in totals.items()}
 
 
-def _train_epoch(target: keras.Model, inputs: np.ndarray, labels: np.ndarray,
-                 order: np.ndarray, batch_size: int, class_weight: dict | None) -> dict:
+def _train_epoch(
+    target: keras.Model,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    class_weight: dict | None,
+) -> dict:
     """One pass over ``order``; returns the epoch's mean loss and accuracy.
 
     Our own loop rather than ``fit``: Keras may prefetch a PyDataset's next batches before its
     ``on_epoch_end`` reshuffles, which makes the batch order race; here it is exact.
     """
-    return _batch_means(lambda x, y: target.train_on_batch(x, y, class_weight=class_weight,
-                                                           return_dict=True),
-                        inputs, labels, order, batch_size)
+    return _batch_means(
+        lambda x, y: target.train_on_batch(x, y, class_weight=class_weight, return_dict=True),
+        inputs,
+        labels,
+        order,
+        batch_size,
+    )
 
 
 def _predict(target: keras.Model, inputs: np.ndarray, idx: np.ndarray, batch_size: int) -> np.ndarray:
     batches = Batches(inputs, None, idx, batch_size)
-    return np.concatenate([keras.ops.convert_to_numpy(target.predict_on_batch(batches[i]))
-                           for i in range(len(batches))])
+    return np.concatenate(
+        [keras.ops.convert_to_numpy(target.predict_on_batch(batches[i])) for i in range(len(batches))]
+    )
 
 
-def _evaluate(target: keras.Model, inputs: np.ndarray, labels: np.ndarray, idx: np.ndarray,
-              batch_size: int) -> tuple[dict, np.ndarray]:
+def _evaluate(
+    target: keras.Model, inputs: np.ndarray, labels: np.ndarray, idx: np.ndarray, batch_size: int
+) -> tuple[dict, np.ndarray]:
     """Loss and accuracy on ``idx`` as ``evaluate`` reports them (the paper's loss per sample,
     averaged), computed from one prediction pass whose probabilities are returned too: a
     milestone on the same split reuses them, and no separate test step is traced."""
@@ -259,8 +274,14 @@ def _evaluate(target: keras.Model, inputs: np.ndarray, labels: np.ndarray, idx: 
     return {"loss": loss, "accuracy": accuracy}, probs
 
 
-def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricSink,
-        inputs: np.ndarray, target: keras.Model) -> TrainResult:
+def fit(
+    network: Network,
+    prepared: Prepared,
+    config: TrainConfig,
+    sink: MetricSink,
+    inputs: np.ndarray,
+    target: keras.Model,
+) -> TrainResult:
     """Train ``target`` (the head on features, or the whole model on images) on ``inputs``.
 
     Each epoch logs train/val loss and accuracy; each milestone, the test-split metrics.
@@ -269,27 +290,35 @@ def fit(network: Network, prepared: Prepared, config: TrainConfig, sink: MetricS
     val_is_test = not len(split.val)  # the paper validates on test
     val_idx = split.test if val_is_test else split.val
     weights = _class_weight(labels[split.train]) if config.class_weight else None
-    target.compile(optimizer=make_optimizer(config), loss=binary_crossentropy,
-                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                   jit_compile=config.jit_compile)
+    target.compile(
+        optimizer=make_optimizer(config),
+        loss=binary_crossentropy,
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=config.jit_compile,
+    )
     rng = np.random.default_rng(config.seed)
     result = TrainResult(network, prepared)
     for epoch in range(1, config.epochs + 1):
         order = split.train[rng.permutation(len(split.train))]
         logs = _train_epoch(target, inputs, labels, order, config.batch_size, weights)
         val_logs, val_probs = _evaluate(target, inputs, labels, val_idx, config.batch_size)
-        metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
-                   "val_loss": val_logs["loss"], "val_accuracy": val_logs["accuracy"]}
+        metrics = {
+            "train_loss": logs["loss"],
+            "train_accuracy": logs["accuracy"],
+            "val_loss": val_logs["loss"],
+            "val_accuracy": val_logs["accuracy"],
+        }
         metrics = {k: float(v) for k, v in metrics.items()}
         for k, v in metrics.items():
             result.history.setdefault(k, []).append(v)
         sink.log_epoch(epoch, metrics)
         if not os.environ.get("LEUKML_QUIET"):
-            print(f"epoch {epoch}/{config.epochs}  " +
-                  "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
+            print(
+                f"epoch {epoch}/{config.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+                flush=True,
+            )
         if epoch in config.milestones:
-            probs = val_probs if val_is_test else _predict(target, inputs, split.test,
-                                                           config.batch_size)
+            probs = val_probs if val_is_test else _predict(target, inputs, split.test, config.batch_size)
             p_all = probs[:, 1]
             scores, confusion = classification_metrics(labels[split.test], p_all)
             result.milestones[epoch] = scores

@@ -41,8 +41,11 @@ def child_env():
     tests (mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID)."""
 
     def make(**extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+        }
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
         env["LEUKML_QUIET"] = "1"
         env.update(extra)

@@ -24,8 +24,9 @@ def test_inspect_real_sample_json(real_sample):
 def test_inspect_text_and_synth(tmp_path):
     runner = CliRunner()
     out = tmp_path / "syn"
-    result = runner.invoke(main, ["synth", str(out), "--n-all", "8", "--n-hem", "4",
-                                  "--subjects", "4", "--size", "24"])
+    result = runner.invoke(
+        main, ["synth", str(out), "--n-all", "8", "--n-hem", "4", "--subjects", "4", "--size", "24"]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["inspect", str(out), "--split", "fold"])
     assert result.exit_code == 0, result.output

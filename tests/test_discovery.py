@@ -29,21 +29,40 @@ def test_subject_parsing_is_case_insensitive():
 
 def test_cnmc_fold_layout_keeps_fold_and_subject(tmp_path):
     for fold in (0, 1):
-        _cell(tmp_path / "C-NMC_Leukemia" / "training_data" / f"fold_{fold}" / "all"
-              / f"UID_{fold + 1}_1_1_all.bmp")
-        _cell(tmp_path / "C-NMC_Leukemia" / "training_data" / f"fold_{fold}" / "hem"
-              / f"UID_h{fold + 3}_1_1_hem.bmp")
+        _cell(
+            tmp_path
+            / "C-NMC_Leukemia"
+            / "training_data"
+            / f"fold_{fold}"
+            / "all"
+            / f"UID_{fold + 1}_1_1_all.bmp"
+        )
+        _cell(
+            tmp_path
+            / "C-NMC_Leukemia"
+            / "training_data"
+            / f"fold_{fold}"
+            / "hem"
+            / f"UID_h{fold + 3}_1_1_hem.bmp"
+        )
     ds = discover(tmp_path)
     assert len(ds) == 4
     assert {(r.fold, r.subject, r.label) for r in ds.records} == {
-        (0, "1", 1), (0, "H3", 0), (1, "2", 1), (1, "H4", 0)}
+        (0, "1", 1),
+        (0, "H3", 0),
+        (1, "2", 1),
+        (1, "H4", 0),
+    }
 
 
 @pytest.mark.parametrize("inside", [False, True])
 def test_labelled_prelim_test_layout(tmp_path, inside):
     folder = tmp_path / "validation_data" / "C-NMC_test_prelim_phase_data"
-    rows = [("UID_57_29_1_all.bmp", "1.bmp", 1), ("UID_H24_1_1_hem.bmp", "2.bmp", 0),
-            ("UID_58_3_1_all.bmp", "3.bmp", 1)]
+    rows = [
+        ("UID_57_29_1_all.bmp", "1.bmp", 1),
+        ("UID_H24_1_1_hem.bmp", "2.bmp", 0),
+        ("UID_58_3_1_all.bmp", "3.bmp", 1),
+    ]
     for _, name, _ in rows:
         _cell(folder / name)
     csv_path = (folder if inside else folder.parent) / "C-NMC_test_prelim_phase_data_labels.csv"
@@ -53,7 +72,10 @@ def test_labelled_prelim_test_layout(tmp_path, inside):
         writer.writerows(rows)
     ds = discover(tmp_path)
     assert sorted((Path(r.relpath).name, r.subject, r.label) for r in ds.records) == [
-        ("1.bmp", "57", 1), ("2.bmp", "H24", 0), ("3.bmp", "58", 1)]
+        ("1.bmp", "57", 1),
+        ("2.bmp", "H24", 0),
+        ("3.bmp", "58", 1),
+    ]
     assert ds.skipped == ()
 
 

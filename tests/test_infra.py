@@ -25,14 +25,18 @@ LOCAL = ROOT / "infra" / "local"
 
 
 def _read_env(path: Path) -> dict[str, str]:
-    pairs = (line.removeprefix("export ").split("=", 1) for line in path.read_text().splitlines()
-             if line.strip() and not line.startswith("#"))
+    pairs = (
+        line.removeprefix("export ").split("=", 1)
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
     return {k: v for k, v in pairs}
 
 
 def _up(root: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(["bash", str(LOCAL / "up.sh"), str(root)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", str(LOCAL / "up.sh"), str(root)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -55,14 +59,17 @@ class Stack:
         return _up(self.root, self.env)
 
     def pids(self) -> dict[str, str]:
-        return {name: (self.root / "pids" / f"{name}.pid").read_text().strip()
-                for name in ("postgres", "seaweedfs", "mlflow")}
+        return {
+            name: (self.root / "pids" / f"{name}.pid").read_text().strip()
+            for name in ("postgres", "seaweedfs", "mlflow")
+        }
 
     def mlflow_client(self):
         from mlflow.tracking import MlflowClient
 
-        os.environ.update({k: self.client[k] for k in ("MLFLOW_TRACKING_USERNAME",
-                                                       "MLFLOW_TRACKING_PASSWORD")})
+        os.environ.update(
+            {k: self.client[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        )
         return MlflowClient(self.url)
 
     def storage(self) -> optuna.storages.RDBStorage:
@@ -73,8 +80,7 @@ class Stack:
 def stack():
     # Not under pytest's private tmp dirs: the postgres user must reach the cluster's folder.
     root = Path(tempfile.mkdtemp(prefix="leukml-stack-", dir="/tmp"))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "AWS_", "OPTUNA_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "OPTUNA_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["LEUKML_QUIET"] = "1"
     try:
@@ -88,9 +94,15 @@ def stack():
 
 
 def _leukml(stack: Stack, *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([str(Path(sys.executable).parent / "leukml"), *args], env=stack.child_env(),
-                            cwd=stack.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **popen)
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "leukml"), *args],
+        env=stack.child_env(),
+        cwd=stack.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 TINY = ("--weights", "none", "--image-size", "32", "--batch-size", "16")
@@ -103,8 +115,11 @@ def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
 
 
 def _run_id(output: str) -> str:
-    return next(line.split()[1] for line in output.splitlines() if line.startswith("run ")
-                and line.endswith(" finished"))
+    return next(
+        line.split()[1]
+        for line in output.splitlines()
+        if line.startswith("run ") and line.endswith(" finished")
+    )
 
 
 def test_up_is_loopback_only_and_rerunnable(stack):
@@ -124,20 +139,31 @@ def test_training_run_lands_in_postgres_and_s3(stack, tiny_data):
     import psycopg
 
     pg = stack.settings
-    with psycopg.connect(host="127.0.0.1", port=int(pg["PG_PORT"]), user="leukml",
-                         password=pg["PG_PASSWORD"], dbname="mlflow") as conn:
+    with psycopg.connect(
+        host="127.0.0.1", port=int(pg["PG_PORT"]), user="leukml", password=pg["PG_PASSWORD"], dbname="mlflow"
+    ) as conn:
         params = dict(conn.execute("SELECT key, value FROM params WHERE run_uuid = %s", (run_id,)))
-        steps = [s for (s,) in conn.execute(
-            "SELECT step FROM metrics WHERE run_uuid = %s AND key = 'train_loss' ORDER BY step",
-            (run_id,))]
+        steps = [
+            s
+            for (s,) in conn.execute(
+                "SELECT step FROM metrics WHERE run_uuid = %s AND key = 'train_loss' ORDER BY step", (run_id,)
+            )
+        ]
     assert params["arch"] == "vgg16" and params["epochs"] == "2"
     assert steps == [1, 2]
 
-    s3 = boto3.client("s3", endpoint_url=stack.client["MLFLOW_S3_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id=stack.client["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=stack.client["AWS_SECRET_ACCESS_KEY"])
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="leukml")
-            for o in page.get("Contents", [])]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.client["MLFLOW_S3_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=stack.client["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.client["AWS_SECRET_ACCESS_KEY"],
+    )
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="leukml")
+        for o in page.get("Contents", [])
+    ]
     assert any(f"/{run_id}/artifacts/confusion_matrix/epoch_002.png" in k for k in keys), keys
     model_keys = [k for k in keys if "/models/m-" in k and k.endswith("/artifacts/MLmodel")]
     assert model_keys, keys
@@ -153,8 +179,9 @@ def test_training_run_lands_in_postgres_and_s3(stack, tiny_data):
         print("probs", keras_model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape)
     """)
     env = {k: v for k, v in stack.child_env().items() if not k.startswith("AWS_")}  # proxied
-    done = subprocess.run([sys.executable, "-c", loader], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", loader], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "probs (1, 2)" in done.stdout
 
@@ -166,18 +193,30 @@ def test_authentication_refuses_strangers_and_readers_cannot_write(stack):
     assert requests.post(api, json=body, timeout=30).status_code == 401
     assert requests.post(api, json=body, auth=(user, "wrong"), timeout=30).status_code == 401
     assert requests.post(api, json=body, auth=("admin", "password1234"), timeout=30).status_code == 401
-    assert requests.post(api, json=body, auth=(user, stack.client["MLFLOW_TRACKING_PASSWORD"]),
-                         timeout=30).status_code == 200
+    assert (
+        requests.post(
+            api, json=body, auth=(user, stack.client["MLFLOW_TRACKING_PASSWORD"]), timeout=30
+        ).status_code
+        == 200
+    )
 
     writer = stack.mlflow_client()
     experiment_id = writer.create_experiment("auth-check")
     writer.create_run(experiment_id)
     reader = (stack.credentials["MLFLOW_READER_USERNAME"], stack.credentials["MLFLOW_READER_PASSWORD"])
-    runs = requests.post(f"{stack.url}/api/2.0/mlflow/runs/search", auth=reader, timeout=30,
-                         json={"experiment_ids": [experiment_id]})
+    runs = requests.post(
+        f"{stack.url}/api/2.0/mlflow/runs/search",
+        auth=reader,
+        timeout=30,
+        json={"experiment_ids": [experiment_id]},
+    )
     assert runs.status_code == 200 and len(runs.json()["runs"]) == 1  # reading is allowed
-    create = requests.post(f"{stack.url}/api/2.0/mlflow/runs/create", auth=reader, timeout=30,
-                           json={"experiment_id": experiment_id})
+    create = requests.post(
+        f"{stack.url}/api/2.0/mlflow/runs/create",
+        auth=reader,
+        timeout=30,
+        json={"experiment_id": experiment_id},
+    )
     assert create.status_code == 403, create.text
     assert "permission denied" in create.text.lower()
     assert len(writer.search_runs([experiment_id])) == 1
@@ -229,8 +268,10 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data):
     def doomed_run():  # its trial is RUNNING and its MLflow run exists: mid-trial
         experiment = client.get_experiment_by_name("leukml")
         runs = experiment and client.search_runs(
-            [experiment.experiment_id], filter_string="tags.study_name = 'crash' and "
-            "tags.trial_number = '0' and attributes.status = 'RUNNING'")
+            [experiment.experiment_id],
+            filter_string="tags.study_name = 'crash' and "
+            "tags.trial_number = '0' and attributes.status = 'RUNNING'",
+        )
         return runs[0] if runs else None
 
     orphan = _wait_for("the first worker's trial", doomed_run)
@@ -253,8 +294,17 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data):
 
 def test_server_restart_mid_run_loses_no_metric(stack, tiny_data):
     epochs = 200
-    proc = _leukml(stack, "train", "--data-dir", str(tiny_data), "--epochs", str(epochs), *TINY,
-                   "--experiment", "restart")
+    proc = _leukml(
+        stack,
+        "train",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        str(epochs),
+        *TINY,
+        "--experiment",
+        "restart",
+    )
     client = stack.mlflow_client()
 
     def logged_steps():
@@ -265,8 +315,11 @@ def test_server_restart_mid_run_loses_no_metric(stack, tiny_data):
     _wait_for("the first epochs on the server", logged_steps)
     server = int((stack.root / "pids" / "mlflow.pid").read_text())
     os.killpg(server, signal.SIGTERM)
-    _wait_for("the server to stop", lambda: subprocess.run(["kill", "-0", str(server)],
-                                                           capture_output=True).returncode != 0, 60)
+    _wait_for(
+        "the server to stop",
+        lambda: subprocess.run(["kill", "-0", str(server)], capture_output=True).returncode != 0,
+        60,
+    )
     assert proc.poll() is None, "the training ended before the restart: make it longer"
     stack.up()  # starts only the MLflow server again, same port and secrets
     out = _finish(proc)

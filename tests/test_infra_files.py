@@ -18,8 +18,13 @@ def _compose() -> dict:
 
 
 def _k8s() -> list[dict]:
-    return [doc for path in sorted((INFRA / "k8s").glob("*.yaml")) if path.name != "kustomization.yaml"
-            for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [
+        doc
+        for path in sorted((INFRA / "k8s").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 def test_compose_services_are_pinned_healthy_and_secret_free():
@@ -55,16 +60,32 @@ def test_docker_compose_config_accepts_it(tmp_path):
         pytest.skip("docker client without the compose plugin")
     env_file = tmp_path / ".env"
     env_file.write_text((INFRA / ".env.example").read_text())
-    done = subprocess.run(["docker", "compose", "-f", str(INFRA / "docker-compose.yml"), "--env-file",
-                           str(env_file), "config", "-q"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(INFRA / "docker-compose.yml"),
+            "--env-file",
+            str(env_file),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_k8s_manifests_have_the_team_pieces():
     docs = _k8s()
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    assert {("Deployment", "mlflow"), ("Service", "mlflow"), ("Secret", "leukml"),
-            ("Job", "leukml-search")} <= kinds
+    assert {
+        ("Deployment", "mlflow"),
+        ("Service", "mlflow"),
+        ("Secret", "leukml"),
+        ("Job", "leukml-search"),
+    } <= kinds
     [server] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow"]
     pod = server["spec"]["template"]["spec"]
     assert "pg_isready" in " ".join(pod["initContainers"][0]["command"])
@@ -78,17 +99,26 @@ def test_k8s_manifests_have_the_team_pieces():
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert worker["command"][:2] == ["leukml", "search"]
     env = {e["name"] for e in worker["env"]}
-    assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-            "OPTUNA_STORAGE"} <= env
-    images = [c["image"] for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")
-              for c in d["spec"]["template"]["spec"]["containers"]]
+    assert {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "OPTUNA_STORAGE",
+    } <= env
+    images = [
+        c["image"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "Job")
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
     assert all(re.search(r":[\w.\-]+$", i) and not i.endswith(":latest") for i in images), images
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl")
 def test_kustomize_renders_the_stack():
-    done = subprocess.run(["kubectl", "kustomize", str(INFRA / "k8s")], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(INFRA / "k8s")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(done.stdout) if doc]
     assert kinds.count("Deployment") == 2 and "StatefulSet" in kinds and "Job" in kinds

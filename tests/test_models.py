@@ -44,11 +44,14 @@ def test_imagenet_offline_fails_fast_naming_alternatives(tmp_path, monkeypatch):
         pytest.skip("ImageNet weights were downloadable: this machine is online")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"arch": "vgg17"}, "choose one of: vgg16, resnet50"),
-    ({"pooling": "max"}, "flatten, avg"),
-    ({"image_size": 16}, "at least 32"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"arch": "vgg17"}, "choose one of: vgg16, resnet50"),
+        ({"pooling": "max"}, "flatten, avg"),
+        ({"image_size": 16}, "at least 32"),
+    ],
+)
 def test_bad_model_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**kwargs)

@@ -35,8 +35,15 @@ def store(tmp_path_factory, tiny_data):
     os.environ["LEUKML_QUIET"] = "1"
     runs = {}
     for arch, val in (("vgg16", 0.15), ("resnet50", 0.15), ("vgg16", 0.0)):
-        config = TrainConfig(data_dir=str(tiny_data), arch=arch, weights="none", image_size=32,
-                             epochs=2, batch_size=8, val_fraction=val)
+        config = TrainConfig(
+            data_dir=str(tiny_data),
+            arch=arch,
+            weights="none",
+            image_size=32,
+            epochs=2,
+            batch_size=8,
+            val_fraction=val,
+        )
         runs[(arch, val)] = tracked_train(config, experiment="reg", tracking_uri=uri)[0]
     mlflow.set_tracking_uri(uri)
     return uri, runs, folder
@@ -52,8 +59,7 @@ def test_promote_alias_tags_idempotence_rollback(store):
     version = client.get_model_version_by_alias(NAME, "champion")
     assert str(version.version) == first.version
     assert version.tags["run_id"] == first.run_id
-    assert {"metric", "metric_value", "arch", "dataset_fingerprint", "split_protocol"} <= set(
-        version.tags)
+    assert {"metric", "metric_value", "arch", "dataset_fingerprint", "split_protocol"} <= set(version.tags)
     again = registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
     assert not again.created and again.version == first.version
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
@@ -96,8 +102,9 @@ def _free_port() -> int:
 
 
 def _post(url: str, payload: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url + "/invocations", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -115,9 +122,24 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
     port = _free_port()
     env = child_env(MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
     server = subprocess.Popen(
-        ["mlflow", "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, start_new_session=True)
+        [
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{NAME}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(180):
@@ -136,12 +158,13 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
         assert {p["model_version"] for p in body["predictions"]} != {"unregistered"}
 
         big = base64.b64encode(os.urandom(300_000)).decode()
-        bad = {"not base64": _rows(encoded[0], "%%%not base64%%%"),
-               "not a usable image": _rows(base64.b64encode(b"plain text").decode()),
-               "empty": _rows(""),
-               "missing inputs ['image']": {"dataframe_split": {"columns": ["img"],
-                                                                "data": [[encoded[0]]]}},
-               "limit": _rows(big)}
+        bad = {
+            "not base64": _rows(encoded[0], "%%%not base64%%%"),
+            "not a usable image": _rows(base64.b64encode(b"plain text").decode()),
+            "empty": _rows(""),
+            "missing inputs ['image']": {"dataframe_split": {"columns": ["img"], "data": [[encoded[0]]]}},
+            "limit": _rows(big),
+        }
         for expected, payload in bad.items():
             status, body = _post(url, payload)
             assert 400 <= status < 500, (expected, status, body)
@@ -150,8 +173,9 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
         assert _post(url, _rows(encoded[1]))[0] == 200  # still serving
 
         by_url = CliRunner().invoke(main, ["predict", *map(str, files), "--url", url, "--json"])
-        by_uri = CliRunner().invoke(main, ["predict", *map(str, files), "--model-uri",
-                                           f"models:/{NAME}@champion", "--json"])
+        by_uri = CliRunner().invoke(
+            main, ["predict", *map(str, files), "--model-uri", f"models:/{NAME}@champion", "--json"]
+        )
         assert by_url.exit_code == 0 and by_uri.exit_code == 0, by_url.output + by_uri.output
         a = [json.loads(line) for line in by_url.output.splitlines()]
         b = [json.loads(line) for line in by_uri.output.splitlines()]
@@ -167,8 +191,10 @@ def test_explain_writes_a_heatmap_of_the_image_size(store, real_sample, tmp_path
     mlflow.set_tracking_uri(uri)
     image = next(real_sample.rglob("*.bmp"))
     out = tmp_path / "cam.png"
-    result = CliRunner().invoke(main, ["explain", str(image), "--model-uri",
-                                       f"runs:/{runs[('vgg16', 0.15)]}/model", "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        ["explain", str(image), "--model-uri", f"runs:/{runs[('vgg16', 0.15)]}/model", "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     cam = np.asarray(Image.open(out))
     assert cam.shape[:2] == Image.open(image).size[::-1]

@@ -31,19 +31,58 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     env = child_env(MLFLOW_TRACKING_URI=uri)
     proc = subprocess.run(
-        ["mlflow", "run", str(ROOT), "-e", "search", "--env-manager", "local",
-         "--experiment-name", "leukml", "-P", "mode=grid", "-P", f"data_dir={tiny_data}",
-         "-P", "epochs=2", "-P", "eval_epochs=1,2", "-P", "image_size=32", "-P", "weights=none",
-         "-P", "batch_size=8", "-P", f"storage={storage}", "-P", "study_name=tiny-grid"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        [
+            "mlflow",
+            "run",
+            str(ROOT),
+            "-e",
+            "search",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "leukml",
+            "-P",
+            "mode=grid",
+            "-P",
+            f"data_dir={tiny_data}",
+            "-P",
+            "epochs=2",
+            "-P",
+            "eval_epochs=1,2",
+            "-P",
+            "image_size=32",
+            "-P",
+            "weights=none",
+            "-P",
+            "batch_size=8",
+            "-P",
+            f"storage={storage}",
+            "-P",
+            "study_name=tiny-grid",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     study = optuna.load_study(study_name="tiny-grid", storage=storage)
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert sorted((t.params["arch"], t.params["optimizer"]) for t in complete) == [
-        ("resnet50", "adam"), ("resnet50", "rmsprop"), ("vgg16", "adam"), ("vgg16", "rmsprop")]
-    cli = subprocess.run(["optuna", "trials", "--study-name", "tiny-grid", "--storage", storage],
-                         env=env, capture_output=True, text=True, timeout=120)
+        ("resnet50", "adam"),
+        ("resnet50", "rmsprop"),
+        ("vgg16", "adam"),
+        ("vgg16", "rmsprop"),
+    ]
+    cli = subprocess.run(
+        ["optuna", "trials", "--study-name", "tiny-grid", "--storage", storage],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 0 and cli.stdout.count("COMPLETE") == 4, cli.stdout + cli.stderr
 
     client = MlflowClient(uri)
@@ -59,16 +98,29 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
     assert {c.info.run_id for c in children} == {t.user_attrs["mlflow_run_id"] for t in complete}
 
     out = tmp_path / "report"
-    result = CliRunner().invoke(main, ["report", "--experiment", "leukml", "--parent-run",
-                                       parent.info.run_id, "--out", str(out),
-                                       "--tracking-uri", uri])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            "--experiment",
+            "leukml",
+            "--parent-run",
+            parent.info.run_id,
+            "--out",
+            str(out),
+            "--tracking-uri",
+            uri,
+        ],
+    )
     assert result.exit_code == 0, result.output
     md = (out / "report.md").read_text()
-    vgg_adam = next(c for c in children if c.data.params["arch"] == "vgg16"
-                    and c.data.params["optimizer"] == "adam")
+    vgg_adam = next(
+        c for c in children if c.data.params["arch"] == "vgg16" and c.data.params["optimizer"] == "adam"
+    )
     history = client.get_metric_history(vgg_adam.info.run_id, "train_accuracy")
-    row = next(line for line in md.split("### Train accuracy, vgg16")[1].splitlines()
-               if line.startswith("| 2 |"))
+    row = next(
+        line for line in md.split("### Train accuracy, vgg16")[1].splitlines() if line.startswith("| 2 |")
+    )
     assert f"| 2 | {history[-1].value:.4f} |" in row
     assert "NOT the C-NMC 2019 training set" in md
     assert "no milestone at epoch(s) 10" in md
@@ -80,10 +132,22 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
 @pytest.mark.slow
 def test_extended_search_with_pruning(tmp_path, tiny_data):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=3,
-                       eval_epochs=(1, 2, 3), val_fraction=0.15)
-    search = SearchConfig(base=base, mode="extended", archs=("vgg16",), trials=4,
-                          storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="ext")
+    base = TrainConfig(
+        data_dir=str(tiny_data),
+        weights="none",
+        image_size=32,
+        epochs=3,
+        eval_epochs=(1, 2, 3),
+        val_fraction=0.15,
+    )
+    search = SearchConfig(
+        base=base,
+        mode="extended",
+        archs=("vgg16",),
+        trials=4,
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        study_name="ext",
+    )
     parent, study = tracked_search(search, tracking_uri=uri)
     states = {t.state for t in study.trials}
     assert len(study.trials) == 4

@@ -22,7 +22,7 @@ def test_subject_split_keeps_each_person_on_one_side(real_sample):
     records = discover(real_sample).records
     split = split_records(records, SplitConfig(method="subject", val_fraction=0.1))
     sides = [_subjects(records, idx) for idx in (split.train, split.val, split.test)]
-    assert all(not (a & b) for i, a in enumerate(sides) for b in sides[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(sides) for b in sides[i + 1 :])
     assert 0.1 < len(split.test) / len(records) < 0.35
     labels = np.array([r.label for r in records])
     assert set(labels[split.test]) == {0, 1}
@@ -39,8 +39,7 @@ def test_fold_split_holds_out_one_fold(tiny_data):
 
 
 def test_fold_split_needs_folds(tmp_path):
-    records = [Record(f"{c}/{i}.bmp", c == "all", None, None, 10) for c in ("all", "hem")
-               for i in range(5)]
+    records = [Record(f"{c}/{i}.bmp", c == "all", None, None, 10) for c in ("all", "hem") for i in range(5)]
     with pytest.raises(ValueError, match="no folds: use split=image or split=subject"):
         split_records(records, SplitConfig(method="fold"))
 
@@ -55,11 +54,14 @@ def test_split_is_deterministic_and_seeded(tiny_data):
         assert a["test"] != c["test"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "patient"}, "choose one of: image, subject, fold"),
-    ({"test_fraction": 1.5}, "test_fraction"),
-    ({"val_fraction": 0.9}, "val_fraction"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "patient"}, "choose one of: image, subject, fold"),
+        ({"test_fraction": 1.5}, "test_fraction"),
+        ({"val_fraction": 0.9}, "val_fraction"),
+    ],
+)
 def test_bad_split_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SplitConfig(**kwargs)

@@ -19,8 +19,7 @@ def test_synthetic_is_deterministic_and_real_layout(tmp_path):
     assert all((a / p).read_bytes() == (b / p).read_bytes() for p in files)
     ds = discover(a)
     assert {r.subject for r in ds.records if r.label == 0} == {"H1"}
-    other = write_synthetic(tmp_path / "c", SynthConfig(n_all=6, n_hem=3, subjects=3, size=32,
-                                                         seed=2))
+    other = write_synthetic(tmp_path / "c", SynthConfig(n_all=6, n_hem=3, subjects=3, size=32, seed=2))
     assert (other / files[0]).read_bytes() != (a / files[0]).read_bytes()
 
 
@@ -28,7 +27,7 @@ def test_synthetic_classes_differ_in_nucleus(tiny_data):
     ds = discover(tiny_data)
     images = load_images(ds, 48).astype(np.float32)
     # dark (nucleus) area per cell: ALL blasts have the larger nucleus, with overlap
-    dark = ((images.sum(-1) > 30) & (images[..., 1] < np.median(images[..., 1][images[..., 1] > 10])))
+    dark = (images.sum(-1) > 30) & (images[..., 1] < np.median(images[..., 1][images[..., 1] > 10]))
     area = dark.reshape(len(ds), -1).mean(1)
     assert area[ds.labels == 1].mean() > area[ds.labels == 0].mean()
 

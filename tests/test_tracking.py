@@ -19,8 +19,18 @@ from leukml.config import TrainConfig
 from leukml.tracking import tracked_train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["-P", "weights=none", "-P", "image_size=32", "-P", "epochs=3", "-P", "eval_epochs=1,3",
-        "-P", "batch_size=8"]
+TINY = [
+    "-P",
+    "weights=none",
+    "-P",
+    "image_size=32",
+    "-P",
+    "epochs=3",
+    "-P",
+    "eval_epochs=1,3",
+    "-P",
+    "batch_size=8",
+]
 
 
 def _only_run(tracking_uri: str, experiment: str = "leukml"):
@@ -35,9 +45,28 @@ def _only_run(tracking_uri: str, experiment: str = "leukml"):
 def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     proc = subprocess.run(
-        ["mlflow", "run", str(ROOT), "--env-manager", "local", "--experiment-name", "leukml",
-         "-P", f"data_dir={tiny_data}", "-P", "arch=resnet50", "-P", "optimizer=rmsprop", *TINY],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            "mlflow",
+            "run",
+            str(ROOT),
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "leukml",
+            "-P",
+            f"data_dir={tiny_data}",
+            "-P",
+            "arch=resnet50",
+            "-P",
+            "optimizer=rmsprop",
+            *TINY,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client, run = _only_run(env["MLFLOW_TRACKING_URI"])
     assert run.info.status == "FINISHED"
@@ -71,8 +100,9 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
     """MLflow's own serving-input check is off (leukml.tracking._KerasFlavor), so this is it: the
     example and signature that were logged load back and predict through pyfunc."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
-                         eval_epochs=(1, 2), batch_size=8)
+    config = TrainConfig(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, eval_epochs=(1, 2), batch_size=8
+    )
     run_id, result = tracked_train(config, tracking_uri=uri)
     mlflow.set_tracking_uri(uri)
     uri_model = f"runs:/{run_id}/model"
@@ -86,7 +116,8 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
     assert mlflow.models.get_model_info(uri_model).signature == infer_signature(example, direct)
     client = MlflowClient(uri)
     assert {a.path for a in client.list_artifacts(run_id, "confusion_matrix")} == {
-        f"confusion_matrix/epoch_00{e}.{x}" for e in (1, 2) for x in ("png", "json")}
+        f"confusion_matrix/epoch_00{e}.{x}" for e in (1, 2) for x in ("png", "json")
+    }
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
@@ -99,8 +130,7 @@ def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
 
     monkeypatch.setattr(leukml.plots, "curves_figure", broken)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1,
-                         batch_size=8)
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     with pytest.raises(OSError, match="disk full"):
         tracked_train(config, tracking_uri=uri)
     _, run = _only_run(uri)
@@ -114,8 +144,9 @@ def test_bad_data_fails_the_run_with_one_line(tmp_path):
 
     Image.new("RGB", (40, 40), (120, 60, 160)).save(tmp_path / "data" / "all" / "x.bmp")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = CliRunner().invoke(main, ["train", "--data-dir", str(tmp_path / "data"),
-                                       "--weights", "none", "--tracking-uri", uri])
+    result = CliRunner().invoke(
+        main, ["train", "--data-dir", str(tmp_path / "data"), "--weights", "none", "--tracking-uri", uri]
+    )
     assert result.exit_code != 0
     assert "only class 'all'" in result.output and "Traceback" not in result.output
     _, run = _only_run(uri)
@@ -140,13 +171,32 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
 @pytest.mark.slow
 def test_jax_backend_training(tmp_path, tiny_data, child_env):
     env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", KERAS_BACKEND="jax")
-    core = ("import sys, leukml.training, leukml.models, leukml.imagecache; "
-            "bad = {'tensorflow', 'mlflow'} & set(sys.modules); assert not bad, bad")
+    core = (
+        "import sys, leukml.training, leukml.models, leukml.imagecache; "
+        "bad = {'tensorflow', 'mlflow'} & set(sys.modules); assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", core], env=env, check=True, timeout=120)
     proc = subprocess.run(
-        ["leukml", "train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size",
-         "32", "--epochs", "2", "--batch-size", "8"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            "leukml",
+            "train",
+            "--data-dir",
+            str(tiny_data),
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, run = _only_run(env["MLFLOW_TRACKING_URI"])
     assert run.info.status == "FINISHED"
@@ -157,9 +207,26 @@ def test_jax_backend_training(tmp_path, tiny_data, child_env):
 @pytest.mark.slow
 def test_short_training_on_the_real_sample(tmp_path, real_sample):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = CliRunner().invoke(main, [
-        "train", "--data-dir", str(real_sample), "--weights", "none", "--image-size", "32",
-        "--epochs", "2", "--split", "subject", "--val-fraction", "0.1", "--tracking-uri", uri])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data-dir",
+            str(real_sample),
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--epochs",
+            "2",
+            "--split",
+            "subject",
+            "--val-fraction",
+            "0.1",
+            "--tracking-uri",
+            uri,
+        ],
+    )
     assert result.exit_code == 0, result.output
     _, run = _only_run(uri)
     assert run.info.status == "FINISHED"

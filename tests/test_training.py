@@ -16,11 +16,14 @@ def test_milestones_default_to_the_papers_and_the_last_epoch():
     assert TrainConfig(epochs=5, eval_epochs=(2,)).milestones == (2, 5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"optimizer": "adamw"}, "choose one of: adam, rmsprop, sgd"),
-    ({"epochs": 5, "eval_epochs": (7,)}, "outside 1..epochs"),
-    ({"split": "random"}, "choose one of: image, subject, fold"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"optimizer": "adamw"}, "choose one of: adam, rmsprop, sgd"),
+        ({"epochs": 5, "eval_epochs": (7,)}, "outside 1..epochs"),
+        ({"split": "random"}, "choose one of: image, subject, fold"),
+    ],
+)
 def test_bad_train_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
@@ -28,8 +31,9 @@ def test_bad_train_config(kwargs, match):
 
 def test_feature_cache_path_equals_end_to_end(tiny_data):
     """Head on cached features == whole model end to end, from the same start and batch order."""
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
-                         batch_size=8, lr=1e-3, seed=3)
+    config = TrainConfig(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=3
+    )
     prepared = prepare_data(config)
     net = build_network(config.model_config())
     start = net.head.get_weights()
@@ -52,8 +56,7 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
 
 def _fit_head(data_dir, **options):
     """A tiny VGG16 head trained on cached features: (prepared, network, features, result)."""
-    config = TrainConfig(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8,
-                         **options)
+    config = TrainConfig(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8, **options)
     prepared = prepare_data(config)
     net = build_network(config.model_config())
     features = extract_features(net, prepared, config)
@@ -82,8 +85,9 @@ def test_validation_metrics_equal_keras_evaluate(tiny_data):
     prepared, net, features, result = _fit_head(tiny_data, epochs=2, lr=1e-3, seed=4)
     test = prepared.split.test
     onehot = np.eye(2, dtype=np.float32)[prepared.dataset.labels[test]]
-    keras_logs = net.head.evaluate(np.asarray(features[test]), onehot, batch_size=8, verbose=0,
-                                   return_dict=True)
+    keras_logs = net.head.evaluate(
+        np.asarray(features[test]), onehot, batch_size=8, verbose=0, return_dict=True
+    )
     assert result.history["val_loss"][-1] == pytest.approx(keras_logs["loss"], rel=1e-5)
     assert result.history["val_accuracy"][-1] == pytest.approx(keras_logs["accuracy"], abs=1e-6)
     assert result.milestones[2]["test_accuracy"] == pytest.approx(keras_logs["accuracy"], abs=1e-6)
@@ -92,8 +96,9 @@ def test_validation_metrics_equal_keras_evaluate(tiny_data):
 def test_shared_bases_change_no_result(tiny_data):
     """A search worker's trials share a frozen base: same weights, same results as a fresh build,
     whatever ran before (the head's initial weights depend on the seed alone)."""
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2,
-                         batch_size=8, lr=1e-3, seed=6)
+    config = TrainConfig(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=6
+    )
     fresh = train(config)
     with shared_bases():
         first = train(config)
@@ -103,7 +108,8 @@ def test_shared_bases_change_no_result(tiny_data):
     assert fresh.network.base is not first.network.base
     for result in (first, again):
         assert result.milestones == fresh.milestones
-        for mine, theirs in zip(result.network.model.get_weights(),
-                                fresh.network.model.get_weights(), strict=True):
+        for mine, theirs in zip(
+            result.network.model.get_weights(), fresh.network.model.get_weights(), strict=True
+        ):
             np.testing.assert_array_equal(mine, theirs)
     assert other.milestones != fresh.milestones or other.history != fresh.history

@@ -1,10 +1,10 @@
 """Small helpers for up.sh, run with the venv's Python: free ports, health waits, MLflow users.
 
-    python stack.py ports N                      N free loopback ports p (p + 10000 free too)
-    python stack.py wait-http PID URL SECONDS    until URL answers 200 (fails at once if PID dies)
-    python stack.py wait-s3 PID ENDPOINT BUCKET SECONDS   until the bucket answers with $AWS_* keys
-    python stack.py add-user URL USER PASSWORD   create an MLflow user (admin creds in $MLFLOW_TRACKING_*)
-    python stack.py init-optuna URL              create Optuna's tables (before workers race to)
+python stack.py ports N                      N free loopback ports p (p + 10000 free too)
+python stack.py wait-http PID URL SECONDS    until URL answers 200 (fails at once if PID dies)
+python stack.py wait-s3 PID ENDPOINT BUCKET SECONDS   until the bucket answers with $AWS_* keys
+python stack.py add-user URL USER PASSWORD   create an MLflow user (admin creds in $MLFLOW_TRACKING_*)
+python stack.py init-optuna URL              create Optuna's tables (before workers race to)
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ def ports(n: int) -> list[int]:
     for port in random.sample(range(20000, 45000), 5000):
         if len(chosen) == n:
             break
-        if all(abs(port - c) > 1 and abs(port - c) != 10000 for c in chosen) \
-                and _free(port) and _free(port + 10000):
+        if (
+            all(abs(port - c) > 1 and abs(port - c) != 10000 for c in chosen)
+            and _free(port)
+            and _free(port + 10000)
+        ):
             chosen.append(port)
     if len(chosen) < n:
         sys.exit(f"stack.py: found only {len(chosen)} of {n} free ports on 127.0.0.1")
@@ -65,8 +68,9 @@ def wait_s3(pid: int, endpoint: str, bucket: str, seconds: float) -> None:
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    _until(pid, f"S3 bucket {bucket} at {endpoint}", seconds,
-           lambda: client.head_bucket(Bucket=bucket) or True)
+    _until(
+        pid, f"S3 bucket {bucket} at {endpoint}", seconds, lambda: client.head_bucket(Bucket=bucket) or True
+    )
 
 
 def add_user(url: str, user: str, password: str) -> None:
