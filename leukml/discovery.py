@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import errno
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from tqdm.auto import tqdm
 
 from leukml import CLASS_NAMES
 from leukml.cachedir import cache_path, write_json_atomic
+from leukml.filehash import content_digests
 from leukml.images import ImageError, check_image, is_image_name
 
 LAYOUTS_HELP = (
@@ -29,19 +33,24 @@ _FOLD_RE = re.compile(r"^fold_(\d+)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Record:
-    """One labelled image. ``label`` 1 = ALL (malignant), 0 = hem (normal)."""
+    """One labelled image. ``label`` 1 = ALL (malignant), 0 = hem (normal); ``digest`` is the
+    SHA-256 of the file's bytes (``filehash``)."""
 
     relpath: str
     label: int
     subject: str | None
     fold: int | None
     size_bytes: int
+    digest: str = ""
 
 
 @dataclass(frozen=True)
 class Skipped:
+    """A file leukml does not use; ``kind`` groups the reasons (``unlabelled``, ``broken link``, ...)."""
+
     path: str
     reason: str
+    kind: str = "unusable image"
 
 
 @dataclass(frozen=True)
@@ -73,10 +82,13 @@ def parse_subject(name: str) -> str | None:
 
 
 def fingerprint(records: Iterable[Record]) -> str:
-    """Hash over sorted relative paths, file sizes and labels."""
+    """Hash over the sorted relative paths, content digests, labels and subjects: equal
+    fingerprints mean the same files with the same bytes and labels."""
     h = hashlib.sha256()
     for r in sorted(records, key=lambda r: r.relpath):
-        h.update(f"{r.relpath}\t{r.size_bytes}\t{r.label}\n".encode())
+        if not r.digest:
+            raise ValueError(f"{r.relpath}: a record without a content digest cannot be fingerprinted")
+        h.update(f"{r.relpath}\t{r.digest}\t{r.label}\t{r.subject}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -89,17 +101,52 @@ def _is_labels_csv(path: Path) -> bool:
     return tuple(c.strip().lower() for c in header) == CSV_HEADER
 
 
-def _walk(root: Path) -> tuple[list[Path], list[Path]]:
-    images, csvs = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
+def _link_problem(root: Path, path: Path) -> Skipped | None:
+    """Why a file cannot be opened (a broken or looping symbolic link, no permission), or None."""
+    rel = path.relative_to(root).as_posix()
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Skipped(rel, "symbolic link loop", "link loop")
+        if path.is_symlink():
+            return Skipped(rel, f"broken symbolic link to {os.readlink(path)}", "broken link")
+        if exc.errno == errno.ENOENT:
+            return Skipped(rel, "missing", "missing")
+        return Skipped(rel, f"unreadable ({exc.strerror or exc})", "unreadable")
+    return None
+
+
+def _real_dirs(root: Path) -> set[str]:
+    """The folders under ``root`` reachable without following a link."""
+    return {os.path.realpath(d) for d, _, _ in os.walk(root)}
+
+
+def _walk(root: Path) -> tuple[list[Path], list[Path], list[Skipped]]:
+    """Image and CSV files under ``root``, following linked folders: each real folder is read once,
+    at its own place when it has one under ``root`` (else at the first link to it), so link loops
+    end and a linked copy is not counted twice. Broken and looping file links are skipped."""
+    images, csvs, skipped = [], [], []
+    real, seen = _real_dirs(root), set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = os.path.realpath(dirpath)
+        linked = here != os.path.abspath(dirpath)
+        if here in seen or (linked and here in real):
+            dirnames[:] = []
+            continue
+        seen.add(here)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if is_image_name(path):
-                images.append(path)
+                problem = _link_problem(root, path)
+                if problem is None:
+                    images.append(path)
+                else:
+                    skipped.append(problem)
             elif name.lower().endswith(".csv") and not name.startswith("."):
                 csvs.append(path)
-    return images, csvs
+    return images, csvs, skipped
 
 
 def _csv_image_dir(csv_path: Path, names: list[str]) -> Path:
@@ -107,24 +154,45 @@ def _csv_image_dir(csv_path: Path, names: list[str]) -> Path:
     return max(candidates, key=lambda d: sum((d / n).is_file() for n in names[:50]))
 
 
-def _from_csv(root: Path, csv_path: Path) -> tuple[list[Record], list[Skipped], set[Path]]:
+def _csv_rows(csv_path: Path) -> list[dict[str, str]]:
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = [
+        return [
             {k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(fh)
         ]
-    image_dir = _csv_image_dir(csv_path, [r["new_names"] for r in rows])
+
+
+def _from_csvs(root: Path, csv_paths: list[Path]) -> tuple[list[Record], list[Skipped], set[Path]]:
+    """Records of every labels CSV. A file listed again (a backup copy of the CSV) counts once
+    when the rows agree; rows that disagree about its label are an error naming both files."""
     records, skipped, claimed = [], [], set()
-    for row in rows:
-        path = image_dir / row["new_names"]
-        rel = path.relative_to(root).as_posix()
-        if row["labels"] not in ("0", "1"):
-            skipped.append(Skipped(rel, f"label {row['labels']!r} in {csv_path.name} is not 0 or 1"))
-        elif not path.is_file():
-            skipped.append(Skipped(rel, f"listed in {csv_path.name} but missing"))
-        else:
-            subject = parse_subject(row["patient_id"])
-            records.append(Record(rel, int(row["labels"]), subject, None, path.stat().st_size))
-        claimed.add(path)
+    listed: dict[str, tuple[str, Path]] = {}
+    for csv_path in csv_paths:
+        rows = _csv_rows(csv_path)
+        image_dir = _csv_image_dir(csv_path, [r["new_names"] for r in rows])
+        for row in rows:
+            path = image_dir / row["new_names"]
+            rel = path.relative_to(root).as_posix()
+            if rel in listed:
+                label, first = listed[rel]
+                if label != row["labels"]:
+                    raise ValueError(
+                        f"{rel} is labelled {label!r} in {first.relative_to(root)} but {row['labels']!r} "
+                        f"in {csv_path.relative_to(root)}; remove the wrong labels CSV or correct the row"
+                    )
+                continue
+            listed[rel] = (row["labels"], csv_path)
+            claimed.add(path)
+            problem = _link_problem(root, path)
+            if row["labels"] not in ("0", "1"):
+                reason = f"label {row['labels']!r} in {csv_path.name} is not 0 or 1"
+                skipped.append(Skipped(rel, reason, "bad label"))
+            elif problem is not None and problem.kind == "missing":
+                skipped.append(Skipped(rel, f"listed in {csv_path.name} but missing", "missing"))
+            elif problem is not None:
+                skipped.append(problem)
+            else:
+                subject = parse_subject(row["patient_id"])
+                records.append(Record(rel, int(row["labels"]), subject, None, path.stat().st_size))
     return records, skipped, claimed
 
 
@@ -138,12 +206,19 @@ def _from_folders(root: Path, path: Path) -> Record | Skipped:
         if fold is None and match:
             fold = int(match.group(1))
     if label is None:
-        return Skipped(rel.as_posix(), "unlabelled: not under an all/ or hem/ folder nor in a labels CSV")
+        reason = "unlabelled: not under an all/ or hem/ folder nor in a labels CSV"
+        return Skipped(rel.as_posix(), reason, "unlabelled")
     return Record(rel.as_posix(), label, parse_subject(path.name), fold, path.stat().st_size)
 
 
+def _with_digests(root: Path, candidates: list[Record]) -> tuple[list[Record], list[Skipped]]:
+    digests, errors = content_digests(root, [r.relpath for r in candidates])
+    records = [dataclasses.replace(r, digest=digests[r.relpath]) for r in candidates if r.relpath in digests]
+    return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()]
+
+
 def _check_images(root: Path, records: list[Record]) -> dict[str, str]:
-    """Decode every candidate once per distinct file set; the verdicts are cached by fingerprint."""
+    """Decode every candidate once per distinct content; the verdicts are cached by fingerprint."""
     cached = cache_path("scan", f"{fingerprint(records)}.json")
     if cached.is_file():
         return json.loads(cached.read_text())
@@ -164,23 +239,22 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
 
     Raises:
         FileNotFoundError: ``data_dir`` is missing.
-        ValueError: no usable images, a single class, or (``strict``) any unusable image.
+        ValueError: no usable images, a single class, labels CSVs that disagree, or (``strict``)
+            any unusable image.
     """
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"data dir {root} does not exist or is not a folder; {LAYOUTS_HELP}")
-    images, csvs = _walk(root)
-    candidates, skipped, claimed = [], [], set()
-    for csv_path in filter(_is_labels_csv, csvs):
-        recs, skips, paths = _from_csv(root, csv_path)
-        candidates += recs
-        skipped += skips
-        claimed |= paths
+    images, csvs, skipped = _walk(root)
+    candidates, csv_skipped, claimed = _from_csvs(root, [c for c in csvs if _is_labels_csv(c)])
+    skipped += csv_skipped
     for path in images:
         if path not in claimed:
             item = _from_folders(root, path)
             (candidates if isinstance(item, Record) else skipped).append(item)
-    bad = _check_images(root, candidates)
+    candidates, unreadable = _with_digests(root, candidates)
+    skipped += unreadable
+    bad = _check_images(root, candidates) if candidates else {}
     if strict and bad:
         first = next(iter(bad.items()))
         raise ValueError(
@@ -188,14 +262,23 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
             f"{first[0]}: {first[1]}; fix or remove them, or drop --strict"
         )
     skipped += [Skipped(p, reason) for p, reason in bad.items()]
+    skipped.sort(key=lambda s: s.path)
     records = sorted((r for r in candidates if r.relpath not in bad), key=lambda r: r.relpath)
-    _check_classes(root, records)
-    return Dataset(root, tuple(records), tuple(sorted(skipped, key=lambda s: s.path)), fingerprint(records))
+    _check_classes(root, records, skipped)
+    return Dataset(root, tuple(records), tuple(skipped), fingerprint(records))
 
 
-def _check_classes(root: Path, records: list[Record]) -> None:
+def skip_summary(skipped: Sequence[Skipped], examples: int = 3) -> str:
+    """``"5 skipped: 3 unlabelled, 2 broken link; e.g. a.bmp: ...; b.bmp: ..."``."""
+    counts = Counter(s.kind for s in skipped)
+    text = f"{len(skipped)} skipped: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+    return text + "; e.g. " + "; ".join(f"{s.path}: {s.reason}" for s in skipped[:examples])
+
+
+def _check_classes(root: Path, records: list[Record], skipped: list[Skipped]) -> None:
     if not records:
-        raise ValueError(f"found no usable labelled images under {root}; {LAYOUTS_HELP}")
+        found = f" ({skip_summary(skipped)})" if skipped else ""
+        raise ValueError(f"found no usable labelled images under {root}{found}; {LAYOUTS_HELP}")
     present = {r.label for r in records}
     if len(present) < 2:
         only = CLASS_NAMES[present.pop()]

@@ -145,3 +145,86 @@ def test_real_sample(real_sample):
     assert len({s for s, label in subjects if label == 1}) == 11
     assert {s for s, label in subjects if label == 0} == {"H10", "H14", "H22"}
     assert {r.fold for r in ds.records} == {1}
+
+
+def test_linked_class_and_fold_folders_are_followed_once(tmp_path):
+    store = tmp_path / "store"
+    _cell(store / "all_cells" / "UID_1_1_1_all.bmp")
+    _cell(store / "hem_cells" / "UID_h2_1_1_hem.bmp")
+    _cell(store / "fold" / "all" / "UID_3_1_1_all.bmp")
+    _cell(store / "fold" / "hem" / "UID_h4_1_1_hem.bmp")
+    data = tmp_path / "data"
+    (data / "fold_0").mkdir(parents=True)
+    (data / "fold_0" / "all").symlink_to(store / "all_cells")  # a linked class folder
+    (data / "fold_0" / "hem").symlink_to(store / "hem_cells")
+    (data / "fold_1").symlink_to(store / "fold")  # a linked fold folder
+    (data / "fold_2").symlink_to(store / "fold")  # the same real folder again: read once
+    (store / "fold" / "all" / "loop").symlink_to(data)  # a link loop back to the top
+    ds = discover(data)
+    assert [(r.relpath, r.fold, r.subject) for r in ds.records] == [
+        ("fold_0/all/UID_1_1_1_all.bmp", 0, "1"),
+        ("fold_0/hem/UID_h2_1_1_hem.bmp", 0, "H2"),
+        ("fold_1/all/UID_3_1_1_all.bmp", 1, "3"),
+        ("fold_1/hem/UID_h4_1_1_hem.bmp", 1, "H4"),
+    ]
+
+
+def test_a_real_folder_under_the_root_wins_over_a_link_to_it(tmp_path):
+    _cell(tmp_path / "fold_0" / "all" / "UID_1_1_1_all.bmp")
+    _cell(tmp_path / "fold_0" / "hem" / "UID_h1_1_1_hem.bmp")
+    (tmp_path / "a_shortcut").symlink_to(tmp_path / "fold_0")  # sorts (and is walked) first
+    ds = discover(tmp_path)
+    assert [r.relpath for r in ds.records] == [
+        "fold_0/all/UID_1_1_1_all.bmp",
+        "fold_0/hem/UID_h1_1_1_hem.bmp",
+    ]
+
+
+def test_broken_and_looping_file_links_are_skipped_with_their_reason(tmp_path):
+    _cell(tmp_path / "all" / "a.bmp")
+    _cell(tmp_path / "hem" / "h.bmp")
+    (tmp_path / "all" / "gone.bmp").symlink_to(tmp_path / "nowhere.bmp")
+    (tmp_path / "hem" / "loop.bmp").symlink_to(tmp_path / "hem" / "loop.bmp")
+    ds = discover(tmp_path)
+    assert [r.relpath for r in ds.records] == ["all/a.bmp", "hem/h.bmp"]
+    reasons = {s.path: s.reason for s in ds.skipped}
+    assert reasons["all/gone.bmp"].startswith("broken symbolic link to ")
+    assert reasons["hem/loop.bmp"] == "symbolic link loop"
+
+
+def _prelim(folder: Path, rows: list[tuple[str, str, int]], *csv_names: str) -> None:
+    for _, name, _ in rows:
+        if not (folder / name).exists():
+            _cell(folder / name)
+    for csv_name in csv_names:
+        with (folder / csv_name).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["Patient_ID", "new_names", "labels"])
+            writer.writerows(rows)
+
+
+def test_a_backup_copy_of_the_labels_csv_counts_each_image_once(tmp_path):
+    rows = [("UID_57_29_1_all.bmp", "1.bmp", 1), ("UID_H24_1_1_hem.bmp", "2.bmp", 0)]
+    _prelim(tmp_path, rows, "labels.csv", "labels (copy).csv")
+    ds = discover(tmp_path)
+    assert [(r.relpath, r.label) for r in ds.records] == [("1.bmp", 1), ("2.bmp", 0)]
+
+
+def test_labels_csvs_that_disagree_are_refused_naming_both(tmp_path):
+    rows = [("UID_57_29_1_all.bmp", "1.bmp", 1), ("UID_H24_1_1_hem.bmp", "2.bmp", 0)]
+    _prelim(tmp_path, rows, "labels.csv")
+    _prelim(tmp_path, [rows[0], ("UID_H24_1_1_hem.bmp", "2.bmp", 1)], "labels_old.csv")
+    with pytest.raises(ValueError, match=r"2\.bmp is labelled '0' in labels\.csv but '1' in labels_old\.csv"):
+        discover(tmp_path)
+
+
+def test_when_every_file_is_skipped_the_error_gives_the_reasons(tmp_path):
+    for i in range(3):
+        _cell(tmp_path / "cells" / f"{i}.bmp")  # no class folder
+    (tmp_path / "all").mkdir()
+    (tmp_path / "all" / "gone.bmp").symlink_to(tmp_path / "nowhere.bmp")
+    with pytest.raises(ValueError) as info:
+        discover(tmp_path)
+    message = str(info.value)
+    assert "4 skipped: 3 unlabelled, 1 broken link" in message
+    assert "cells/0.bmp: unlabelled" in message
