@@ -31,6 +31,11 @@ def test_extract_quick(child_env, tmp_path):
     assert last.startswith("headline: leukml extraction throughput / bare predict"), last
 
 
+def test_fingerprint_quick(child_env, tmp_path):
+    last = run_quick("fingerprint.py", child_env, tmp_path)[-1]
+    assert last.startswith("headline: dataset fingerprint 300 files: first"), last
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "script, headline",
