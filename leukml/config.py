@@ -97,10 +97,11 @@ class TrainConfig:
         )
 
     @property
-    def selection_on_test(self) -> bool:
-        """No validation split: per-epoch validation curves are computed on the test split,
-        as in the paper, so any choice made from them is a choice made on the test set."""
-        return self.val_fraction == 0
+    def requests_validation(self) -> bool:
+        """A validation split is asked for: a request only. Whether a run selected on test is a
+        fact of the split actually made, ``Split.selection_on_test``; ``split_records`` refuses a
+        requested validation split that comes out empty, so the two agree for a run that trains."""
+        return self.val_fraction > 0
 
     @property
     def resolved_precision(self) -> str:

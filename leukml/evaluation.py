@@ -17,8 +17,9 @@ def classification_metrics(
     """Metrics of predicted ALL probabilities against labels (1 = ALL).
 
     Returns:
-        ``({prefix}accuracy, precision, recall, f1, *_macro, tp, tn, fp, fn, auc}``, and the 2x2
-        confusion matrix ``[[tn, fp], [fn, tp]]`` (rows: true hem, all).
+        ``({prefix}accuracy, precision, recall, f1, *_macro, tp, tn, fp, fn, auc}`` (auc NaN when
+        ``y_true`` holds one class), and the 2x2 confusion matrix ``[[tn, fp], [fn, tp]]`` (rows:
+        true hem, all).
     """
     y_true = np.asarray(y_true).astype(int)
     y_pred = (np.asarray(p_all) > 0.5).astype(int)
@@ -43,6 +44,6 @@ def classification_metrics(
         "fp": fp,
         "fn": fn,
     }
-    if len(np.unique(y_true)) == 2:  # AUC is undefined on a one-class split
-        metrics["auc"] = roc_auc_score(y_true, p_all)
+    # AUC is undefined on a one-class split: NaN, so every run logs the same metrics
+    metrics["auc"] = roc_auc_score(y_true, p_all) if len(np.unique(y_true)) == 2 else float("nan")
     return {f"{prefix}{k}": float(v) for k, v in metrics.items()}, cm

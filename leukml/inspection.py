@@ -28,8 +28,11 @@ def describe(data_dir: str | os.PathLike, split: SplitConfig | None = None, stri
             "test_fraction": split.test_fraction,
             "val_fraction": split.val_fraction,
             "test_fold": split.test_fold,
+            "selection_on_test": result.selection_on_test,
+            "test_one_class": result.test_one_class,
         }
         report["splits"] = {side: summarize(dataset.records, idx) for side, idx in result.sides().items()}
+        report["warnings"] = [result.warning] if result.warning else []
     return report
 
 
@@ -60,4 +63,7 @@ def render_text(report: dict) -> str:
         )
         for side, summary in report["splits"].items():
             lines += ["  " + line for line in _line(side, summary)]
+        if s["selection_on_test"]:
+            lines.append("  no validation images: per-epoch validation would use test (selection_on_test)")
+        lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)

@@ -59,6 +59,11 @@ def best_run(client: MlflowClient, experiment: str, metric: str, arch: str | Non
             + (f" and arch={arch}" if arch else "")
             + f" in experiment {experiment!r}; train one first"
         )
+    if np.isnan(runs[0].data.metrics[metric]):  # MLflow sorts NaN last: every value is NaN
+        raise ValueError(
+            f"every matching run's {metric!r} is NaN (undefined: test_auc on a test split with one "
+            f"class, tagged test_one_class=true); promote on another --metric"
+        )
     return runs[0], exp
 
 

@@ -147,6 +147,8 @@ def provenance(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
             if n == paper.N_IMAGES
             else (f" — NOT the C-NMC 2019 training set ({paper.N_IMAGES} images): not comparable")
         )
+        if t.get("test_one_class") == "true":
+            warn += " — its test split has one class (no AUC; metrics describe one class)"
         lines.append(
             f"{arch} + {opt}: run {run.run_id}, split {t.get('split_protocol', '?')}, "
             f"selection_on_test={t.get('selection_on_test', '?')}, dataset "

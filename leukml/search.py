@@ -74,14 +74,16 @@ class SearchConfig:
         return self.study_name or f"leukml-{self.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def selection_metric(config: TrainConfig) -> str:
-    """Validation accuracy when there is a validation split; else the paper's test accuracy."""
-    return "test_accuracy" if config.selection_on_test else "val_accuracy"
+def selection_metric(selection_on_test: bool) -> str:
+    """What a trial is selected and pruned on: the paper's test accuracy when its split has no
+    validation images (``Split.selection_on_test``), else validation accuracy."""
+    return "test_accuracy" if selection_on_test else "val_accuracy"
 
 
 def selection_value(result: TrainResult, config: TrainConfig) -> float:
+    """The trial's objective: ``selection_metric`` of its split, at the last milestone."""
     last = config.milestones[-1]
-    if config.selection_on_test:
+    if result.prepared.split.selection_on_test:
         return result.milestones[last]["test_accuracy"]
     return result.history["val_accuracy"][last - 1]
 
@@ -110,18 +112,21 @@ class TrialReporter:
 
     def __init__(self, trial: optuna.Trial, config: TrainConfig) -> None:
         self.trial, self.config, self.val_accuracy = trial, config, float("nan")
+        self.selection_on_test = False  # the split's, set by log_data before any epoch
 
     def log_data(self, dataset, split: Split) -> None:
-        pass
+        self.selection_on_test = split.selection_on_test
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.val_accuracy = metrics.get("val_accuracy", float("nan"))
 
     def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
-        value = metrics["test_accuracy"] if self.config.selection_on_test else self.val_accuracy
+        value = metrics["test_accuracy"] if self.selection_on_test else self.val_accuracy
         self.trial.report(value, epoch)
         if self.trial.should_prune():
-            raise EarlyStop(f"pruned at epoch {epoch} ({selection_metric(self.config)} {value:.4f})")
+            raise EarlyStop(
+                f"pruned at epoch {epoch} ({selection_metric(self.selection_on_test)} {value:.4f})"
+            )
 
 
 RunTrial = Callable[[TrainConfig, dict[str, str], TrialReporter], tuple[str, TrainResult]]
@@ -180,6 +185,7 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial):
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
             raise
         trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("selection_metric", selection_metric(result.prepared.split.selection_on_test))
         return selection_value(result, config)
 
     return objective

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -41,15 +42,39 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class Split:
-    """Sorted record indices per side."""
+    """Sorted record indices per side, and the classes the test side holds."""
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
     config: SplitConfig
+    test_classes: tuple[str, ...]
 
     def sides(self) -> dict[str, np.ndarray]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    @property
+    def selection_on_test(self) -> bool:
+        """No validation images: the per-epoch validation curves are computed on the test split
+        (the paper's protocol), so any choice made from them is made on the test set. The one
+        definition, read by the run tags, the search objective and pruning, promote and the report."""
+        return not len(self.val)
+
+    @property
+    def test_one_class(self) -> bool:
+        """The test side holds one class only: its AUC is undefined (logged as NaN)."""
+        return len(self.test_classes) == 1
+
+    @property
+    def warning(self) -> str | None:
+        """What a user should know about a split that works but measures less, or None."""
+        if not self.test_one_class:
+            return None
+        fix = "another --test-fold" if self.config.method == "fold" else "a larger --test-fraction"
+        return (
+            f"the test split has only {self.test_classes[0]} images ({len(self.test)}): test_auc is NaN "
+            f"and the test metrics describe one class; use {fix} or another --seed for both classes"
+        )
 
 
 def _groups(records: Sequence[Record], idx: np.ndarray, by_subject: bool) -> dict[str, list[int]]:
@@ -61,6 +86,16 @@ def _groups(records: Sequence[Record], idx: np.ndarray, by_subject: bool) -> dic
     return groups
 
 
+def _class_groups(records: Sequence[Record], idx: np.ndarray, by_subject: bool) -> list[list[list[int]]]:
+    """Per class index, the members of its groups (sorted by key); a group's class is its majority."""
+    groups = _groups(records, idx, by_subject)
+    per_class: list[list[list[int]]] = [[] for _ in CLASS_NAMES]
+    for key in sorted(groups):
+        members = groups[key]
+        per_class[round(np.mean([records[i].label for i in members]))].append(members)
+    return per_class
+
+
 def _take(
     records: Sequence[Record], idx: np.ndarray, fraction: float, by_subject: bool, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,28 +104,61 @@ def _take(
     Whole groups (subjects, or single images) move together; a group's class is its majority.
     """
     taken: list[int] = []
-    groups = _groups(records, idx, by_subject)
-    for label in range(len(CLASS_NAMES)):
-        mine = sorted(
-            k for k, members in groups.items() if round(np.mean([records[i].label for i in members])) == label
-        )
-        target = fraction * sum(len(groups[k]) for k in mine)
+    for mine in _class_groups(records, idx, by_subject):
+        target = fraction * sum(map(len, mine))
         count = 0
-        for k in (mine[j] for j in rng.permutation(len(mine))):
-            size = len(groups[k])
+        for members in (mine[j] for j in rng.permutation(len(mine))):
             # take a group when it brings the count closer to the target
-            if abs(count + size - target) < abs(count - target):
-                taken += groups[k]
-                count += size
+            if abs(count + len(members) - target) < abs(count - target):
+                taken += members
+                count += len(members)
     taken_arr = np.array(sorted(taken), dtype=np.int64)
     return np.setdiff1d(idx, taken_arr), taken_arr
+
+
+def _needed(records: Sequence[Record], idx: np.ndarray, by_subject: bool) -> float:
+    """The share of ``idx`` above which ``_take`` takes a group of every class: a class's first
+    group is taken once the target exceeds half its smallest group, whatever the seed."""
+    return max(
+        min(map(len, mine)) / (2 * sum(map(len, mine)))
+        for mine in _class_groups(records, idx, by_subject)
+        if mine
+    )
+
+
+def _above(value: float) -> float:
+    """The smallest two-decimal number above ``value``: a fraction a user can type."""
+    return round(math.floor(value * 100 + 1e-9) / 100 + 0.01, 2)
+
+
+def _pool(records: Sequence[Record], idx: np.ndarray, by_subject: bool) -> str:
+    """``"6 subjects: 4 all, 2 hem"`` (or images), for errors about a side that came out empty."""
+    hem, all_ = (len(mine) for mine in _class_groups(records, idx, by_subject))
+    return f"{hem + all_} {'subjects' if by_subject else 'images'}: {all_} all, {hem} hem"
+
+
+def _require_subjects(records: Sequence[Record], idx: np.ndarray, config: SplitConfig) -> None:
+    """Grouping by subject needs every record's subject: grouping a record without one by its
+    path would quietly make a per-image split of those images."""
+    missing = [records[i].relpath for i in idx if records[i].subject is None]
+    if not missing:
+        return
+    how = "--split subject" if config.method == "subject" else "--split fold with --val-fraction"
+    fix = "--split image" if config.method == "subject" else "--val-fraction 0 or --split image"
+    raise ValueError(
+        f"{how} keeps each subject on one side, but {len(missing)} of {len(idx)} images have no "
+        f"subject id (from file names UID_<subject>_...; {missing[0]} has none): use {fix}"
+    )
 
 
 def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
     """Split records by ``config``.
 
     Raises:
-        ValueError: ``fold`` split on data without folds, or an unknown ``test_fold``.
+        ValueError: a split that cannot work, naming the option to change: ``fold`` split on data
+            without folds, or an unknown ``test_fold``; ``subject`` grouping on records without
+            subject ids; an empty test or training side; a validation split asked for
+            (``val_fraction > 0``) that comes out empty.
     """
     rng = np.random.default_rng(config.seed)
     all_idx = np.arange(len(records), dtype=np.int64)
@@ -112,12 +180,48 @@ def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
         test = np.array([i for i in all_idx if records[i].fold == test_fold], dtype=np.int64)
         train = np.array([i for i in all_idx if records[i].fold not in (None, test_fold)], dtype=np.int64)
     else:
-        train, test = _take(records, all_idx, config.test_fraction, config.method == "subject", rng)
+        by_subject = config.method == "subject"
+        if by_subject:
+            _require_subjects(records, all_idx, config)
+        train, test = _take(records, all_idx, config.test_fraction, by_subject, rng)
+        if not len(test):
+            raise ValueError(
+                f"--test-fraction {config.test_fraction:g} gave no test images with --split "
+                f"{config.method} ({_pool(records, all_idx, by_subject)}): use a larger --test-fraction "
+                f"(at least {_above(_needed(records, all_idx, by_subject)):g})"
+                + (" or --split image" if by_subject else "")
+            )
+    if not len(train):
+        option = "--test-fold" if config.method == "fold" else "--test-fraction"
+        raise ValueError(f"the {config.method} split left no training images: change {option}")
     val = np.array([], dtype=np.int64)
-    if config.val_fraction > 0 and len(train):
-        relative = min(config.val_fraction * len(records) / len(train), 0.9)
-        train, val = _take(records, train, relative, config.method != "image", rng)
-    return Split(train, val, test, config)
+    if config.val_fraction > 0:
+        train, val = _take_val(records, train, config, rng)
+    classes = tuple(CLASS_NAMES[label] for label in sorted({records[i].label for i in test}))
+    return Split(train, val, test, config, classes)
+
+
+def _take_val(
+    records: Sequence[Record], train: np.ndarray, config: SplitConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val): ``val_fraction`` of all images carved from the training side, or an error
+    naming the fix when that gives no validation image (the run would validate on test)."""
+    by_subject = config.method != "image"
+    if by_subject:
+        _require_subjects(records, train, config)
+    relative = min(config.val_fraction * len(records) / len(train), 0.9)
+    rest, val = _take(records, train, relative, by_subject, rng)
+    if len(val):
+        return rest, val
+    at_least = _above(_needed(records, train, by_subject) * len(train) / len(records))
+    fixes = (
+        [f"a larger --val-fraction (at least {at_least:g})"] if at_least < 1 - config.test_fraction else []
+    )
+    fixes += ["--split image"] if by_subject else ["--val-fraction 0 (validation on test)"]
+    raise ValueError(
+        f"--val-fraction {config.val_fraction:g} gave no validation images with --split {config.method} "
+        f"(the training side has {_pool(records, train, by_subject)}): use {' or '.join(fixes)}"
+    )
 
 
 def summarize(records: Sequence[Record], idx: np.ndarray | None = None) -> dict:

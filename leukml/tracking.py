@@ -31,13 +31,34 @@ from leukml.splits import Split, manifest, summarize
 from leukml.training import EarlyStop, FanoutSink, MetricSink, TrainResult, train
 
 DEFAULT_EXPERIMENT = "leukml"
-METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI
+METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """The given URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def metric_flush_s() -> float:
+    """Seconds between metric batches: ``$LEUKML_METRIC_FLUSH_S``, else ``METRIC_FLUSH_S``.
+
+    Raises:
+        ValueError: the variable is set but is not a number of seconds >= 0.
+    """
+    text = os.environ.get("LEUKML_METRIC_FLUSH_S", "").strip()
+    if not text:
+        return METRIC_FLUSH_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 0:
+        raise ValueError(
+            f"LEUKML_METRIC_FLUSH_S={text!r}; use a number of seconds >= 0 (0 sends every epoch's "
+            f"metrics at once), or unset it for the default {METRIC_FLUSH_S:g}"
+        )
+    return seconds
 
 
 def _git_commit() -> str | None:
@@ -115,6 +136,9 @@ class MlflowSink:
                 "data_dir": str(dataset.root),
                 "n_images": str(len(dataset)),
                 **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()},
+                # facts of the split actually made (leukml.splits.Split), not of the options
+                "selection_on_test": str(split.selection_on_test).lower(),
+                "test_one_class": str(split.test_one_class).lower(),
             }
         )
         mlflow.log_dict(
@@ -136,7 +160,12 @@ class MlflowSink:
         self.in_background(
             self._client.log_dict,
             self.run_id,
-            {"epoch": epoch, "labels": list(CLASS_NAMES), "matrix": confusion.tolist(), "metrics": metrics},
+            {
+                "epoch": epoch,
+                "labels": list(CLASS_NAMES),
+                "matrix": confusion.tolist(),
+                "metrics": {k: None if np.isnan(v) else v for k, v in metrics.items()},  # strict JSON
+            },
             f"{name}.json",
         )
         title = (
@@ -162,7 +191,6 @@ def _run_tags(config: TrainConfig) -> dict[str, str]:
         "arch": config.arch,
         "optimizer": config.optimizer,
         "split_protocol": config.split,
-        "selection_on_test": str(config.selection_on_test).lower(),
     }
     commit = _git_commit()
     if commit:
@@ -171,7 +199,8 @@ def _run_tags(config: TrainConfig) -> dict[str, str]:
 
 
 def _log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
-    history, val_label = result.history, "test (selection on test)" if config.selection_on_test else "val"
+    on_test = result.prepared.split.selection_on_test
+    history, val_label = result.history, "test (selection on test)" if on_test else "val"
     sink.log_figure(lambda: plots.curves_figure(history, val_label), "curves.png")
     prepared = result.prepared
     example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
@@ -287,6 +316,7 @@ def tracked_train(
     Inside ``mlflow run`` the run it created is used; inside an active run (a search), a nested
     run is made. ``observer`` also receives the metrics (a search's pruning reporter).
     """
+    flush_s = metric_flush_s()  # a bad value is refused before any run is made
     _connect(experiment, tracking_uri)
     with _run(tags, run_name=f"{config.arch}-{config.optimizer}") as run:
         _log_params(
@@ -299,7 +329,7 @@ def tracked_train(
         )
         mlflow.log_dict(config.as_dict(), "config.json")
         mlflow.set_tags(_run_tags(config))
-        with MlflowSink(config, run.info.run_id) as sink:
+        with MlflowSink(config, run.info.run_id, flush_s) as sink:
             result = train(config, FanoutSink(sink, observer) if observer else sink)
             _log_outcome(result, config, sink)
     return run.info.run_id, result
@@ -328,7 +358,9 @@ def tracked_search(
                 "study_name": name,
                 "storage": _redact(search.storage_url),
                 "pruner": search.pruner,
-                "selection_metric": selection_metric(search.base),
+                # the plan: a requested validation split that comes out empty is refused, so every
+                # trial that trains selects on this (each trial's user attr says what it used)
+                "selection_metric": selection_metric(not search.base.requests_validation),
                 **{f"base.{k}": v for k, v in search.base.as_dict().items()},
             },
         )

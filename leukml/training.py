@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -107,8 +108,8 @@ def prepare_data(config: TrainConfig) -> Prepared:
     """Discover, split and load (cached) the images of ``config.data_dir``."""
     dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
     split = split_records(dataset.records, config.split_config())
-    if not len(split.train):
-        raise ValueError(f"the {config.split} split left no training images; change the split")
+    if split.warning:
+        print(f"warning: {split.warning}", file=sys.stderr, flush=True)
     return Prepared(dataset, split, load_images(dataset, config.image_size))
 
 
@@ -287,7 +288,7 @@ def fit(
     Each epoch logs train/val loss and accuracy; each milestone, the test-split metrics.
     """
     labels, split = prepared.dataset.labels, prepared.split
-    val_is_test = not len(split.val)  # the paper validates on test
+    val_is_test = split.selection_on_test  # the paper validates on test
     val_idx = split.test if val_is_test else split.val
     weights = _class_weight(labels[split.train]) if config.class_weight else None
     target.compile(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from PIL import Image
 
 from leukml.cli import main
 
@@ -38,3 +39,21 @@ def test_inspect_bad_input_is_one_line_no_traceback(tmp_path):
     assert result.exit_code != 0
     assert "Traceback" not in result.output
     assert "does not exist" in result.output and "fold_<k>" in result.output
+
+
+def test_inspect_refuses_splits_that_cannot_work(tmp_path):
+    """`inspect` splits with the training code, so it says what `train` would say."""
+    for cls in ("all", "hem"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / cls / f"cell{i}.png")
+    runner = CliRunner()
+    result = runner.invoke(main, ["inspect", str(tmp_path), "--split", "subject"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "8 of 8 images have no subject id" in result.output and "use --split image" in result.output
+    result = runner.invoke(main, ["inspect", str(tmp_path), "--split", "image", "--test-fraction", "0.01"])
+    assert result.exit_code == 1
+    assert "--test-fraction 0.01 gave no test images" in result.output and "at least 0.13" in result.output
+    result = runner.invoke(main, ["inspect", str(tmp_path), "--split", "image", "--test-fraction", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert "no validation images: per-epoch validation would use test" in result.output

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
@@ -65,3 +68,77 @@ def test_split_is_deterministic_and_seeded(tiny_data):
 def test_bad_split_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SplitConfig(**kwargs)
+
+
+def _people(per_class: int, images: int = 10, subjects: bool = True) -> list[Record]:
+    """``per_class`` subjects of each class, ``images`` images each; no subject ids if not ``subjects``."""
+    records = []
+    for cls, prefix in (("all", ""), ("hem", "H")):
+        for s in range(1, per_class + 1):
+            subject = f"{prefix}{s}"
+            for i in range(images):
+                name = f"UID_{subject}_{i}.bmp" if subjects else f"cell_{subject}_{i}.bmp"
+                records.append(
+                    Record(f"{cls}/{name}", int(cls == "all"), subject if subjects else None, None, 9)
+                )
+    return records
+
+
+def _at_least(error: pytest.ExceptionInfo) -> float:
+    return float(re.search(r"at least ([0-9.]+)", str(error.value)).group(1))
+
+
+def test_selection_on_test_is_a_fact_of_the_split(tiny_data):
+    records = discover(tiny_data).records
+    assert split_records(records, SplitConfig()).selection_on_test
+    with_val = split_records(records, SplitConfig(val_fraction=0.1))
+    assert len(with_val.val) and not with_val.selection_on_test
+
+
+@pytest.mark.parametrize("method, val_fraction", [("subject", 0.02), ("subject", 0.05), ("image", 0.005)])
+def test_a_requested_validation_split_that_comes_out_empty_is_refused(method, val_fraction):
+    """Else the run validates on test while tagged selection_on_test=false, and a search selects
+    on that number; the error's suggested fraction must work."""
+    records = _people(10)
+    config = SplitConfig(method=method, val_fraction=val_fraction)
+    fix = "--split image" if method == "subject" else "--val-fraction 0"
+    with pytest.raises(
+        ValueError, match=rf"--val-fraction {val_fraction:g} gave no validation .*{fix}"
+    ) as error:
+        split_records(records, config)
+    split = split_records(records, dataclasses.replace(config, val_fraction=_at_least(error)))
+    assert {records[i].label for i in split.val} == {0, 1}
+
+
+def test_an_empty_test_split_is_refused(tiny_data):
+    records = discover(tiny_data).records
+    config = SplitConfig(test_fraction=0.01)
+    with pytest.raises(
+        ValueError, match=r"--test-fraction 0.01 gave no test images .*48 images: 32 all, 16 hem"
+    ) as error:
+        split_records(records, config)
+    split = split_records(records, dataclasses.replace(config, test_fraction=_at_least(error)))
+    assert split.test_classes == ("hem", "all") and not split.test_one_class
+
+
+def test_a_one_class_test_split_is_allowed_and_flagged(tiny_data):
+    records = discover(tiny_data).records
+    split = split_records(records, SplitConfig(test_fraction=0.03))
+    assert split.test_one_class and split.test_classes == ("all",)
+    assert "only all images" in split.warning and "test_auc is NaN" in split.warning
+    assert split_records(records, SplitConfig()).warning is None
+
+
+@pytest.mark.parametrize("with_subject", [0, 7])
+def test_subject_grouping_refuses_records_without_subjects(with_subject):
+    """A record without a subject id used to become its own group: a per-image split, quietly."""
+    records = _people(10, images=1, subjects=False)
+    records[:with_subject] = _people(10, images=1)[:with_subject]
+    missing = 20 - with_subject
+    with pytest.raises(ValueError, match=rf"{missing} of 20 images have no subject id.*use --split image"):
+        split_records(records, SplitConfig(method="subject"))
+    assert len(split_records(records, SplitConfig(method="image")).test) == 4
+    folds = [dataclasses.replace(r, fold=i % 2) for i, r in enumerate(records)]
+    with pytest.raises(ValueError, match="have no subject id.*use --val-fraction 0 or --split image"):
+        split_records(folds, SplitConfig(method="fold", val_fraction=0.2))
+    assert len(split_records(folds, SplitConfig(method="fold")).test) == 10

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -13,6 +15,7 @@ from click.testing import CliRunner
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+import leukml.tracking
 import leukml.training
 from leukml.cli import main
 from leukml.config import TrainConfig
@@ -119,6 +122,37 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
         f"confusion_matrix/epoch_00{e}.{x}" for e in (1, 2) for x in ("png", "json")
     }
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, monkeypatch):
+    """LEUKML_METRIC_FLUSH_S=0: each epoch's metrics are in the store while the next epoch runs."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    made = []
+
+    class RecordedSink(leukml.tracking.MlflowSink):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self.flush_s)
+
+    class WaitForEpoch1(leukml.training.NullSink):
+        def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+            if epoch == 2:  # nothing more is queued until this returns: epoch 1 must be out already
+                run_id, deadline = mlflow.active_run().info.run_id, time.monotonic() + 120
+                while not MlflowClient(uri).get_metric_history(run_id, "train_loss"):
+                    assert time.monotonic() < deadline, "epoch 1's metrics never reached the store"
+                    time.sleep(0.05)
+
+    monkeypatch.setattr(leukml.tracking, "MlflowSink", RecordedSink)
+    monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "0")
+    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    tracked_train(config, tracking_uri=uri, observer=WaitForEpoch1())
+    assert made == [0.0]
+    monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "soon")
+    with pytest.raises(ValueError, match="LEUKML_METRIC_FLUSH_S='soon'; use a number of seconds >= 0"):
+        tracked_train(config, tracking_uri=uri)
+    _only_run(uri)  # the refused one made no run
+    monkeypatch.delenv("LEUKML_METRIC_FLUSH_S")
+    assert leukml.tracking.metric_flush_s() == leukml.tracking.METRIC_FLUSH_S
 
 
 def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
@@ -232,3 +266,55 @@ def test_short_training_on_the_real_sample(tmp_path, real_sample):
     assert run.info.status == "FINISHED"
     assert run.data.tags["selection_on_test"] == "false"
     assert int(run.data.tags["n_images"]) == 310
+
+
+def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, capsys):
+    """A test split with one class trains (it used to crash or silently drop test_auc): tagged,
+    warned about, AUC logged as NaN, and report and promote read the run without breaking."""
+    from leukml.registry import promote
+    from leukml.report import write_report
+    from leukml.tracking import fetch_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, test_fraction=0.03
+    )
+    run_id, _ = tracked_train(config, tracking_uri=uri)
+    assert "warning: the test split has only all images" in capsys.readouterr().err
+    _, run = _only_run(uri)
+    assert run.data.tags["test_one_class"] == "true" and run.data.tags["selection_on_test"] == "true"
+    assert np.isnan(run.data.metrics["test_auc"]) and run.data.metrics["test_accuracy"] in (0.0, 1.0)
+    md = write_report(fetch_runs("leukml", tracking_uri=uri), tmp_path / "report", "t").read_text()
+    assert "its test split has one class" in md
+    with pytest.raises(ValueError, match="'test_auc' is NaN"):
+        promote("leukml", metric="test_auc", allow_test_selection=True, tracking_uri=uri)
+
+
+def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monkeypatch):
+    """Whatever the options asked for, a split without validation images means validation on
+    test: the run's tag, its curves and the search's objective all say so (one definition)."""
+    from leukml.search import SearchConfig
+    from leukml.tracking import tracked_search
+
+    real = leukml.training.split_records
+
+    def no_val(records, config):
+        return dataclasses.replace(real(records, config), val=np.array([], dtype=np.int64))
+
+    monkeypatch.setattr(leukml.training, "split_records", no_val)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = TrainConfig(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, val_fraction=0.2
+    )
+    search = SearchConfig(
+        base=base, archs=("vgg16",), optimizers=("adam",), storage=f"sqlite:///{tmp_path / 'o.db'}"
+    )
+    parent, study = tracked_search(search, tracking_uri=uri)
+    client = MlflowClient(uri)
+    (child,) = client.search_runs(
+        [client.get_experiment_by_name("leukml").experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    assert child.data.tags["selection_on_test"] == "true"
+    (trial,) = study.trials
+    assert trial.user_attrs["selection_metric"] == "test_accuracy"
+    assert trial.value == child.data.metrics["test_accuracy"]
