@@ -157,6 +157,12 @@ def provenance(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
             f"{t.get('n_test', '?')}), weights={run.params.get('weights', '?')}, "
             f"image_size={run.params.get('image_size', '?')}{warn}"
         )
+    seen = sorted({run.tags.get("dataset_fingerprint", "?") for run in cells.values()})
+    if len(seen) > 1:  # a fingerprint hashes the files' bytes: another one is another dataset
+        lines.append(
+            f"NOT comparable with each other: these runs saw {len(seen)} different datasets "
+            f"(fingerprints {', '.join(seen)}); train every cell on the same data"
+        )
     return lines
 
 
