@@ -115,9 +115,9 @@ def run_leukml(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]
     fresh_cache("leukml")
     acc, clocks = {}, {}
 
-    def run_trial(config, tags, reporter):
+    def run_trial(config, tags, reporter, bases):
         clock = clocks[config.arch, config.optimizer] = Clock()
-        result = train(config, FanoutSink(reporter, clock))
+        result = train(config, FanoutSink(reporter, clock), bases)
         clock.end = time.perf_counter() - clock.start
         for m, scores in result.milestones.items():
             acc[config.arch, config.optimizer, m] = scores

@@ -98,6 +98,30 @@ def _weights_help(arch: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Weights:
+    """What a ``weights`` option means: ``imagenet`` (Keras' download), ``none`` (random init), or
+    a Keras weights file. The one place the option is interpreted."""
+
+    kind: str  # imagenet, none or file
+    path: Path | None = None
+
+    @property
+    def key(self) -> tuple:
+        """Identifies the weights a base is built with: a file rewritten in place is other weights."""
+        if self.path is None or not self.path.is_file():
+            return (self.kind, self.path)
+        info = self.path.stat()
+        return (self.kind, self.path, info.st_mtime_ns, info.st_size)
+
+
+def resolve_weights(weights: str) -> Weights:
+    """``"imagenet"`` / ``"none"`` / a path (``~`` expanded) as a ``Weights``."""
+    if weights in ("imagenet", "none"):
+        return Weights(weights)
+    return Weights("file", Path(weights).expanduser())
+
+
 def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
     """The frozen ``include_top=False`` base with the requested weights.
 
@@ -107,7 +131,8 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
     """
     constructor = ARCHS[arch].constructor
     shape = (image_size, image_size, 3)
-    if weights == "imagenet":
+    source = resolve_weights(weights)
+    if source.kind == "imagenet":
         try:
             base = constructor(include_top=False, weights="imagenet", input_shape=shape)
         except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
@@ -117,10 +142,10 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
                 f"weights=imagenet: cannot download {arch}'s ImageNet weights "
                 f"(offline?); {_weights_help(arch)}"
             ) from None
-    elif weights == "none":
+    elif source.kind == "none":
         base = constructor(include_top=False, weights=None, input_shape=shape)
     else:
-        path = Path(weights).expanduser()
+        path = source.path
         if not path.is_file():
             raise FileNotFoundError(f"weights={weights!r}: no such file; {_weights_help(arch)}")
         base = constructor(include_top=False, weights=None, input_shape=shape)

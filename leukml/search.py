@@ -22,10 +22,11 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
+from leukml.bases import BaseCache
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.models import ARCHS, POOLINGS
 from leukml.splits import Split
-from leukml.training import EarlyStop, TrainResult, shared_bases
+from leukml.training import EarlyStop, TrainResult
 
 MODES = ("grid", "extended")
 PRUNERS = ("median", "none")
@@ -129,7 +130,8 @@ class TrialReporter:
             )
 
 
-RunTrial = Callable[[TrainConfig, dict[str, str], TrialReporter], tuple[str, TrainResult]]
+# (config, tags, pruning reporter, the worker's frozen bases) -> (run id, result)
+RunTrial = Callable[[TrainConfig, dict[str, str], TrialReporter, BaseCache], tuple[str, TrainResult]]
 
 
 def make_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
@@ -169,7 +171,7 @@ def make_study(search: SearchConfig, storage: RDBStorage) -> optuna.Study:
     )
 
 
-def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial):
+def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial, bases: BaseCache):
     def objective(trial: optuna.Trial) -> float:
         keras.backend.clear_session()
         config = dataclasses.replace(search.base, **suggest(trial, search))
@@ -178,7 +180,7 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial):
         if retry_of is not None:  # a cell re-queued after its worker died
             tags["retry_of"] = str(retry_of)
         try:
-            run_id, result = run_trial(config, tags, TrialReporter(trial, config))
+            run_id, result = run_trial(config, tags, TrialReporter(trial, config), bases)
         except EarlyStop as stop:
             raise optuna.TrialPruned(str(stop)) from None
         except Exception as exc:
@@ -198,21 +200,22 @@ def _progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
 
 def run_search(search: SearchConfig, run_trial: RunTrial) -> optuna.Study:
-    """Run (or join, with the same storage and study name) a search until it is done."""
+    """Run (or join, with the same storage and study name) a search until it is done. This
+    worker's trials share one ``BaseCache``: a frozen base is built once per arch (and weights,
+    size, precision, seed)."""
     storage = make_storage(search.storage_url, search.heartbeat)
     study = make_study(search, storage)
-    objective = _objective(search, study.study_name, run_trial)
-    with shared_bases():  # this worker's trials of one arch share its frozen base
-        if search.mode == "grid":
-            run_grid(study, storage, search, objective)
-        else:
-            study.optimize(
-                objective,
-                n_trials=search.trials,
-                catch=(Exception,),
-                callbacks=[_progress],
-                show_progress_bar=True,
-            )
+    objective = _objective(search, study.study_name, run_trial, BaseCache())
+    if search.mode == "grid":
+        run_grid(study, storage, search, objective)
+    else:
+        study.optimize(
+            objective,
+            n_trials=search.trials,
+            catch=(Exception,),
+            callbacks=[_progress],
+            show_progress_bar=True,
+        )
     return study
 
 

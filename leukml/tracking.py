@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from leukml import CLASS_NAMES, plots
+from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset
 from leukml.report import RunRecord
@@ -310,11 +311,13 @@ def tracked_train(
     tracking_uri: str | None = None,
     tags: dict[str, str] | None = None,
     observer: MetricSink | None = None,
+    bases: BaseCache | None = None,
 ) -> tuple[str, TrainResult]:
     """Train with everything logged to MLflow; returns (run id, result).
 
     Inside ``mlflow run`` the run it created is used; inside an active run (a search), a nested
-    run is made. ``observer`` also receives the metrics (a search's pruning reporter).
+    run is made. ``observer`` also receives the metrics (a search's pruning reporter, the
+    console); ``bases``: frozen bases shared with other trainings (a search worker's).
     """
     flush_s = metric_flush_s()  # a bad value is refused before any run is made
     _connect(experiment, tracking_uri)
@@ -330,7 +333,7 @@ def tracked_train(
         mlflow.log_dict(config.as_dict(), "config.json")
         mlflow.set_tags(_run_tags(config))
         with MlflowSink(config, run.info.run_id, flush_s) as sink:
-            result = train(config, FanoutSink(sink, observer) if observer else sink)
+            result = train(config, FanoutSink(sink, observer) if observer else sink, bases)
             _log_outcome(result, config, sink)
     return run.info.run_id, result
 
@@ -365,10 +368,10 @@ def tracked_search(
             },
         )
 
-        def run_trial(config, tags, reporter):
+        def run_trial(config, tags, reporter, bases):
             if "retry_of" in tags:
                 _fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
-            return tracked_train(config, experiment, tags=tags, observer=reporter)
+            return tracked_train(config, experiment, tags=tags, observer=reporter, bases=bases)
 
         study = run_search(search, run_trial)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

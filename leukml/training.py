@@ -7,22 +7,21 @@ runs with or without tracking, on any Keras 3 backend.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import keras
 import numpy as np
 
+from leukml.bases import BaseCache, weights_id
 from leukml.cachedir import cache_path, cached_array
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.discovery import Dataset, discover
 from leukml.evaluation import classification_metrics
 from leukml.imagecache import load_images
-from leukml.models import Network, build_base, build_network
+from leukml.models import Network, build_network
 from leukml.splits import Split, split_records
 from leukml.synth import embedded_dataset
 
@@ -113,66 +112,17 @@ def prepare_data(config: TrainConfig) -> Prepared:
     return Prepared(dataset, split, load_images(dataset, config.image_size))
 
 
-def _weights_id(base: keras.Model) -> str:
-    """A hash of the base's actual weights: features are reused only for the very same base,
-    whatever the weights option, seed or backend that produced it (~0.1 s for VGG16)."""
-    # remembered by id only for a base that shared_bases keeps alive (so its id is not reused)
-    held = _shared is not None and any(b is base for b in _shared.bases.values())
-    if held and id(base) in _shared.weights_ids:
-        return _shared.weights_ids[id(base)]
-    digest = hashlib.sha256()
-    for w in base.get_weights():
-        digest.update(np.ascontiguousarray(w).tobytes())
-    weights_id = digest.hexdigest()[:16]
-    if held:
-        _shared.weights_ids[id(base)] = weights_id
-    return weights_id
-
-
-@dataclass
-class _SharedBases:
-    bases: dict[tuple, keras.Model] = field(default_factory=dict)
-    weights_ids: dict[int, str] = field(default_factory=dict)
-
-
-_shared: _SharedBases | None = None
-
-
-@contextlib.contextmanager
-def shared_bases():
-    """Inside, trainings of the same frozen base (arch, weights, image size, precision, seed) use
-    one built base and hash its weights once, as the trials of a search worker do: building a
-    ResNet50 costs seconds, its ImageNet weights file more. Frozen bases never change, and a
-    head's initial weights depend on the seed alone (``build_network``), so results are the same
-    as with a base built afresh."""
-    global _shared
-    outer, _shared = _shared, _shared or _SharedBases()
-    try:
-        yield
-    finally:
-        _shared = outer
-
-
-def _frozen_base(config: TrainConfig) -> keras.Model:
-    """The config's frozen base: built now, or the one already built inside ``shared_bases``."""
-    weights, stamp, path = config.weights, None, Path(config.weights).expanduser()
-    if weights not in ("imagenet", "none") and path.is_file():
-        info = path.stat()  # a weights file rewritten in place is another base
-        stamp = (info.st_mtime_ns, info.st_size)
-    key = (config.arch, weights, stamp, config.image_size, keras.config.dtype_policy().name, config.seed)
-    if _shared is not None and key in _shared.bases:
-        return _shared.bases[key]
-    base = build_base(config.arch, weights, config.image_size)
-    if _shared is not None:
-        _shared.bases[key] = base
-    return base
-
-
 def extract_features(
-    network: Network, prepared: Prepared, config: TrainConfig, batch_size: int = 64
+    network: Network,
+    prepared: Prepared,
+    config: TrainConfig,
+    batch_size: int = 64,
+    bases: BaseCache | None = None,
 ) -> np.ndarray:
-    """The frozen base's output for every image, cached per (arch, weights, size, dataset)."""
-    key = f"{prepared.dataset.fingerprint}-{config.arch}-{_weights_id(network.base)}-{config.image_size}"
+    """The frozen base's output for every image, cached per (arch, weights, size, dataset).
+    ``bases``: the cache that built ``network.base``, which remembers its weights' hash."""
+    wid = bases.weights_id(network.base) if bases is not None else weights_id(network.base)
+    key = f"{prepared.dataset.fingerprint}-{config.arch}-{wid}-{config.image_size}"
     policy = network.base.dtype_policy.name
     if policy != "float32":  # a mixed-precision base computes other features
         key += f"-{policy}"
@@ -339,21 +289,23 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def train(config: TrainConfig, sink: MetricSink | None = None) -> TrainResult:
+def train(config: TrainConfig, sink: MetricSink | None = None, bases: BaseCache | None = None) -> TrainResult:
     """Run one training as configured; results go to ``sink`` as they come.
 
     With a frozen base and no input randomness, the base's output per image never changes, so the
     head is trained on cached base features: the same model as end-to-end training at a fraction
-    of the cost. ``feature_cache=False`` trains end to end.
+    of the cost. ``feature_cache=False`` trains end to end. ``bases``: frozen bases shared with
+    other trainings (a search worker's), else the base is built for this training alone.
     """
     sink = sink or NullSink()
     prepared = prepare_data(config)
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.resolved_precision):
-        network = build_network(config.model_config(), base=_frozen_base(config), seed=config.seed)
+        base = bases.base(config) if bases is not None else None
+        network = build_network(config.model_config(), base=base, seed=config.seed)
         if config.feature_cache:
-            features = extract_features(network, prepared, config)
+            features = extract_features(network, prepared, config, bases=bases)
             return fit(network, prepared, config, sink, features, network.head)
         # a twin sharing the layers is compiled, so the logged model carries no training-only loss
         trainer = keras.Model(network.model.input, network.model.output)

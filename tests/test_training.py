@@ -5,9 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.models import build_network
-from leukml.training import NullSink, extract_features, fit, prepare_data, shared_bases, train
+from leukml.training import NullSink, extract_features, fit, prepare_data, train
 
 
 def test_milestones_default_to_the_papers_and_the_last_epoch():
@@ -93,17 +94,18 @@ def test_validation_metrics_equal_keras_evaluate(tiny_data):
     assert result.milestones[2]["test_accuracy"] == pytest.approx(keras_logs["accuracy"], abs=1e-6)
 
 
-def test_shared_bases_change_no_result(tiny_data):
+def test_a_shared_base_cache_changes_no_result(tiny_data):
     """A search worker's trials share a frozen base: same weights, same results as a fresh build,
     whatever ran before (the head's initial weights depend on the seed alone)."""
     config = TrainConfig(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=6
     )
     fresh = train(config)
-    with shared_bases():
-        first = train(config)
-        other = train(dataclasses.replace(config, optimizer="rmsprop"))
-        again = train(config)
+    bases = BaseCache()
+    first = train(config, bases=bases)
+    other = train(dataclasses.replace(config, optimizer="rmsprop"), bases=bases)
+    again = train(config, bases=bases)
+    assert len(bases) == 1
     assert first.network.base is other.network.base is again.network.base
     assert fresh.network.base is not first.network.base
     for result in (first, again):
