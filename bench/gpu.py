@@ -28,10 +28,10 @@ from leukml.runtime import device_name  # noqa: E402
 from leukml.splits import Split, SplitConfig  # noqa: E402
 from leukml.training import (  # noqa: E402
     Prepared,
-    _train_epoch,
     binary_crossentropy,
     extract_features,
     make_optimizer,
+    train_epoch,
 )
 
 # Forward GFLOP per 224 px image of the include_top=False base (2 x multiply-accumulates).
@@ -84,8 +84,8 @@ def bench(
             loss=binary_crossentropy,
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
-        _train_epoch(target, inputs, labels, order[: 32 + len(order) % 32], 32, None)  # compile
-        out[f"{name}_img_s"] = len(order) / timed(_train_epoch, target, inputs, labels, order, 32, None)
+        train_epoch(target, inputs, labels, order[: 32 + len(order) % 32], 32, None)  # compile
+        out[f"{name}_img_s"] = len(order) / timed(train_epoch, target, inputs, labels, order, 32, None)
     return out
 
 

@@ -55,16 +55,15 @@ from leukml.discovery import discover  # noqa: E402
 from leukml.models import build_network  # noqa: E402
 from leukml.runtime import device_name  # noqa: E402
 from leukml.search import SearchConfig, run_search  # noqa: E402
+from leukml.sinks import FanoutSink, NullSink  # noqa: E402
 from leukml.splits import split_records  # noqa: E402
 from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
 from leukml.training import (  # noqa: E402
-    FanoutSink,
-    NullSink,
-    _predict,
-    _train_epoch,
     binary_crossentropy,
     make_optimizer,
+    predict_probs,
     train,
+    train_epoch,
 )
 
 PAPER_N, PAPER_TRAIN, PAPER_TEST = 10_661, 8_529, 2_132
@@ -202,8 +201,8 @@ def per_image_costs(arch: str, size: int, n: int, batch: int, n_head: int = 256)
         fn()
         return (time.perf_counter() - start) / count
 
-    out = {"c_fwd": per_image(lambda: _predict(net.extractor, images, np.arange(n), batch), n)}
-    features = np.tile(_predict(net.extractor, images, np.arange(n), batch), (-(-n_head // n), 1, 1, 1))
+    out = {"c_fwd": per_image(lambda: predict_probs(net.extractor, images, np.arange(n), batch), n)}
+    features = np.tile(predict_probs(net.extractor, images, np.arange(n), batch), (-(-n_head // n), 1, 1, 1))
     trainer = keras.Model(net.model.input, net.model.output)
     for target, inputs, count, step_batch, name in (
         (trainer, images, n, batch, "c_step"),
@@ -216,10 +215,12 @@ def per_image_costs(arch: str, size: int, n: int, batch: int, n_head: int = 256)
         )
         labels, order = rng.integers(0, 2, count), np.arange(count)
         out[name] = per_image(
-            lambda t=target, x=inputs, y=labels, o=order, b=step_batch: _train_epoch(t, x, y, o, b, None),
+            lambda t=target, x=inputs, y=labels, o=order, b=step_batch: train_epoch(t, x, y, o, b, None),
             count,
         )
-    out["c_hfwd"] = per_image(lambda: _predict(net.head, features[:n_head], np.arange(n_head), 32), n_head)
+    out["c_hfwd"] = per_image(
+        lambda: predict_probs(net.head, features[:n_head], np.arange(n_head), 32), n_head
+    )
     return out
 
 

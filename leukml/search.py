@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 from leukml.bases import BaseCache
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.models import ARCHS, POOLINGS
+from leukml.sinks import EarlyStop
 from leukml.splits import Split
-from leukml.training import EarlyStop, TrainResult
+from leukml.training import TrainResult
 
 MODES = ("grid", "extended")
 PRUNERS = ("median", "none")

@@ -28,8 +28,9 @@ from leukml.discovery import Dataset
 from leukml.report import RunRecord
 from leukml.runtime import backend_requirements, device_name, package_version
 from leukml.search import SearchConfig, run_search, selection_metric
+from leukml.sinks import EarlyStop, FanoutSink, MetricSink
 from leukml.splits import Split, manifest, summarize
-from leukml.training import EarlyStop, FanoutSink, MetricSink, TrainResult, train
+from leukml.training import TrainResult, train
 
 DEFAULT_EXPERIMENT = "leukml"
 METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S

@@ -7,10 +7,7 @@ runs with or without tracking, on any Keras 3 backend.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import keras
 import numpy as np
@@ -22,52 +19,9 @@ from leukml.discovery import Dataset, discover
 from leukml.evaluation import classification_metrics
 from leukml.imagecache import load_images
 from leukml.models import Network, build_network
+from leukml.sinks import MetricSink, NullSink
 from leukml.splits import Split, split_records
 from leukml.synth import embedded_dataset
-
-
-class EarlyStop(Exception):
-    """Raised by a sink to stop a training early (a search pruning a hopeless trial)."""
-
-
-class MetricSink(Protocol):
-    """Where a training run's results go (the tracking layer implements it)."""
-
-    def log_data(self, dataset: Dataset, split: Split) -> None: ...
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
-
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None: ...
-
-
-class FanoutSink:
-    """Sends everything to several sinks, in order."""
-
-    def __init__(self, *sinks: MetricSink) -> None:
-        self.sinks = sinks
-
-    def log_data(self, dataset: Dataset, split: Split) -> None:
-        for sink in self.sinks:
-            sink.log_data(dataset, split)
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        for sink in self.sinks:
-            sink.log_epoch(epoch, metrics)
-
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
-        for sink in self.sinks:
-            sink.log_milestone(epoch, metrics, confusion)
-
-
-class NullSink:
-    def log_data(self, dataset: Dataset, split: Split) -> None:
-        pass
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        pass
-
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
-        pass
 
 
 @dataclass
@@ -107,8 +61,6 @@ def prepare_data(config: TrainConfig) -> Prepared:
     """Discover, split and load (cached) the images of ``config.data_dir``."""
     dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
     split = split_records(dataset.records, config.split_config())
-    if split.warning:
-        print(f"warning: {split.warning}", file=sys.stderr, flush=True)
     return Prepared(dataset, split, load_images(dataset, config.image_size))
 
 
@@ -183,7 +135,7 @@ def _batch_means(step, inputs: np.ndarray, labels: np.ndarray, order: np.ndarray
     return {key: value / len(order) for key, value in totals.items()}
 
 
-def _train_epoch(
+def train_epoch(
     target: keras.Model,
     inputs: np.ndarray,
     labels: np.ndarray,
@@ -205,7 +157,7 @@ def _train_epoch(
     )
 
 
-def _predict(target: keras.Model, inputs: np.ndarray, idx: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_probs(target: keras.Model, inputs: np.ndarray, idx: np.ndarray, batch_size: int) -> np.ndarray:
     batches = Batches(inputs, None, idx, batch_size)
     return np.concatenate(
         [keras.ops.convert_to_numpy(target.predict_on_batch(batches[i])) for i in range(len(batches))]
@@ -218,7 +170,7 @@ def _evaluate(
     """Loss and accuracy on ``idx`` as ``evaluate`` reports them (the paper's loss per sample,
     averaged), computed from one prediction pass whose probabilities are returned too: a
     milestone on the same split reuses them, and no separate test step is traced."""
-    probs = _predict(target, inputs, idx, batch_size)
+    probs = predict_probs(target, inputs, idx, batch_size)
     onehot = keras.utils.to_categorical(labels[idx], 2).astype(np.float32)
     loss = float(np.mean(keras.ops.convert_to_numpy(binary_crossentropy(onehot, probs))))
     accuracy = float(np.mean(np.argmax(probs, axis=1) == labels[idx]))
@@ -251,7 +203,7 @@ def fit(
     result = TrainResult(network, prepared)
     for epoch in range(1, config.epochs + 1):
         order = split.train[rng.permutation(len(split.train))]
-        logs = _train_epoch(target, inputs, labels, order, config.batch_size, weights)
+        logs = train_epoch(target, inputs, labels, order, config.batch_size, weights)
         val_logs, val_probs = _evaluate(target, inputs, labels, val_idx, config.batch_size)
         metrics = {
             "train_loss": logs["loss"],
@@ -263,13 +215,8 @@ def fit(
         for k, v in metrics.items():
             result.history.setdefault(k, []).append(v)
         sink.log_epoch(epoch, metrics)
-        if not os.environ.get("LEUKML_QUIET"):
-            print(
-                f"epoch {epoch}/{config.epochs}  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
-                flush=True,
-            )
         if epoch in config.milestones:
-            probs = val_probs if val_is_test else _predict(target, inputs, split.test, config.batch_size)
+            probs = val_probs if val_is_test else predict_probs(target, inputs, split.test, config.batch_size)
             p_all = probs[:, 1]
             scores, confusion = classification_metrics(labels[split.test], p_all)
             result.milestones[epoch] = scores

@@ -8,7 +8,8 @@ import pytest
 from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.models import build_network
-from leukml.training import NullSink, extract_features, fit, prepare_data, train
+from leukml.sinks import NullSink
+from leukml.training import extract_features, fit, prepare_data, train
 
 
 def test_milestones_default_to_the_papers_and_the_last_epoch():

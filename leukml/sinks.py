@@ -1,0 +1,82 @@
+"""Where a training's results go: the sink protocol and the sinks that are not MLflow's.
+
+Training hands out what it computes (the split it made, each epoch's curves, each milestone's
+metrics) and knows no writer; the tracking layer, a search's pruning reporter and the console are
+sinks, combined with ``FanoutSink``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol, TextIO
+
+import numpy as np
+
+from leukml.discovery import Dataset
+from leukml.splits import Split
+
+
+class EarlyStop(Exception):
+    """Raised by a sink to stop a training early (a search pruning a hopeless trial)."""
+
+
+class MetricSink(Protocol):
+    """Where a training run's results go (the tracking layer implements it)."""
+
+    def log_data(self, dataset: Dataset, split: Split) -> None: ...
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None: ...
+
+
+class FanoutSink:
+    """Sends everything to several sinks, in order."""
+
+    def __init__(self, *sinks: MetricSink) -> None:
+        self.sinks = sinks
+
+    def log_data(self, dataset: Dataset, split: Split) -> None:
+        for sink in self.sinks:
+            sink.log_data(dataset, split)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        for sink in self.sinks:
+            sink.log_epoch(epoch, metrics)
+
+    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink.log_milestone(epoch, metrics, confusion)
+
+
+class NullSink:
+    def log_data(self, dataset: Dataset, split: Split) -> None:
+        pass
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+        pass
+
+
+class ConsoleSink:
+    """Prints a training's progress for a person: the split's warning (to ``err``) and one line
+    per epoch (to ``out``)."""
+
+    def __init__(
+        self, epochs: int | None = None, out: TextIO | None = None, err: TextIO | None = None
+    ) -> None:
+        self.epochs, self.out, self.err = epochs, out, err
+
+    def log_data(self, dataset: Dataset, split: Split) -> None:
+        if split.warning:
+            print(f"warning: {split.warning}", file=self.err or sys.stderr, flush=True)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        total = f"/{self.epochs}" if self.epochs else ""
+        line = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        print(f"epoch {epoch}{total}  {line}", file=self.out or sys.stdout, flush=True)
+
+    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+        pass
