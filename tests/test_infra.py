@@ -4,6 +4,7 @@ server with basic auth on loopback; training, search workers and faults run agai
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -120,6 +121,89 @@ def _run_id(output: str) -> str:
         for line in output.splitlines()
         if line.startswith("run ") and line.endswith(" finished")
     )
+
+
+# The leukml CLI (argv[2:]) whose first training pauses at epoch argv[1] (that epoch's metrics
+# already handed to tracking) until the test writes a line to its stdin: a gate the test opens when
+# it is ready, so what must happen mid-training happens there however fast this machine trains.
+PAUSED = "leukml-test: training paused at epoch"
+GATED_CLI = textwrap.dedent(f"""
+    import sys
+
+    import leukml.tracking
+    from leukml.cli import main
+    from leukml.sinks import FanoutSink, NullSink
+
+    pause_at, trainings = int(sys.argv[1]), []
+
+    class Gate(NullSink):
+        def log_epoch(self, epoch, metrics):
+            if epoch == pause_at and len(trainings) == 1:
+                print("{PAUSED}", epoch, flush=True)
+                sys.stdin.readline()
+
+    train = leukml.tracking.train
+
+    def gated_train(config, sink, *args, **kwargs):
+        trainings.append(config)
+        return train(config, FanoutSink(sink, Gate()), *args, **kwargs)
+
+    leukml.tracking.train = gated_train
+    main(sys.argv[2:], prog_name="leukml")
+""")
+
+
+def _gated(stack: Stack, pause_at: int, *args: str, env: dict[str, str] | None = None, **popen):
+    """``leukml *args`` whose first training pauses at epoch ``pause_at``: see ``_until_paused``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", GATED_CLI, str(pause_at), *args],
+        env=stack.child_env(**(env or {})),
+        cwd=stack.root,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+@pytest.fixture
+def gated(stack):
+    """Starts ``_gated`` processes; one still running when its test ends (a failed test) is killed,
+    so it cannot go on training beside the next tests."""
+    procs: list[subprocess.Popen] = []
+
+    def start(pause_at: int, *args: str, **kwargs) -> subprocess.Popen:
+        procs.append(_gated(stack, pause_at, *args, **kwargs))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+def _until_paused(proc: subprocess.Popen, timeout: float = 600) -> str:
+    """The output of a ``_gated`` process up to its pause; it holds there until ``_release``.
+    Read from the pipe itself (not through the file object's buffer) so ``_finish`` loses nothing."""
+    out, deadline = b"", time.monotonic() + timeout
+    while PAUSED.encode() not in out:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
+        if not chunk:
+            raise AssertionError(
+                f"no pause (exit code {proc.poll()}):\n{out.decode(errors='replace')[-4000:]}"
+            )
+        out += chunk
+    return out.decode(errors="replace")
+
+
+def _release(proc: subprocess.Popen) -> None:
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
 
 
 def test_up_is_loopback_only_and_rerunnable(stack):
@@ -241,10 +325,16 @@ def _assert_grid_done(stack: Stack, study_name: str) -> list[optuna.trial.Frozen
 SEARCH = ("search", "--mode", "grid", "--epochs", "2", "--heartbeat", "2", *TINY)
 
 
-def test_two_workers_share_one_grid(stack, tiny_data):
+def test_two_workers_share_one_grid(stack, tiny_data, gated):
     args = (*SEARCH, "--data-dir", str(tiny_data), "--study-name", "two-workers")
-    workers = [_leukml(stack, *args) for _ in range(2)]
-    outputs = [_finish(w) for w in workers]
+    # Each worker holds its first trial until both hold one: both claim a cell, whichever starts first.
+    workers = [gated(1, *args) for _ in range(2)]
+    heads = [_until_paused(w) for w in workers]
+    running = [t for t in _trials(stack, "two-workers") if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(running) == 2 and running[0].params != running[1].params, running
+    for worker in workers:
+        _release(worker)
+    outputs = [head + _finish(w) for head, w in zip(heads, workers, strict=True)]
     trials = _trials(stack, "two-workers")
     assert len(trials) == 4, [(t.number, t.state, t.params) for t in trials]  # no cell trained twice
     _assert_grid_done(stack, "two-workers")
@@ -260,21 +350,19 @@ def _wait_for(what: str, check, seconds: float = 240):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data):
+def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data, gated):
     args = (*SEARCH, "--data-dir", str(tiny_data), "--study-name", "crash")
-    doomed = _leukml(stack, *args, start_new_session=True)
+    doomed = gated(1, *args, start_new_session=True)
+    _until_paused(doomed)  # mid-trial, and never released: killed there
     client = stack.mlflow_client()
-
-    def doomed_run():  # its trial is RUNNING and its MLflow run exists: mid-trial
-        experiment = client.get_experiment_by_name("leukml")
-        runs = experiment and client.search_runs(
-            [experiment.experiment_id],
-            filter_string="tags.study_name = 'crash' and "
-            "tags.trial_number = '0' and attributes.status = 'RUNNING'",
-        )
-        return runs[0] if runs else None
-
-    orphan = _wait_for("the first worker's trial", doomed_run)
+    experiment = client.get_experiment_by_name("leukml")
+    [orphan] = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.study_name = 'crash' and tags.trial_number = '0' "
+        "and attributes.status = 'RUNNING'",
+    )
+    [trial] = [t for t in _trials(stack, "crash") if t.state == optuna.trial.TrialState.RUNNING]
+    assert trial.number == 0
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait()
     survivor = _leukml(stack, *args)
@@ -292,25 +380,19 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data):
     assert orphan.info.status == "FAILED" and "worker lost" in orphan.data.tags["error"]
 
 
-def test_server_restart_mid_run_loses_no_metric(stack, tiny_data):
-    epochs = 200
-    proc = _leukml(
-        stack,
-        "train",
-        "--data-dir",
-        str(tiny_data),
-        "--epochs",
-        str(epochs),
-        *TINY,
-        "--experiment",
-        "restart",
-    )
+def test_server_restart_mid_run_loses_no_metric(stack, tiny_data, gated):
+    epochs, pause_at = 12, 3
+    args = ("train", "--data-dir", str(tiny_data), "--epochs", str(epochs), *TINY, "--experiment", "restart")
+    # Every epoch's metrics are sent as it ends; the training waits after epoch 3 until the server is
+    # down, so epochs 4-12 are sent to a dead server and must arrive once it is back.
+    proc = gated(pause_at, *args, env={"LEUKML_METRIC_FLUSH_S": "0"})
+    head = _until_paused(proc)
     client = stack.mlflow_client()
 
     def logged_steps():
         experiment = client.get_experiment_by_name("restart")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        return runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 3
+        return runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) == pause_at
 
     _wait_for("the first epochs on the server", logged_steps)
     server = int((stack.root / "pids" / "mlflow.pid").read_text())
@@ -320,9 +402,9 @@ def test_server_restart_mid_run_loses_no_metric(stack, tiny_data):
         lambda: subprocess.run(["kill", "-0", str(server)], capture_output=True).returncode != 0,
         60,
     )
-    assert proc.poll() is None, "the training ended before the restart: make it longer"
+    _release(proc)
     stack.up()  # starts only the MLflow server again, same port and secrets
-    out = _finish(proc)
+    out = head + _finish(proc)
 
     run = client.get_run(_run_id(out))
     assert run.info.status == "FINISHED"

@@ -27,6 +27,20 @@ def _k8s() -> list[dict]:
     ]
 
 
+def _worker_with_gpu_reservation() -> dict:
+    """The compose file's worker service once its GPU reservation is uncommented, as README
+    ("Running for a team") tells whoever runs workers on GPUs to do: the block's ``# `` removed."""
+    lines = (INFRA / "docker-compose.yml").read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if re.fullmatch(r" *# deploy: *", line)), None)
+    assert start is not None, "infra/docker-compose.yml has no commented `# deploy:` GPU reservation"
+    comment = lines[start].index("#")
+    end = start + 1
+    while end < len(lines) and lines[end].startswith(" " * comment + "#   "):  # deeper than deploy:
+        end += 1
+    uncommented = [line[:comment] + line[comment + 2 :] for line in lines[start:end]]
+    return yaml.safe_load("\n".join(lines[:start] + uncommented + lines[end:]))["services"]["worker"]
+
+
 def test_compose_services_are_pinned_healthy_and_secret_free():
     compose = _compose()
     services = compose["services"]
@@ -45,12 +59,23 @@ def test_compose_services_are_pinned_healthy_and_secret_free():
     assert services["worker"]["command"][:2] == ["leukml", "search"]
     assert "OPTUNA_STORAGE" in services["worker"]["environment"]
     text = (INFRA / "docker-compose.yml").read_text()
-    assert "nvidia" in text and "capabilities: [gpu]" in text  # the GPU reservation, commented in
+    assert "deploy" not in services["worker"]  # the GPU reservation is commented out: CPU hosts work
     # Secrets come from .env (ignored by git), never from the file itself.
     assert not re.search(r"PASSWORD: (?!\$\{)", text) and "password1234" not in text
     assert (INFRA / ".env.example").is_file()
     ignored = subprocess.run(["git", "check-ignore", "-q", str(INFRA / ".env")], cwd=INFRA)
     assert ignored.returncode == 0, "infra/.env must be ignored by git"
+
+
+def test_compose_gpu_reservation_uncomments_into_one_gpu_per_worker():
+    gpu_worker = _worker_with_gpu_reservation()
+    assert gpu_worker["deploy"] == {
+        "resources": {
+            "reservations": {"devices": [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]}
+        }
+    }
+    # Uncommenting adds the reservation and changes nothing else of the worker.
+    assert {k: v for k, v in gpu_worker.items() if k != "deploy"} == _compose()["services"]["worker"]
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client")

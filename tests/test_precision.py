@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from leukml import runtime
 from leukml.cli import main
 from leukml.config import TrainConfig
 from leukml.training import train
@@ -18,12 +19,23 @@ def _tiny(tiny_data, **kwargs) -> TrainConfig:
     )
 
 
-def test_auto_resolves_to_float32_on_cpu_and_is_logged_resolved():
+def test_auto_resolves_by_device_and_is_logged_resolved():
+    # mixed_bfloat16 where this process's accelerator computes bfloat16 natively, else float32
+    expected = "mixed_bfloat16" if runtime._accelerator_has_bfloat16() else "float32"
+    if runtime.device_name() == "CPU":
+        assert expected == "float32"
     config = TrainConfig(weights="none")
-    assert config.resolved_precision == "float32"
-    assert config.as_dict()["precision"] == "float32"
+    assert config.resolved_precision == expected
+    assert config.as_dict()["precision"] == expected
     assert config.jit_compile == "auto"
     assert TrainConfig(jit="false").jit_compile is False
+
+
+@pytest.mark.parametrize("bfloat16, expected", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_auto_follows_the_accelerator(monkeypatch, bfloat16, expected):
+    monkeypatch.setattr(runtime, "_accelerator_has_bfloat16", lambda: bfloat16)
+    assert TrainConfig(weights="none").resolved_precision == expected
+    assert TrainConfig(weights="none", precision="float32").resolved_precision == "float32"
 
 
 def test_mixed_bfloat16_trains_and_restores_the_global_policy(tiny_data, leukml_cache):

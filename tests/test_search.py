@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import leukml.training
 from leukml.cli import main
 from leukml.config import TrainConfig
 from leukml.search import SearchConfig, incomplete_cells
+from leukml.sinks import FanoutSink
 from leukml.tracking import tracked_search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,8 +130,28 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
     assert "report/report.md" in logged
 
 
+class _ValAccuracy(FanoutSink):
+    """Passes everything on, with every epoch's ``val_accuracy`` replaced by ``value``."""
+
+    def __init__(self, sink, value: float) -> None:
+        super().__init__(sink)
+        self.value = value
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        super().log_epoch(epoch, {**metrics, "val_accuracy": self.value})
+
+
 @pytest.mark.slow
-def test_extended_search_with_pruning(tmp_path, tiny_data):
+def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
+    # The median pruner (2 startup trials) must prune trials 2 and 3: their validation accuracy at
+    # the first milestone (0.0) is below the first two trials' (1.0), whatever the tiny data gives.
+    real_fit, trainings = leukml.training.fit, []
+
+    def fit_later_trials_worse(network, prepared, config, sink, *args):
+        trainings.append(config)
+        return real_fit(network, prepared, config, _ValAccuracy(sink, float(len(trainings) <= 2)), *args)
+
+    monkeypatch.setattr(leukml.training, "fit", fit_later_trials_worse)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = TrainConfig(
         data_dir=str(tiny_data),
@@ -149,9 +170,16 @@ def test_extended_search_with_pruning(tmp_path, tiny_data):
         study_name="ext",
     )
     parent, study = tracked_search(search, tracking_uri=uri)
+    assert study.study_name == "ext"
     states = {t.state for t in study.trials}
     assert len(study.trials) == 4
     assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert [t.state.name for t in sorted(study.trials, key=lambda t: t.number)] == [
+        "COMPLETE",
+        "COMPLETE",
+        "PRUNED",
+        "PRUNED",
+    ]
     for trial in study.trials:
         assert 1 in trial.intermediate_values  # reported at the milestones
         assert {"lr", "dropout", "pooling", "batch_size", "class_weight"} <= trial.params.keys()
@@ -161,6 +189,12 @@ def test_extended_search_with_pruning(tmp_path, tiny_data):
     by_number = {c.data.tags["trial_number"]: c.info.status for c in children}
     assert all(by_number[str(t.number)] == expected[t.state.name] for t in study.trials)
     assert all(c.data.params["val_fraction"] == "0.15" for c in children)
+    client = MlflowClient(uri)
+    for pruned in (c for c in children if c.data.tags["trial_number"] in ("2", "3")):
+        assert pruned.data.tags["stopped_early"].startswith("pruned at epoch 1 (val_accuracy 0.0000)")
+        history = client.get_metric_history(pruned.info.run_id, "train_loss")
+        assert [m.step for m in history] == [1]  # stopped there: epochs 2 and 3 never ran
+    assert [t.intermediate_values for t in study.trials if t.number >= 2] == [{1: 0.0}, {1: 0.0}]
 
 
 def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monkeypatch):
@@ -180,7 +214,11 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
     assert states == {"adam": "COMPLETE", "rmsprop": "FAIL"}
     failed = next(t for t in study.trials if t.state.name == "FAIL")
     assert "simulated training failure" in failed.user_attrs["error"]
-    statuses = {c.data.params["optimizer"]: c.info.status for c in _children(uri, parent)}
+    children = _children(uri, parent)
+    statuses = {c.data.params["optimizer"]: c.info.status for c in children}
     assert statuses == {"adam": "FINISHED", "rmsprop": "FAILED"}
     assert incomplete_cells(study, search) == [("vgg16", "rmsprop")]
-    assert dataclasses.replace(search, study_name="x").name == "x"
+    # No study name given: one is made, and the study and every run carry that same one.
+    assert re.fullmatch(r"leukml-grid-\d{8}-\d{6}", study.study_name), study.study_name
+    assert MlflowClient(uri).get_run(parent).data.tags["study_name"] == study.study_name
+    assert {c.data.tags["study_name"] for c in children} == {study.study_name}
