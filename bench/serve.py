@@ -40,9 +40,9 @@ import pandas as pd  # noqa: E402
 
 from leukml import registry  # noqa: E402
 from leukml.config import TrainConfig  # noqa: E402
+from leukml.runs import tracked_train  # noqa: E402
 from leukml.runtime import device_name  # noqa: E402
 from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
-from leukml.tracking import tracked_train  # noqa: E402
 
 URI = f"sqlite:///{WORK / 'mlflow.db'}"
 MODEL = f"models:/{registry.DEFAULT_NAME}@{registry.DEFAULT_ALIAS}"

@@ -1,6 +1,6 @@
 """MLflow tracking overhead: the same training with and without logging, interleaved.
 
-``leukml.tracking.tracked_train`` (params, tags, config and split manifest, per-epoch curves,
+``leukml.runs.tracked_train`` (params, tags, config and split manifest, per-epoch curves,
 per-milestone metrics + confusion matrices, curves figure, the logged Keras model; SQLite store in
 a temp dir) against ``leukml.training.train`` with its default null sink, same config and seed.
 The default run is `make demo`'s (the embedded 360-cell synthetic dataset, VGG16 at 128 px,
@@ -32,9 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from leukml.config import TrainConfig  # noqa: E402
+from leukml.runs import tracked_train  # noqa: E402
 from leukml.runtime import device_name  # noqa: E402
 from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
-from leukml.tracking import tracked_train  # noqa: E402
 from leukml.training import train  # noqa: E402
 
 URI = f"sqlite:///{WORK / 'mlflow.db'}"

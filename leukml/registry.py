@@ -19,7 +19,7 @@ from leukml.gradcam import explain_image
 from leukml.images import decode_image
 from leukml.runtime import backend_requirements
 from leukml.serving import SIGNATURE, CellClassifier, encode_file
-from leukml.tracking import resolve_tracking_uri
+from leukml.tracking_uri import resolve_tracking_uri
 
 DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion", "previous"
 SELECTION_ON_TEST_HELP = (

@@ -1,11 +1,15 @@
-"""The tracking layer: the only module that talks to MLflow."""
+"""The MLflow writer: a training run's lifecycle, its params and tags, the metric sink, the logged model.
+
+Above it, ``leukml.runs`` runs tracked trainings and searches; beside it, ``leukml.runreader``
+reads runs back (report, explain) and ``leukml.registry`` registers and serves models. Those four
+and ``leukml.serving`` / ``leukml.predict`` are the modules that use MLflow; training, search and
+the data layer never do.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,24 +26,17 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from leukml import CLASS_NAMES, plots
-from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset
-from leukml.report import RunRecord
 from leukml.runtime import backend_requirements, device_name, package_version
-from leukml.search import SearchConfig, run_search, selection_metric
-from leukml.sinks import EarlyStop, FanoutSink, MetricSink
+from leukml.sinks import EarlyStop
 from leukml.splits import Split, manifest, summarize
-from leukml.training import TrainResult, train
+from leukml.tracking_uri import resolve_tracking_uri
+from leukml.training import TrainResult
 
 DEFAULT_EXPERIMENT = "leukml"
 METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """The given URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` here."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def metric_flush_s() -> float:
@@ -176,7 +173,7 @@ class MlflowSink:
         self.log_figure(lambda: plots.confusion_figure(confusion, title), f"{name}.png")
 
 
-def _log_params(run: mlflow.ActiveRun, params: dict) -> None:
+def log_params(run: mlflow.ActiveRun, params: dict) -> None:
     """Log every option; ``mlflow run`` has already logged its -P values (as typed), which MLflow
     forbids changing, so those keep the user's spelling and config.json holds the resolved ones."""
     existing = mlflow.get_run(run.info.run_id).data.params
@@ -184,7 +181,7 @@ def _log_params(run: mlflow.ActiveRun, params: dict) -> None:
     mlflow.log_params({k: v for k, v in text.items() if k not in existing})
 
 
-def _run_tags(config: TrainConfig) -> dict[str, str]:
+def run_tags(config: TrainConfig) -> dict[str, str]:
     tags = {
         "keras_backend": keras.backend.backend(),
         "keras_version": keras.__version__,
@@ -200,7 +197,7 @@ def _run_tags(config: TrainConfig) -> dict[str, str]:
     return tags
 
 
-def _log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
+def log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
     on_test = result.prepared.split.selection_on_test
     history, val_label = result.history, "test (selection on test)" if on_test else "val"
     sink.log_figure(lambda: plots.curves_figure(history, val_label), "curves.png")
@@ -262,7 +259,7 @@ def _model_dir_created_first():
         keras_save._save_example = original
 
 
-def _connect(experiment: str, tracking_uri: str | None) -> None:
+def connect(experiment: str, tracking_uri: str | None) -> None:
     """Point MLflow at the store and experiment, unless a run is already active (nested use)
     or ``mlflow run`` created ours (``MLFLOW_RUN_ID``), which fixes the experiment itself."""
     if mlflow.active_run():
@@ -275,7 +272,7 @@ def _connect(experiment: str, tracking_uri: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _run(tags: dict[str, str] | None = None, run_name: str | None = None):
+def mlflow_run(tags: dict[str, str] | None = None, run_name: str | None = None):
     """An MLflow run (nested when one is active) that always ends: FINISHED, KILLED (stopped
     early by a search), or FAILED with an ``error`` tag for any exception, interrupts included."""
     run = _start_run(tags, run_name)
@@ -306,84 +303,7 @@ def _start_run(tags: dict[str, str] | None, run_name: str | None) -> mlflow.Acti
         ) from exc
 
 
-def tracked_train(
-    config: TrainConfig,
-    experiment: str = DEFAULT_EXPERIMENT,
-    tracking_uri: str | None = None,
-    tags: dict[str, str] | None = None,
-    observer: MetricSink | None = None,
-    bases: BaseCache | None = None,
-) -> tuple[str, TrainResult]:
-    """Train with everything logged to MLflow; returns (run id, result).
-
-    Inside ``mlflow run`` the run it created is used; inside an active run (a search), a nested
-    run is made. ``observer`` also receives the metrics (a search's pruning reporter, the
-    console); ``bases``: frozen bases shared with other trainings (a search worker's).
-    """
-    flush_s = metric_flush_s()  # a bad value is refused before any run is made
-    _connect(experiment, tracking_uri)
-    with _run(tags, run_name=f"{config.arch}-{config.optimizer}") as run:
-        _log_params(
-            run,
-            {
-                **config.as_dict(),
-                "experiment": experiment,
-                "milestones": ",".join(map(str, config.milestones)),
-            },
-        )
-        mlflow.log_dict(config.as_dict(), "config.json")
-        mlflow.set_tags(_run_tags(config))
-        with MlflowSink(config, run.info.run_id, flush_s) as sink:
-            result = train(config, FanoutSink(sink, observer) if observer else sink, bases)
-            _log_outcome(result, config, sink)
-    return run.info.run_id, result
-
-
-def tracked_search(
-    search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None
-) -> tuple[str, optuna.Study]:
-    """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
-
-    The parent logs the search options, the study's best params and value, and ``trials.csv``.
-    """
-    _connect(experiment, tracking_uri)
-    name = search.name
-    search = dataclasses.replace(search, study_name=name)
-    tags = {"study_name": name, "search_mode": search.mode, "leukml_search": "true"}
-    with _run(tags, run_name=f"search-{name}") as parent:
-        mlflow.set_tags(tags)  # also on a parent that `mlflow run` created
-        _log_params(
-            parent,
-            {
-                "mode": search.mode,
-                "archs": ",".join(search.archs),
-                "optimizers": ",".join(search.optimizers),
-                "trials": search.trials,
-                "study_name": name,
-                "storage": _redact(search.storage_url),
-                "pruner": search.pruner,
-                # the plan: a requested validation split that comes out empty is refused, so every
-                # trial that trains selects on this (each trial's user attr says what it used)
-                "selection_metric": selection_metric(not search.base.requests_validation),
-                **{f"base.{k}": v for k, v in search.base.as_dict().items()},
-            },
-        )
-
-        def run_trial(config, tags, reporter, bases):
-            if "retry_of" in tags:
-                _fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
-            return tracked_train(config, experiment, tags=tags, observer=reporter, bases=bases)
-
-        study = run_search(search, run_trial)
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if complete:
-            mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
-            mlflow.log_metric("best_value", study.best_value)
-        mlflow.log_text(study.trials_dataframe().to_csv(index=False), "trials.csv")
-    return parent.info.run_id, study
-
-
-def _fail_orphaned_trial_runs(study_name: str, trial_number: str) -> None:
+def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> None:
     """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is retried."""
     client = MlflowClient()
     experiment_id = mlflow.active_run().info.experiment_id
@@ -398,65 +318,30 @@ def _fail_orphaned_trial_runs(study_name: str, trial_number: str) -> None:
         client.set_terminated(run.info.run_id, "FAILED")
 
 
-def _redact(url: str) -> str:
-    """A storage URL without its password, fit for a param."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
-
-
-REPORT_METRICS = (
-    "train_accuracy",
-    "test_accuracy",
-    "test_recall_macro",
-    "test_precision_macro",
-    "test_f1_macro",
-    "test_recall",
-    "test_precision",
-    "test_f1",
-)
-
-
-def fetch_runs(
-    experiment: str, parent_run: str | None = None, tracking_uri: str | None = None
-) -> list[RunRecord]:
-    """The FINISHED training runs of an experiment (or of one search), newest first.
-
-    Raises:
-        ValueError: unknown experiment.
-    """
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ValueError(
-            f"experiment {experiment!r} not found on the tracking server; "
-            f"pass --experiment with an existing name (or --tracking-uri)"
-        )
-    query = "attributes.status = 'FINISHED' and params.arch != ''"
-    if parent_run:
-        query += f" and tags.mlflow.parentRunId = '{parent_run}'"
-    runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
-    return [
-        RunRecord(
-            r.info.run_id,
-            dict(r.data.params),
-            dict(r.data.tags),
-            {
-                m: {h.step: h.value for h in client.get_metric_history(r.info.run_id, m)}
-                for m in REPORT_METRICS
-            },
-        )
-        for r in runs
-    ]
-
-
 def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None = None) -> None:
     MlflowClient(resolve_tracking_uri(tracking_uri)).log_artifacts(parent_run, str(folder), "report")
 
 
-def load_keras_model(model_uri: str) -> keras.Model:
-    """The Keras model behind a URI: a leukml image classifier (pyfunc) or a logged Keras model."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    try:
-        inner = model.unwrap_python_model()
-    except Exception:  # not a python model: the keras flavor itself
-        return mlflow.keras.load_model(model_uri)
-    return inner.model
+def log_study(study: optuna.Study) -> None:
+    """The active (search parent) run gets the study's best params and value, and ``trials.csv``."""
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+        mlflow.log_metric("best_value", study.best_value)
+    mlflow.log_text(study.trials_dataframe().to_csv(index=False), "trials.csv")
+
+
+def start_training_run(run: mlflow.ActiveRun, config: TrainConfig, experiment: str) -> None:
+    """A training run's params (every option, resolved), ``config.json`` and tags."""
+    log_params(
+        run,
+        {**config.as_dict(), "experiment": experiment, "milestones": ",".join(map(str, config.milestones))},
+    )
+    mlflow.log_dict(config.as_dict(), "config.json")
+    mlflow.set_tags(run_tags(config))
+
+
+def start_search_run(run: mlflow.ActiveRun, tags: dict[str, str], params: dict) -> None:
+    """A search parent's tags (also on a parent that ``mlflow run`` created) and params."""
+    mlflow.set_tags(tags)
+    log_params(run, params)

@@ -130,7 +130,7 @@ PAUSED = "leukml-test: training paused at epoch"
 GATED_CLI = textwrap.dedent(f"""
     import sys
 
-    import leukml.tracking
+    import leukml.runs
     from leukml.cli import main
     from leukml.sinks import FanoutSink, NullSink
 
@@ -142,13 +142,13 @@ GATED_CLI = textwrap.dedent(f"""
                 print("{PAUSED}", epoch, flush=True)
                 sys.stdin.readline()
 
-    train = leukml.tracking.train
+    train = leukml.runs.train
 
     def gated_train(config, sink, *args, **kwargs):
         trainings.append(config)
         return train(config, FanoutSink(sink, Gate()), *args, **kwargs)
 
-    leukml.tracking.train = gated_train
+    leukml.runs.train = gated_train
     main(sys.argv[2:], prog_name="leukml")
 """)
 

@@ -21,7 +21,7 @@ from PIL import Image
 from leukml import registry
 from leukml.cli import main
 from leukml.config import TrainConfig
-from leukml.tracking import tracked_train
+from leukml.runs import tracked_train
 
 pytestmark = pytest.mark.slow
 NAME = "leukml-all-classifier"

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 import leukml.training
 from leukml.cli import main
 from leukml.config import TrainConfig
+from leukml.runs import tracked_search
 from leukml.search import SearchConfig, incomplete_cells
 from leukml.sinks import FanoutSink
-from leukml.tracking import tracked_search
 
 ROOT = Path(__file__).resolve().parents[1]
 

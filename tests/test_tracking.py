@@ -19,8 +19,8 @@ import leukml.tracking
 import leukml.training
 from leukml.cli import main
 from leukml.config import TrainConfig
+from leukml.runs import tracked_train
 from leukml.sinks import ConsoleSink, NullSink
-from leukml.tracking import tracked_train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -258,7 +258,7 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
     warned about, AUC logged as NaN, and report and promote read the run without breaking."""
     from leukml.registry import promote
     from leukml.report import write_report
-    from leukml.tracking import fetch_runs
+    from leukml.runreader import fetch_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig(
@@ -278,8 +278,8 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
 def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monkeypatch):
     """Whatever the options asked for, a split without validation images means validation on
     test: the run's tag, its curves and the search's objective all say so (one definition)."""
+    from leukml.runs import tracked_search
     from leukml.search import SearchConfig
-    from leukml.tracking import tracked_search
 
     real = leukml.training.split_records
 
