@@ -6,24 +6,65 @@ import functools
 import json
 import os
 import signal
+import threading
+import warnings
 from pathlib import Path
 
 import click
 
+from leukml.console import import_backend
+from leukml.errors import one_line
 from leukml.splits import SPLIT_METHODS
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+# Read once, when TensorFlow loads (the commands import it lazily, after this). 3, not 2: without a
+# GPU, TensorFlow's CUDA build logs "failed call to cuInit" as an error on its first operation;
+# real failures raise anyway. The lines TensorFlow logs while loading ignore it: see console.py.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Optuna calls the heartbeat options that searches rely on experimental, on every search
+warnings.filterwarnings("ignore", message=r".*(is experimental \(supported from|is an experimental feature)")
+
+
+class Terminated(SystemExit):
+    """SIGTERM (a killed worker, a stopped container): unwinds like Ctrl-C, so the MLflow run is
+    marked FAILED instead of staying RUNNING forever."""
+
+
+def _terminate(signum, frame):
+    raise Terminated(128 + signum)
+
+
+class Stopped(click.ClickException):
+    """Ctrl-C or SIGTERM: one line, and the shell's exit status for the signal."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def friendly_errors(fn):
-    """Library errors become one clear line and a non-zero exit, never a traceback."""
+    """Expected failures (bad input, missing model, unreachable server, Ctrl-C, SIGTERM) become one
+    line and a non-zero exit; other exceptions are bugs and keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise Stopped("interrupted", 128 + signal.SIGINT) from None
+        except Terminated as exc:
+            raise Stopped("terminated (SIGTERM)", exc.code) from None
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            message = one_line(exc, kwargs)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
     return wrapper
 
@@ -145,12 +186,6 @@ def inspect(
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
 
 
-def _terminate(signum, frame):
-    # SIGTERM (a killed worker, a stopped container) unwinds like Ctrl-C, so the MLflow run is
-    # marked FAILED instead of staying RUNNING forever.
-    raise SystemExit(128 + signum)
-
-
 def train_options(fn):
     """Every `leukml train` option; `leukml search` takes them too, as the trials' base."""
     options = [
@@ -240,10 +275,10 @@ def _train_config(
 @friendly_errors
 def train(experiment: str, tracking_uri: str, **options) -> None:
     """Train one architecture x optimizer, tracked in MLflow."""
+    import_backend()
     config = _train_config(**options)
-    from leukml.tracking import tracked_train
+    from leukml.runs import tracked_train
 
-    signal.signal(signal.SIGTERM, _terminate)
     run_id, result = tracked_train(config, experiment=experiment, tracking_uri=tracking_uri or None)
     click.echo(f"run {run_id} finished")
     click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  {'f1':>5}")
@@ -305,6 +340,7 @@ def search(
     **options,
 ) -> None:
     """Run the paper's grid or a wider search; each trial is a nested MLflow run."""
+    import_backend()
     if options["val_fraction"] is None and mode == "extended":
         options["val_fraction"] = 0.1  # select on validation, never on test
     from leukml.search import SearchConfig, incomplete_cells
@@ -320,9 +356,8 @@ def search(
         pruner=pruner,
         heartbeat=heartbeat,
     )
-    from leukml.tracking import tracked_search
+    from leukml.runs import tracked_search
 
-    signal.signal(signal.SIGTERM, _terminate)
     parent, study = tracked_search(config, experiment=experiment, tracking_uri=tracking_uri or None)
     click.echo(f"study {study.study_name}: {len(study.trials)} trials; parent run {parent}")
     if any(t.state.name == "COMPLETE" for t in study.trials):
@@ -343,8 +378,10 @@ def search(
 @friendly_errors
 def report(experiment: str, parent_run: str, out: Path, tracking_uri: str) -> None:
     """Rebuild the paper's tables and Figure 9 from tracked runs, beside the paper's numbers."""
+    import_backend()
     from leukml.report import write_report
-    from leukml.tracking import fetch_runs, log_report_artifacts
+    from leukml.runreader import fetch_runs
+    from leukml.tracking import log_report_artifacts
 
     runs = fetch_runs(experiment, parent_run or None, tracking_uri or None)
     title = f"experiment {experiment}" + (f", search {parent_run}" if parent_run else "")
@@ -374,6 +411,7 @@ def promote(
     experiment, parent_run, metric, arch, name, alias, allow_test_selection, rollback, tracking_uri
 ) -> None:
     """Register the best run's model (as an image classifier) and move the alias to it."""
+    import_backend()
     from leukml import registry
 
     if rollback:
@@ -428,12 +466,15 @@ def explain(image: Path, model_uri: str, out: Path) -> None:
     """Write a Grad-CAM heatmap over the cell for the predicted class."""
     from PIL import Image
 
+    from leukml.images import decode_image, read_image_file
+
+    data = read_image_file(image)  # a bad image is named before the model loads
+    import_backend()
     from leukml.gradcam import explain_image
-    from leukml.images import decode_image
-    from leukml.tracking import load_keras_model
+    from leukml.runreader import load_keras_model
 
     model = load_keras_model(model_uri)
-    picture, cls, p_all = explain_image(model, decode_image(image, int(model.input_shape[1])))
+    picture, cls, p_all = explain_image(model, decode_image(data, int(model.input_shape[1])))
     original = Image.open(image).size
     Image.fromarray(picture).resize(original, Image.Resampling.BILINEAR).save(out)
     click.echo(f"{image}: {'ALL' if cls == 1 else 'hem'} (p_all {p_all:.4f}); Grad-CAM -> {out}")

@@ -116,6 +116,21 @@ def check_image(path: Path, max_pixels: int = MAX_PIXELS) -> None:
     load_rgb(path, max_pixels)
 
 
+def read_image_file(path: Path, max_pixels: int = MAX_PIXELS) -> bytes:
+    """The bytes of an image file a user named, checked to decode.
+
+    Raises:
+        ImageError: naming the file, what is wrong with it and what to give instead.
+        OSError: the file cannot be read.
+    """
+    data = Path(path).read_bytes()
+    try:
+        load_rgb(data, max_pixels)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}; give BMP, PNG, JPEG or TIFF images of single cells") from None
+    return data
+
+
 MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from leukml.images import is_image_name
-from leukml.serving import encode_file
+from leukml.console import import_backend
+from leukml.images import is_image_name, read_image_file
 
 
 def collect_images(paths: list[Path]) -> list[Path]:
@@ -21,6 +22,9 @@ def collect_images(paths: list[Path]) -> list[Path]:
             found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p))
         elif path.is_file():
             found.append(path)
+        elif path.exists() or path.is_symlink():  # a symlink loop, a dangling link, a device
+            path.stat()  # raises what is wrong: too many levels of symbolic links, ...
+            raise ValueError(f"{path} is neither a file nor a folder; give image files or folders")
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
     if not found:
@@ -28,16 +32,23 @@ def collect_images(paths: list[Path]) -> list[Path]:
     return found
 
 
+def _encode(path: Path) -> str:
+    """The file as base64, checked first: a bad file is named here, not as 'row N' by the model."""
+    return base64.b64encode(read_image_file(path)).decode("ascii")
+
+
 def predict_with_model(model_uri: str, images: list[Path]) -> pd.DataFrame:
+    encoded = [_encode(p) for p in images]  # a bad file is named before the model loads
+    import_backend()  # the model's Keras, without TensorFlow's start-up lines
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri)
-    return model.predict(pd.DataFrame({"image": [encode_file(p) for p in images]}))
+    return model.predict(pd.DataFrame({"image": encoded}))
 
 
 def predict_with_server(url: str, images: list[Path], timeout: float = 120.0) -> pd.DataFrame:
     body = json.dumps(
-        {"dataframe_split": {"columns": ["image"], "data": [[encode_file(p)] for p in images]}}
+        {"dataframe_split": {"columns": ["image"], "data": [[_encode(p)] for p in images]}}
     ).encode()
     request = urllib.request.Request(
         url.rstrip("/") + "/invocations", data=body, headers={"Content-Type": "application/json"}

@@ -34,13 +34,6 @@ def test_inspect_text_and_synth(tmp_path):
     assert "12 images" in result.output and "split fold" in result.output
 
 
-def test_inspect_bad_input_is_one_line_no_traceback(tmp_path):
-    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "nope")])
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    assert "does not exist" in result.output and "fold_<k>" in result.output
-
-
 def test_inspect_refuses_splits_that_cannot_work(tmp_path):
     """`inspect` splits with the training code, so it says what `train` would say."""
     for cls in ("all", "hem"):

@@ -1,0 +1,249 @@
+"""Every expected failure of the installed `leukml` command is one line on stderr that names the
+input and the fix, with a non-zero exit: no traceback, no TensorFlow start-up lines before it.
+
+The real script runs in a subprocess: Click's CliRunner catches exceptions itself, so a traceback
+(or a line TensorFlow writes to file descriptor 2) would never show there."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+LEUKML = Path(sys.executable).parent / "leukml"
+TF_NOISE = re.compile(
+    r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:|oneDNN custom operations|cuda drivers|"
+    r"Unable to register cu|cpu_feature_guard|cuInit",
+    re.MULTILINE,
+)
+# allowed beside the error: MLflow's own notices, and progress bars (a terminal clears those)
+ALLOWED = re.compile(r"^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow|^[\w ]+:\s+\d+%\|")
+TINY_TRAIN = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
+
+
+def run_leukml(args: list[str], env: dict, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def error_line(stderr: str) -> str:
+    """The failure's one line, after checking that only MLflow notices or progress bars come with it."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert not TF_NOISE.search(stderr), stderr[-3000:]
+    on_screen = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
+    lines = [line for line in on_screen if line.strip() and not ALLOWED.match(line)]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RefusingTracker(BaseHTTPRequestHandler):
+    """An MLflow server with authentication that knows the experiment but lets this user do
+    nothing in it: 403 on everything else."""
+
+    def _answer(self) -> None:
+        if "/experiments/get" in self.path:
+            experiment = {"experiment_id": "1", "name": "leukml", "lifecycle_stage": "active"}
+            status, body = 200, {"experiment": experiment}
+        else:
+            status, body = 403, {"error_code": "PERMISSION_DENIED", "message": "Permission denied"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def refusing_tracker() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingTracker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@dataclass
+class Inputs:
+    tmp: Path
+    image: Path
+    port: int
+    tracker: str
+
+
+def _text_file(i: Inputs) -> list[str]:
+    (i.tmp / "notes.txt").write_text("not an image\n")
+    return ["predict", "notes.txt", "--model-uri", "models:/leukml-all-classifier@champion"]
+
+
+def _symlink_loop(i: Inputs) -> list[str]:
+    (i.tmp / "loop.bmp").symlink_to("loop.bmp")
+    return ["predict", "loop.bmp", "--url", f"http://127.0.0.1:{i.port}"]
+
+
+def _no_class_hem(i: Inputs) -> list[str]:
+    (i.tmp / "data" / "all").mkdir(parents=True)
+    Image.new("RGB", (40, 40), (120, 60, 160)).save(i.tmp / "data" / "all" / "x.bmp")
+    return ["train", "--data-dir", "data", *TINY_TRAIN]
+
+
+# case -> (command line, what the line must say); {port} and {tracker} are filled in
+CASES: dict[str, tuple[Callable[[Inputs], list[str]], tuple[str, ...]]] = {
+    "predict-text-file": (_text_file, ("notes.txt", "not a readable image", "BMP")),
+    "predict-closed-port": (
+        lambda i: ["predict", str(i.image), "--url", f"http://127.0.0.1:{i.port}"],
+        ("http://127.0.0.1:{port}", "mlflow models serve"),
+    ),
+    "predict-symlink-loop": (_symlink_loop, ("loop.bmp", "symbolic link")),
+    "predict-missing-model": (
+        lambda i: ["predict", str(i.image), "--model-uri", "models:/nope@champion"],
+        ("'models:/nope@champion' not found", "leukml promote", "--model-uri"),
+    ),
+    "explain-missing-model": (
+        lambda i: ["explain", str(i.image), "--model-uri", "models:/nope@champion", "--out", "cam.png"],
+        ("'models:/nope@champion' not found", "leukml promote"),
+    ),
+    "report-dead-server": (
+        lambda i: ["report", "--tracking-uri", f"http://127.0.0.1:{i.port}"],
+        ("cannot reach", "http://127.0.0.1:{port}", "start the server", "--tracking-uri"),
+    ),
+    "report-refusing-server": (
+        lambda i: ["report", "--tracking-uri", i.tracker],
+        ("{tracker}", "refuses", "MLFLOW_TRACKING_USERNAME"),
+    ),
+    "train-refusing-server": (
+        lambda i: ["train", "--tracking-uri", i.tracker, *TINY_TRAIN],
+        ("refuses new runs", "MLFLOW_TRACKING_USERNAME"),
+    ),
+    "search-dead-storage": (
+        lambda i: ["search", "--storage", f"postgresql://u:p@127.0.0.1:{i.port}/optuna", *TINY_TRAIN],
+        ("cannot use the database", "port {port}", "--storage"),
+    ),
+    "inspect-missing-folder": (lambda i: ["inspect", "nope"], ("nope", "does not exist", "fold_<k>")),
+    "train-one-class": (_no_class_hem, ("only class 'all'",)),
+}
+SLOW = {"explain-missing-model", "train-refusing-server", "search-dead-storage", "train-one-class"}
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=[pytest.mark.slow] if c in SLOW else []) for c in CASES]
+)
+def test_expected_failure_is_one_line(case, tmp_path, tiny_data, child_env, refusing_tracker):
+    if case == "search-dead-storage":
+        pytest.importorskip("psycopg")
+    make_args, expected = CASES[case]
+    port = closed_port()
+    image = next(tiny_data.rglob("*.bmp"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # no retries: MLflow's default backs off for minutes before giving up on a dead server
+    env = child_env(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    proc = run_leukml(make_args(Inputs(tmp_path, image, port, refusing_tracker)), env, tmp_path)
+    assert proc.returncode not in (0, None), proc.stderr[-3000:]
+    line = error_line(proc.stderr)
+    assert line.startswith("Error: ")
+    for text in expected:
+        assert text.format(port=port, tracker=refusing_tracker) in line, line
+    if case == "train-one-class":  # the CLI's one line comes after the run was marked FAILED
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        [run] = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])
+        assert run.info.status == "FAILED"
+        assert "only class" in run.data.tags["error"]
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "text"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_interrupted_is_one_line(signum, code, text, tmp_path, tiny_data, child_env):
+    """Ctrl-C or SIGTERM while waiting on a server that never answers."""
+    image = next(tiny_data.rglob("*.bmp"))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(120)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        child = subprocess.Popen(
+            [str(LEUKML), "predict", str(image), "--url", url],
+            env=child_env(),
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        connection, _ = silent.accept()  # the request is on its way: the child waits for an answer
+        with connection:
+            child.send_signal(signum)
+            _, stderr = child.communicate(timeout=60)
+    assert child.returncode == code, stderr
+    assert text in error_line(stderr)
+
+
+@pytest.mark.slow
+def test_terminated_training_is_one_line_and_failed(tmp_path, tiny_data, child_env):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    child = subprocess.Popen(
+        [str(LEUKML), "train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--epochs", "300"],
+        env=child_env(MLFLOW_TRACKING_URI=uri),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = MlflowClient(uri)
+
+    def runs() -> list:
+        exp = (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("leukml")
+        return client.search_runs([exp.experiment_id]) if exp else []
+
+    for _ in range(600):  # until its run has params: then SIGTERM lands inside the training
+        if child.poll() is not None or any(r.data.params for r in runs()):
+            break
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 143, stderr[-3000:]
+    assert "terminated (SIGTERM)" in error_line(stderr)
+    [run] = runs()
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("Terminated")
+
+
+@pytest.mark.slow
+def test_training_beside_a_symlink_loop_never_shows_a_traceback(tmp_path, tiny_data, child_env):
+    """Discovery may skip the looping file (with its reason) or refuse it: either way, no traceback."""
+    import shutil
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    next(data.rglob("all")).joinpath("loop.bmp").symlink_to("loop.bmp")
+    env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    proc = run_leukml(["train", "--data-dir", str(data), *TINY_TRAIN], env, tmp_path)
+    if proc.returncode:
+        assert "loop.bmp" in error_line(proc.stderr)
+    assert "Traceback" not in proc.stderr and not TF_NOISE.search(proc.stderr), proc.stderr[-3000:]
