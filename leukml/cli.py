@@ -270,6 +270,14 @@ def _train_config(
     )
 
 
+def _console(epochs: int):
+    """A training's progress on the console (epoch lines, the split's warning), unless
+    ``$LEUKML_QUIET`` is set (tests, benchmarks, batch jobs)."""
+    from leukml.sinks import ConsoleSink
+
+    return None if os.environ.get("LEUKML_QUIET") else ConsoleSink(epochs)
+
+
 @main.command()
 @train_options
 @friendly_errors
@@ -279,7 +287,9 @@ def train(experiment: str, tracking_uri: str, **options) -> None:
     config = _train_config(**options)
     from leukml.runs import tracked_train
 
-    run_id, result = tracked_train(config, experiment=experiment, tracking_uri=tracking_uri or None)
+    run_id, result = tracked_train(
+        config, experiment=experiment, tracking_uri=tracking_uri or None, observer=_console(config.epochs)
+    )
     click.echo(f"run {run_id} finished")
     click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  {'f1':>5}")
     for epoch, m in result.milestones.items():
@@ -358,7 +368,9 @@ def search(
     )
     from leukml.runs import tracked_search
 
-    parent, study = tracked_search(config, experiment=experiment, tracking_uri=tracking_uri or None)
+    parent, study = tracked_search(
+        config, experiment=experiment, tracking_uri=tracking_uri or None, console=_console(config.base.epochs)
+    )
     click.echo(f"study {study.study_name}: {len(study.trials)} trials; parent run {parent}")
     if any(t.state.name == "COMPLETE" for t in study.trials):
         click.echo(f"best {study.best_value:.4f} with {study.best_params}")

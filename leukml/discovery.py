@@ -223,7 +223,7 @@ def _check_images(root: Path, records: list[Record]) -> dict[str, str]:
     if cached.is_file():
         return json.loads(cached.read_text())
     bad: dict[str, str] = {}
-    for r in tqdm(records, desc="checking images", unit="img", leave=False, mininterval=1.0):
+    for r in tqdm(records, desc="checking images", unit="img", leave=False, mininterval=1.0, disable=None):
         try:
             check_image(root / r.relpath)
         except ImageError as exc:

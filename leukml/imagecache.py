@@ -25,7 +25,9 @@ def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np
     path = cache_path("images", f"{dataset.fingerprint}-{size}-{method}.npy")
 
     def decode_all(out: np.ndarray) -> None:
-        for i, p in enumerate(tqdm(dataset.paths(), desc=f"decoding {size}px", unit="img", mininterval=1.0)):
+        for i, p in enumerate(
+            tqdm(dataset.paths(), desc=f"decoding {size}px", unit="img", mininterval=1.0, disable=None)
+        ):
             try:
                 out[i] = decode_image(p, size, method)
             except (ImageError, OSError) as exc:

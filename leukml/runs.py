@@ -46,11 +46,15 @@ def tracked_train(
 
 
 def tracked_search(
-    search: SearchConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None
+    search: SearchConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    console: MetricSink | None = None,
 ) -> tuple[str, optuna.Study]:
     """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
 
     The parent logs the search options, the study's best params and value, and ``trials.csv``.
+    ``console`` also receives every trial's results (progress for a person).
     """
     tracking.connect(experiment, tracking_uri)
     name = search.name
@@ -78,7 +82,8 @@ def tracked_search(
         def run_trial(config, tags, reporter, bases):
             if "retry_of" in tags:
                 tracking.fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
-            return tracked_train(config, experiment, tags=tags, observer=reporter, bases=bases)
+            observer = FanoutSink(reporter, console) if console else reporter
+            return tracked_train(config, experiment, tags=tags, observer=observer, bases=bases)
 
         study = run_search(search, run_trial)
         tracking.log_study(study)

@@ -1,0 +1,28 @@
+"""`leukml train` as a person runs it: progress on the console (a sink like MLflow's), a table at the end."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+LEUKML = Path(sys.executable).parent / "leukml"
+EPOCH_LINE = re.compile(r"^epoch \d+/\d+  ")
+
+
+def test_train_prints_each_epoch_unless_quiet(tmp_path, tiny_data, child_env):
+    args = [str(LEUKML), "train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32"]
+    args += ["--epochs", "2", "--batch-size", "8", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    env = child_env()
+    del env["LEUKML_QUIET"]
+    loud = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    epochs = [line for line in loud.stdout.splitlines() if EPOCH_LINE.match(line)]
+    assert [line.split("  ")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all("train_loss" in line and "val_accuracy" in line for line in epochs)
+    assert any(line.startswith("run ") and line.endswith(" finished") for line in loud.stdout.splitlines())
+
+    quiet = subprocess.run(args, env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert not [line for line in quiet.stdout.splitlines() if EPOCH_LINE.match(line)]
