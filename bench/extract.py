@@ -59,8 +59,8 @@ def bench_cache(dataset, size: int) -> tuple[float, float, np.ndarray]:
 
 def bench_extract(arch: str, prepared: Prepared, size: int, batch: int, reps: int) -> dict:
     keras.backend.clear_session()
-    config = TrainConfig(arch=arch, weights="none", image_size=size)
-    net = build_network(config.model_config())
+    config = TrainConfig.of(arch=arch, weights="none", image_size=size)
+    net = build_network(config.model)
     images = prepared.images
     n = len(images)
     for m in {batch, n % batch or batch}:  # compile both batch shapes outside the timing
@@ -111,7 +111,7 @@ def main() -> None:
         )
         t_decode, t_cached, images = bench_cache(dataset, size)
         prepared = Prepared(
-            dataset, split_records(dataset.records, TrainConfig().split_config()), load_images(dataset, size)
+            dataset, split_records(dataset.records, TrainConfig.of().split), load_images(dataset, size)
         )
         rows = [
             (arch, bench_extract(arch, prepared, size, args.batch, reps))

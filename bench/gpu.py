@@ -21,9 +21,10 @@ os.environ.setdefault("LEUKML_QUIET", "1")
 
 import keras  # noqa: E402
 
+from leukml.archs import ModelConfig  # noqa: E402
 from leukml.config import TrainConfig  # noqa: E402
 from leukml.discovery import Dataset  # noqa: E402
-from leukml.models import ModelConfig, build_network  # noqa: E402
+from leukml.models import build_network  # noqa: E402
 from leukml.runtime import device_name  # noqa: E402
 from leukml.splits import Split, SplitConfig  # noqa: E402
 from leukml.training import (  # noqa: E402
@@ -60,7 +61,7 @@ def bench(
     keras.mixed_precision.set_global_policy(precision)
     net = build_network(ModelConfig(arch=arch, weights="none", image_size=size))
     n = len(images)
-    config = TrainConfig(arch=arch, weights="none", image_size=size, epochs=1)
+    config = TrainConfig.of(arch=arch, weights="none", image_size=size, epochs=1)
     idx = np.arange(n)
     cut = int(n * 0.8)
     prepared = Prepared(

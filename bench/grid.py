@@ -1,7 +1,7 @@
 """The paper's grid two ways, in one run: separate trainings per cell against leukml's grid search.
 
 (a) The usual recipe, as the paper ran it: one fresh frozen-base training per (arch, optimizer,
-    epochs) cell, end to end through the base every epoch (``TrainConfig(feature_cache=False)``),
+    epochs) cell, end to end through the base every epoch (``TrainConfig.of(no_feature_cache=True)``),
     i.e. for every milestone m a new training of m epochs, evaluated once at its last epoch.
 (b) leukml: ``leukml.search.run_search`` in grid mode: one training per (arch, optimizer) to the
     last milestone, evaluated at every milestone (nested milestones), heads trained on cached base
@@ -94,9 +94,8 @@ def run_recipe(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]
         for opt in optimizers:
             for m in base.milestones:
                 keras.backend.clear_session()  # as leukml's search does before each trial
-                config = dataclasses.replace(
-                    base, arch=arch, optimizer=opt, epochs=m, eval_epochs=(m,), feature_cache=False
-                )
+                cell = {"arch": arch, "optimizer": opt, "epochs": m, "eval_epochs": (m,)}
+                config = base.replace(**cell, feature_cache=False)
                 t0 = time.perf_counter()
                 result = train(config)
                 took[arch, opt, m] = time.perf_counter() - t0
@@ -115,11 +114,11 @@ def run_leukml(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]
     acc, clocks = {}, {}
 
     def run_trial(config, tags, reporter, bases):
-        clock = clocks[config.arch, config.optimizer] = Clock()
+        clock = clocks[config.model.arch, config.optimizer] = Clock()
         result = train(config, FanoutSink(reporter, clock), bases)
         clock.end = time.perf_counter() - clock.start
         for m, scores in result.milestones.items():
-            acc[config.arch, config.optimizer, m] = scores
+            acc[config.model.arch, config.optimizer, m] = scores
         return "untracked", result
 
     search = SearchConfig(
@@ -163,7 +162,7 @@ def run_cli(base: TrainConfig, archs, optimizers) -> float:
         "--eval-epochs",
         ",".join(map(str, base.milestones)),
         "--image-size",
-        str(base.image_size),
+        str(base.model.image_size),
         "--weights",
         "none",
         "--seed",
@@ -192,8 +191,8 @@ def per_image_costs(arch: str, size: int, n: int, batch: int, n_head: int = 256)
     keras.backend.clear_session()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    config = TrainConfig(arch=arch, weights="none", image_size=size)
-    net = build_network(config.model_config())
+    config = TrainConfig.of(arch=arch, weights="none", image_size=size)
+    net = build_network(config.model)
 
     def per_image(fn, count: int) -> float:
         fn()
@@ -273,7 +272,7 @@ def main() -> None:
         data = write_synthetic(
             WORK / "data", SynthConfig(n_all=n_all, n_hem=n - n_all, subjects=8, size=max(size, 96), seed=1)
         )
-        base = TrainConfig(
+        base = TrainConfig.of(
             data_dir=str(data),
             weights="none",
             image_size=size,
@@ -281,7 +280,7 @@ def main() -> None:
             eval_epochs=milestones,
             seed=42,
         )
-        split = split_records(discover(data).records, base.split_config())
+        split = split_records(discover(data).records, base.split)
         split_sizes = len(split.train), len(split.test)
         print(
             f"device {device_name()}, {os.cpu_count()} CPUs, backend {keras.backend.backend()}; "
@@ -290,7 +289,7 @@ def main() -> None:
             f"{split_sizes[1]} test images; no MLflow on (a) or (b)",
             flush=True,
         )
-        build_network(base.model_config()).extractor.predict_on_batch(  # one-time TF start-up
+        build_network(base.model).extractor.predict_on_batch(  # one-time TF start-up
             np.zeros((1, size, size, 3), np.float32)
         )
         t_b, acc_b, clocks = run_leukml(base, archs, optimizers)

@@ -156,7 +156,7 @@ def main() -> None:
         data = write_synthetic(
             WORK / "data", SynthConfig(n_all=24, n_hem=16, subjects=4, size=file_size, seed=3)
         )
-        config = TrainConfig(data_dir=str(data), weights="none", image_size=size, epochs=1, batch_size=16)
+        config = TrainConfig.of(data_dir=str(data), weights="none", image_size=size, epochs=1, batch_size=16)
         tracked_train(config, experiment="bench", tracking_uri=URI)
         registry.promote(
             "bench", arch="vgg16", allow_test_selection=True, tracking_uri=URI, gradcam_per_class=1

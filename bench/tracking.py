@@ -76,7 +76,7 @@ def main() -> None:
             data = str(
                 write_synthetic(WORK / "data", SynthConfig(n_all=32, n_hem=16, subjects=6, size=48, seed=2))
             )
-        config = TrainConfig(data_dir=data, arch=args.arch, weights="none", image_size=size, epochs=epochs)
+        config = TrainConfig.of(data_dir=data, arch=args.arch, weights="none", image_size=size, epochs=epochs)
         n = 48 if args.quick else 360
         print(
             f"device {device_name()}, {os.cpu_count()} CPUs, backend {keras.backend.backend()}; "

@@ -14,8 +14,9 @@ import hashlib
 import keras
 import numpy as np
 
+from leukml.archs import resolve_weights
 from leukml.config import TrainConfig
-from leukml.models import build_base, resolve_weights
+from leukml.models import build_base
 
 
 def weights_id(base: keras.Model) -> str:
@@ -41,14 +42,14 @@ class BaseCache:
     def base(self, config: TrainConfig) -> keras.Model:
         """The config's frozen base under the current dtype policy: built on first use."""
         key = (
-            config.arch,
-            resolve_weights(config.weights).key,
-            config.image_size,
+            config.model.arch,
+            resolve_weights(config.model.weights).key,
+            config.model.image_size,
             keras.config.dtype_policy().name,
             config.seed,
         )
         if key not in self._bases:
-            self._bases[key] = build_base(config.arch, config.weights, config.image_size)
+            self._bases[key] = build_base(config.model.arch, config.model.weights, config.model.image_size)
         return self._bases[key]
 
     def weights_id(self, base: keras.Model) -> str:

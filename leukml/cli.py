@@ -12,9 +12,13 @@ from pathlib import Path
 
 import click
 
+from leukml import options
+from leukml.config import SearchConfig, TrainConfig
 from leukml.console import import_backend
 from leukml.errors import one_line
-from leukml.splits import SPLIT_METHODS
+from leukml.options import Option, options_of
+from leukml.splits import SPLIT_METHODS, SplitConfig
+from leukml.tracking_uri import DEFAULT_EXPERIMENT
 
 # Read once, when TensorFlow loads (the commands import it lazily, after this). 3, not 2: without a
 # GPU, TensorFlow's CUDA build logs "failed call to cuInit" as an error on its first operation;
@@ -92,34 +96,30 @@ def bool_flag(name: str, help: str):
     )
 
 
-def split_options(fn):
-    """The split options shared by `inspect` and `train`."""
-    options = [
-        click.option(
-            "--test-fraction",
-            type=float,
-            default=0.2,
-            show_default=True,
-            help="Test share of all images (image/subject splits).",
-        ),
-        click.option(
-            "--val-fraction",
-            default="",
-            callback=_optional(float, "a number"),
-            help="Validation share of all images, carved from the training side "
-            "(default 0; 0.1 for extended searches).",
-        ),
-        click.option(
-            "--test-fold",
-            default="",
-            callback=_optional(int, "a whole number"),
-            help="Fold held out with --split fold (default: the last fold).",
-        ),
-        click.option("--seed", type=int, default=42, show_default=True),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+def click_option(o: Option):
+    """The click option of a config option (``leukml.options``): flag, type, default, choices, help."""
+    help = o.help + (f" [default: {o.unset}]" if o.optional else "")
+    if o.type is bool:
+        return bool_flag(o.flag, help)
+    if o.optional:
+        what = {int: "a whole number", float: "a number"}.get(o.type, "a value")
+        return click.option(o.flag, default="", callback=_optional(o.type, what), help=help)
+    extra = {"is_flag": False, "flag_value": o.bare} if o.bare else {}
+    if o.choices:  # listed in the help; the config refuses others, naming every choice
+        extra["metavar"] = "[" + "|".join(o.choices) + "]"
+    default = o.default if o.parse is None else str(o.default)
+    return click.option(o.flag, type=o.type, default=default, show_default=True, help=help, **extra)
+
+
+def config_options(config: type, skip: tuple[str, ...] = ()):
+    """Every option of a config dataclass as click options, in declaration order."""
+
+    def decorate(fn):
+        for o in reversed([o for o in options_of(config) if o.name not in skip]):
+            fn = click_option(o)(fn)
+        return fn
+
+    return decorate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,8 +155,8 @@ def synth(out: Path, n_all: int, n_hem: int, subjects: int, size: int, seed: int
     default=None,
     help="Also show the train/val/test split this would make.",
 )
-@split_options
-@bool_flag("--strict", "Fail on any unreadable or truncated image.")
+@config_options(SplitConfig, skip=("split",))
+@click_option(next(o for o in options_of(TrainConfig) if o.name == "strict"))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
 def inspect(
@@ -171,103 +171,36 @@ def inspect(
 ) -> None:
     """Show what leukml sees in DATA_DIR: images, classes, subjects, skipped files, splits."""
     from leukml.inspection import describe, render_text
-    from leukml.splits import SplitConfig
 
     split = None
     if split_method:
-        split = SplitConfig(
-            method=split_method,
-            test_fraction=test_fraction,
-            val_fraction=val_fraction or 0.0,
-            test_fold=test_fold,
-            seed=seed,
+        split = options.build(
+            SplitConfig,
+            {"split": split_method, "test_fraction": test_fraction, "val_fraction": val_fraction}
+            | {"test_fold": test_fold, "seed": seed},
         )
     report = describe(data_dir, split=split, strict=strict)
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
 
 
 def train_options(fn):
-    """Every `leukml train` option; `leukml search` takes them too, as the trials' base."""
-    options = [
-        click.option("--data-dir", default="", help="Data folder; empty = the embedded synthetic dataset."),
-        click.option(
-            "--arch",
-            default="vgg16",
-            show_default=True,
-            help="vgg16, resnet50, mobilenetv2, efficientnetb0, densenet121.",
-        ),
-        click.option("--optimizer", default="adam", show_default=True, help="adam, rmsprop, sgd."),
-        click.option("--epochs", type=int, default=100, show_default=True),
-        click.option(
-            "--eval-epochs",
-            default="",
-            help="Milestones evaluated on test, e.g. 10,20,30 (default: the paper's <= epochs).",
-        ),
-        click.option("--lr", type=float, default=1e-4, show_default=True),
-        click.option("--batch-size", type=int, default=32, show_default=True),
-        click.option("--decay-steps", type=int, default=900, show_default=True),
-        click.option("--decay-rate", type=float, default=0.95, show_default=True),
-        click.option("--image-size", type=int, default=224, show_default=True),
-        click.option(
-            "--weights",
-            default="imagenet",
-            show_default=True,
-            help="imagenet, none, or a path to a Keras weights file for the base.",
-        ),
-        click.option("--pooling", default="flatten", show_default=True, help="flatten or avg."),
-        click.option("--dense-units", type=int, default=512, show_default=True),
-        click.option("--dropout", type=float, default=0.0, show_default=True),
-        bool_flag("--class-weight", "Weight classes inversely to their training frequency."),
-        click.option("--split", type=click.Choice(SPLIT_METHODS), default="image", show_default=True),
-        split_options,
-        click.option("--experiment", default="leukml", show_default=True),
-        click.option(
-            "--tracking-uri",
-            default="",
-            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
-        ),
-        bool_flag("--strict", "Fail on any unreadable or truncated image."),
-        bool_flag(
-            "--no-feature-cache",
-            "Train end to end through the frozen base every epoch (the benchmark baseline).",
-        ),
-        click.option(
-            "--precision",
-            default="auto",
-            show_default=True,
-            help="auto, float32, mixed_bfloat16, mixed_float16 (Keras dtype policy); "
-            "auto = mixed_bfloat16 on a GPU with bfloat16, else float32.",
-        ),
-        click.option(
-            "--jit",
-            default="auto",
-            is_flag=False,
-            flag_value="true",
-            show_default=True,
-            help="auto, true, false: XLA compilation (jit_compile); auto = Keras' default "
-            "(off on a CPU-only machine). --jit alone = true.",
-        ),
-        click.option("--no-jit", is_flag=True, help="Same as --jit false."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    """Every `leukml train` option (from ``TrainConfig``'s definitions), with where to track it;
+    `leukml search` takes them too, as the trials' base."""
+    fn = click.option("--no-jit", is_flag=True, help="Same as --jit false.")(fn)
+    fn = click.option(
+        "--tracking-uri",
+        default="",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+    )(fn)
+    fn = click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)(fn)
+    return config_options(TrainConfig)(fn)
 
 
-def _train_config(
-    eval_epochs: str, no_feature_cache: bool, val_fraction: float | None, jit: str, no_jit: bool, **options
-):
-    from leukml.config import TrainConfig, parse_epochs
-
+def _train_options(jit: str, no_jit: bool, **values) -> dict:
+    """The training's options by name, ``--no-jit`` folded into ``jit``."""
     if no_jit and jit == "true":
         raise ValueError("--jit true and --no-jit contradict each other; give one")
-    options["val_fraction"] = val_fraction or 0.0
-    return TrainConfig(
-        eval_epochs=parse_epochs(eval_epochs),
-        feature_cache=not no_feature_cache,
-        jit="false" if no_jit else jit,
-        **options,
-    )
+    return {**values, "jit": "false" if no_jit else jit}
 
 
 def _console(epochs: int):
@@ -284,7 +217,7 @@ def _console(epochs: int):
 def train(experiment: str, tracking_uri: str, **options) -> None:
     """Train one architecture x optimizer, tracked in MLflow."""
     import_backend()
-    config = _train_config(**options)
+    config = TrainConfig.of(**_train_options(**options))
     from leukml.runs import tracked_train
 
     run_id, result = tracked_train(
@@ -301,39 +234,7 @@ def train(experiment: str, tracking_uri: str, **options) -> None:
 
 
 @main.command()
-@click.option(
-    "--mode",
-    type=click.Choice(["grid", "extended"]),
-    default="grid",
-    show_default=True,
-    help="grid: the paper's arch x optimizer grid; extended: TPE over a wider space.",
-)
-@click.option("--archs", default="vgg16,resnet50", show_default=True)
-@click.option("--optimizers", default="adam,rmsprop", show_default=True)
-@click.option("--trials", type=int, default=20, show_default=True, help="Trials (extended mode).")
-@click.option(
-    "--storage",
-    default="",
-    help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for workers).",
-)
-@click.option(
-    "--study-name", default="", help="Study to create or join (default: a new leukml-<mode>-<time> study)."
-)
-@click.option(
-    "--pruner",
-    type=click.Choice(["median", "none"]),
-    default="median",
-    show_default=True,
-    help="Pruner for extended mode.",
-)
-@click.option(
-    "--heartbeat",
-    type=int,
-    default=30,
-    show_default=True,
-    help="Seconds between a trial's heartbeats; a worker silent for 3 of them is presumed dead "
-    "and its grid cell is retried by another worker.",
-)
+@config_options(SearchConfig)
 @train_options
 @friendly_errors
 def search(
@@ -351,21 +252,11 @@ def search(
 ) -> None:
     """Run the paper's grid or a wider search; each trial is a nested MLflow run."""
     import_backend()
-    if options["val_fraction"] is None and mode == "extended":
-        options["val_fraction"] = 0.1  # select on validation, never on test
-    from leukml.search import SearchConfig, incomplete_cells
+    from leukml.search import incomplete_cells
 
-    config = SearchConfig(
-        base=_train_config(**options),
-        mode=mode,
-        archs=tuple(a for a in archs.split(",") if a),
-        optimizers=tuple(o for o in optimizers.split(",") if o),
-        trials=trials,
-        storage=storage or os.environ.get("OPTUNA_STORAGE", ""),
-        study_name=study_name,
-        pruner=pruner,
-        heartbeat=heartbeat,
-    )
+    own = {"mode": mode, "archs": archs, "optimizers": optimizers, "trials": trials, "storage": storage}
+    own |= {"study_name": study_name, "pruner": pruner, "heartbeat": heartbeat}
+    config = SearchConfig.of(base=_train_options(**options), **own)
     from leukml.runs import tracked_search
 
     parent, study = tracked_search(
@@ -381,7 +272,7 @@ def search(
 
 
 @main.command()
-@click.option("--experiment", default="leukml", show_default=True)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--parent-run", default="", help="Only the trials of this search's parent run.")
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
@@ -404,7 +295,7 @@ def report(experiment: str, parent_run: str, out: Path, tracking_uri: str) -> No
 
 
 @main.command()
-@click.option("--experiment", default="leukml", show_default=True)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--parent-run", default="", help="Only the trials of this search.")
 @click.option(
     "--metric",

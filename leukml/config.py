@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import os
+import time
+from dataclasses import dataclass
 
-from leukml.models import ModelConfig
-from leukml.runtime import auto_precision
+from leukml import options, paper
+from leukml.archs import ARCHS, ModelConfig
+from leukml.options import option, part
 from leukml.splits import SplitConfig
 
-PAPER_MILESTONES = (10, 20, 30, 40, 50, 60, 80, 100)
 # name -> keras.optimizers class; the one table of optimizers.
 OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
 # auto: mixed_bfloat16 on an accelerator with native bfloat16, else float32 (runtime.auto_precision)
@@ -17,8 +19,10 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_MODES = ("auto", "true", "false")
 
 
-def parse_epochs(text: str) -> tuple[int, ...]:
+def parse_epochs(text: str | tuple) -> tuple[int, ...]:
     """``"10,20,30"`` -> ``(10, 20, 30)``; empty -> ``()`` (the default milestones)."""
+    if isinstance(text, tuple):
+        return text
     try:
         return tuple(int(p) for p in text.replace(" ", "").split(",") if p)
     except ValueError:
@@ -27,32 +31,46 @@ def parse_epochs(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run; the paper's values are the defaults. ``data_dir`` empty = embedded data."""
+    """One training run, composed of its model and its split; the paper's values are the defaults.
 
-    data_dir: str = ""
-    arch: str = "vgg16"
-    optimizer: str = "adam"
-    epochs: int = 100
-    eval_epochs: tuple[int, ...] = field(default=())
-    lr: float = 1e-4
-    batch_size: int = 32
-    decay_steps: int = 900
-    decay_rate: float = 0.95
-    image_size: int = 224
-    weights: str = "imagenet"
-    pooling: str = "flatten"
-    dense_units: int = 512
-    dropout: float = 0.0
-    class_weight: bool = False
-    split: str = "image"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.0
-    test_fold: int | None = None
-    seed: int = 42
-    strict: bool = False
-    feature_cache: bool = True
-    precision: str = "auto"
-    jit: str = "auto"
+    Build it from option names with ``TrainConfig.of(arch="resnet50", split="subject", ...)``;
+    change it with ``config.replace(...)`` (fields of the parts are routed to them).
+    """
+
+    data_dir: str = option("", "Data folder; empty = the embedded synthetic dataset.")
+    model: ModelConfig = part(ModelConfig)
+    optimizer: str = option("adam", choices=tuple(OPTIMIZERS))
+    epochs: int = option(100)
+    eval_epochs: tuple[int, ...] = option(
+        (),
+        "Milestones evaluated on test, e.g. 10,20,30 (default: the paper's <= epochs, and the last).",
+        parse=parse_epochs,
+    )
+    lr: float = option(1e-4, "Initial learning rate (exponential decay).")
+    batch_size: int = option(32)
+    decay_steps: int = option(900)
+    decay_rate: float = option(0.95)
+    class_weight: bool = option(False, "Weight classes inversely to their training frequency.")
+    split: SplitConfig = part(SplitConfig)
+    strict: bool = option(False, "Fail on any unreadable or truncated image.")
+    feature_cache: bool = option(
+        True,
+        "Train end to end through the frozen base every epoch (the benchmark baseline).",
+        cli="no_feature_cache",
+        invert=True,
+    )
+    precision: str = option(
+        "auto",
+        "Keras dtype policy; auto = mixed_bfloat16 on a GPU with bfloat16, else float32.",
+        choices=PRECISIONS,
+    )
+    jit: str = option(
+        "auto",
+        "XLA compilation (jit_compile); auto = Keras' default (off on a CPU-only machine); "
+        "--jit alone = true.",
+        choices=JIT_MODES,
+        bare="true",
+    )
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -68,45 +86,43 @@ class TrainConfig:
         for name in ("lr", "batch_size", "decay_steps", "decay_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)}; use a positive value")
-        self.model_config()  # validates arch, pooling, size, dropout
-        self.split_config()
+
+    @classmethod
+    def of(cls, **values) -> TrainConfig:
+        """A config from option names (``arch``, ``split``, ``val_fraction``, ``no_feature_cache``, ...);
+        the ones not given take their defaults."""
+        return options.build(cls, values)
+
+    def replace(self, **fields) -> TrainConfig:
+        """This config with some fields changed (``arch``, ``lr``, ``method``, ...)."""
+        return options.replace(self, **fields)
+
+    @property
+    def seed(self) -> int:
+        """One seed for the split, the batch order and the head's initial weights."""
+        return self.split.seed
 
     @property
     def milestones(self) -> tuple[int, ...]:
         """Epochs evaluated on the test split: the given or paper's ones <= epochs, and the last."""
-        chosen = self.eval_epochs or tuple(m for m in PAPER_MILESTONES if m <= self.epochs)
+        chosen = self.eval_epochs or tuple(m for m in paper.EPOCHS if m <= self.epochs)
         return tuple(sorted(set(chosen) | {self.epochs}))
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(
-            arch=self.arch,
-            weights=self.weights,
-            image_size=self.image_size,
-            pooling=self.pooling,
-            dense_units=self.dense_units,
-            dropout=self.dropout,
-        )
-
-    def split_config(self) -> SplitConfig:
-        return SplitConfig(
-            method=self.split,
-            test_fraction=self.test_fraction,
-            val_fraction=self.val_fraction,
-            test_fold=self.test_fold,
-            seed=self.seed,
-        )
 
     @property
     def requests_validation(self) -> bool:
         """A validation split is asked for: a request only. Whether a run selected on test is a
         fact of the split actually made, ``Split.selection_on_test``; ``split_records`` refuses a
         requested validation split that comes out empty, so the two agree for a run that trains."""
-        return self.val_fraction > 0
+        return self.split.val_fraction > 0
 
     @property
     def resolved_precision(self) -> str:
         """The Keras dtype policy the run uses: ``precision``, with ``auto`` decided by the device."""
-        return auto_precision() if self.precision == "auto" else self.precision
+        if self.precision != "auto":
+            return self.precision
+        from leukml.runtime import auto_precision  # loads Keras: not when the CLI only reads options
+
+        return auto_precision()
 
     @property
     def jit_compile(self) -> bool | str:
@@ -114,7 +130,83 @@ class TrainConfig:
         return {"true": True, "false": False}.get(self.jit, "auto")
 
     def as_dict(self) -> dict:
-        out = asdict(self)
+        """Every option, flat and resolved (milestones, precision): the run's params and config.json."""
+        out = options.flat_values(self)
         out["eval_epochs"] = ",".join(map(str, self.milestones))
         out["precision"] = self.resolved_precision
         return out
+
+
+MODES = ("grid", "extended")
+PRUNERS = ("median", "none")
+HEARTBEAT_S = 30  # a killed worker's trial is marked failed 3 heartbeats later (90 s)
+# an extended search selects on validation, never on test: its share when none is given
+EXTENDED_VAL_FRACTION = 0.1
+
+
+def _names(text: str | tuple) -> tuple[str, ...]:
+    """``"vgg16,resnet50"`` -> ``("vgg16", "resnet50")``."""
+    return text if isinstance(text, tuple) else tuple(p for p in text.replace(" ", "").split(",") if p)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A search: ``base`` holds the options every trial shares; the search varies the rest."""
+
+    base: TrainConfig
+    mode: str = option(
+        "grid",
+        "grid: the paper's arch x optimizer grid; extended: TPE over a wider space.",
+        choices=MODES,
+    )
+    archs: tuple[str, ...] = option(("vgg16", "resnet50"), "Architectures searched.", parse=_names)
+    optimizers: tuple[str, ...] = option(("adam", "rmsprop"), "Optimizers searched.", parse=_names)
+    trials: int = option(20, "Trials (extended mode).")
+    storage: str = option(
+        "",
+        "Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///optuna.db; postgresql://... too).",
+    )
+    study_name: str = option("", "Study to create or join (default: a new leukml-<mode>-<time> study).")
+    pruner: str = option("median", "Pruner for extended mode.", choices=PRUNERS)
+    heartbeat: int = option(
+        HEARTBEAT_S,
+        "Seconds between a trial's heartbeats; a worker silent for 3 of them is presumed dead and its "
+        "grid cell is retried by another worker.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"pruner={self.pruner!r}; choose one of: {', '.join(PRUNERS)}")
+        for name, chosen, table in (
+            ("archs", self.archs, ARCHS),
+            ("optimizers", self.optimizers, OPTIMIZERS),
+        ):
+            bad = [c for c in chosen if c not in table]
+            if bad or not chosen:
+                raise ValueError(
+                    f"{name}={','.join(chosen)!r}: unknown {bad}; choose from: {', '.join(table)}"
+                )
+        if self.trials < 1:
+            raise ValueError(f"trials={self.trials}; use at least 1")
+        if self.heartbeat < 1:
+            raise ValueError(f"heartbeat={self.heartbeat}; use at least 1 second")
+
+    @classmethod
+    def of(cls, base: dict | None = None, **values) -> SearchConfig:
+        """A search from option names: ``base`` the trials' training options (``TrainConfig.of``),
+        the rest the search's own. An extended search without a ``val_fraction`` selects on
+        ``EXTENDED_VAL_FRACTION`` of the images, never on test."""
+        base = dict(base or {})
+        if values.get("mode") == "extended" and base.get("val_fraction") in (None, ""):
+            base["val_fraction"] = EXTENDED_VAL_FRACTION
+        return options.build(cls, {**values, "base": TrainConfig.of(**base)})
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or os.environ.get("OPTUNA_STORAGE") or "sqlite:///optuna.db"
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"leukml-{self.mode}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -6,60 +6,17 @@ Only ``keras`` and numpy are used here, so models build on any Keras 3 backend.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 
-POOLINGS = ("flatten", "avg")
+from leukml.archs import ARCHS, ModelConfig, resolve_weights
+
 # ImageNet statistics behind keras.applications' preprocess_input modes.
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-@dataclass(frozen=True)
-class Arch:
-    constructor: Callable[..., keras.Model]
-    preprocess: str  # keras.applications preprocess_input mode: caffe, torch, tf, or none
-    min_size: int = 32
-
-
-ARCHS: dict[str, Arch] = {
-    "vgg16": Arch(keras.applications.VGG16, "caffe"),
-    "resnet50": Arch(keras.applications.ResNet50, "caffe"),
-    "mobilenetv2": Arch(keras.applications.MobileNetV2, "tf"),
-    "efficientnetb0": Arch(keras.applications.EfficientNetB0, "none"),  # rescales inside itself
-    "densenet121": Arch(keras.applications.DenseNet121, "torch"),
-}
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and head. ``weights``: ``imagenet``, ``none`` or a Keras weights file path."""
-
-    arch: str = "vgg16"
-    weights: str = "imagenet"
-    image_size: int = 224
-    pooling: str = "flatten"
-    dense_units: int = 512
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch={self.arch!r}; choose one of: {', '.join(ARCHS)}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
-        if self.image_size < ARCHS[self.arch].min_size:
-            raise ValueError(
-                f"image_size={self.image_size}; {self.arch} needs at least {ARCHS[self.arch].min_size} pixels"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout}; use 0 <= dropout < 1")
-        if self.dense_units < 1:
-            raise ValueError(f"dense_units={self.dense_units}; use a positive number")
 
 
 @dataclass
@@ -98,30 +55,6 @@ def _weights_help(arch: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Weights:
-    """What a ``weights`` option means: ``imagenet`` (Keras' download), ``none`` (random init), or
-    a Keras weights file. The one place the option is interpreted."""
-
-    kind: str  # imagenet, none or file
-    path: Path | None = None
-
-    @property
-    def key(self) -> tuple:
-        """Identifies the weights a base is built with: a file rewritten in place is other weights."""
-        if self.path is None or not self.path.is_file():
-            return (self.kind, self.path)
-        info = self.path.stat()
-        return (self.kind, self.path, info.st_mtime_ns, info.st_size)
-
-
-def resolve_weights(weights: str) -> Weights:
-    """``"imagenet"`` / ``"none"`` / a path (``~`` expanded) as a ``Weights``."""
-    if weights in ("imagenet", "none"):
-        return Weights(weights)
-    return Weights("file", Path(weights).expanduser())
-
-
 def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
     """The frozen ``include_top=False`` base with the requested weights.
 
@@ -129,7 +62,7 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
         ValueError: ImageNet weights cannot be downloaded, or a weights file does not fit ``arch``.
         FileNotFoundError: a weights path that does not exist.
     """
-    constructor = ARCHS[arch].constructor
+    constructor = getattr(keras.applications, ARCHS[arch].constructor)
     shape = (image_size, image_size, 3)
     source = resolve_weights(weights)
     if source.kind == "imagenet":

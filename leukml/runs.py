@@ -17,7 +17,7 @@ from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.search import SearchConfig, run_search, selection_metric
 from leukml.sinks import FanoutSink, MetricSink
-from leukml.tracking import DEFAULT_EXPERIMENT
+from leukml.tracking_uri import DEFAULT_EXPERIMENT
 from leukml.training import TrainResult, train
 
 
@@ -37,7 +37,7 @@ def tracked_train(
     """
     flush_s = tracking.metric_flush_s()  # a bad value is refused before any run is made
     tracking.connect(experiment, tracking_uri)
-    with tracking.mlflow_run(tags, run_name=f"{config.arch}-{config.optimizer}") as run:
+    with tracking.mlflow_run(tags, run_name=f"{config.model.arch}-{config.optimizer}") as run:
         tracking.start_training_run(run, config, experiment)
         with tracking.MlflowSink(config, run.info.run_id, flush_s) as sink:
             result = train(config, FanoutSink(sink, observer) if observer else sink, bases)

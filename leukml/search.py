@@ -6,14 +6,12 @@ makes a nested MLflow run), so this module only decides *what* to train and when
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -22,58 +20,12 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
+from leukml.archs import POOLINGS
 from leukml.bases import BaseCache
-from leukml.config import OPTIMIZERS, TrainConfig
-from leukml.models import ARCHS, POOLINGS
+from leukml.config import HEARTBEAT_S, SearchConfig, TrainConfig
 from leukml.sinks import EarlyStop
 from leukml.splits import Split
 from leukml.training import TrainResult
-
-MODES = ("grid", "extended")
-PRUNERS = ("median", "none")
-HEARTBEAT_S = 30  # a killed worker's trial is marked failed 3 heartbeats later (90 s)
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """``base`` holds the options every trial shares; the search varies the rest."""
-
-    base: TrainConfig
-    mode: str = "grid"
-    archs: tuple[str, ...] = ("vgg16", "resnet50")
-    optimizers: tuple[str, ...] = ("adam", "rmsprop")
-    trials: int = 20
-    storage: str = ""
-    study_name: str = ""
-    pruner: str = "median"
-    heartbeat: int = HEARTBEAT_S
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}; choose one of: {', '.join(MODES)}")
-        if self.pruner not in PRUNERS:
-            raise ValueError(f"pruner={self.pruner!r}; choose one of: {', '.join(PRUNERS)}")
-        for name, chosen, table in (
-            ("archs", self.archs, ARCHS),
-            ("optimizers", self.optimizers, OPTIMIZERS),
-        ):
-            bad = [c for c in chosen if c not in table]
-            if bad or not chosen:
-                raise ValueError(
-                    f"{name}={','.join(chosen)!r}: unknown {bad}; choose from: {', '.join(table)}"
-                )
-        if self.trials < 1:
-            raise ValueError(f"trials={self.trials}; use at least 1")
-        if self.heartbeat < 1:
-            raise ValueError(f"heartbeat={self.heartbeat}; use at least 1 second")
-
-    @property
-    def storage_url(self) -> str:
-        return self.storage or "sqlite:///optuna.db"
-
-    @property
-    def name(self) -> str:
-        return self.study_name or f"leukml-{self.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def selection_metric(selection_on_test: bool) -> str:
@@ -175,7 +127,7 @@ def make_study(search: SearchConfig, storage: RDBStorage) -> optuna.Study:
 def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial, bases: BaseCache):
     def objective(trial: optuna.Trial) -> float:
         keras.backend.clear_session()
-        config = dataclasses.replace(search.base, **suggest(trial, search))
+        config = search.base.replace(**suggest(trial, search))
         tags = {"study_name": study_name, "trial_number": str(trial.number)}
         retry_of = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
         if retry_of is not None:  # a cell re-queued after its worker died

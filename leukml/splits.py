@@ -10,6 +10,7 @@ import numpy as np
 
 from leukml import CLASS_NAMES
 from leukml.discovery import Record
+from leukml.options import option
 
 SPLIT_METHODS = ("image", "subject", "fold")
 
@@ -22,11 +23,22 @@ class SplitConfig:
     ``subject`` keeps each person on one side, ``fold`` uses C-NMC's official folds.
     """
 
-    method: str = "image"
-    test_fraction: float = 0.2
-    val_fraction: float = 0.0
-    test_fold: int | None = None
-    seed: int = 42
+    method: str = option(
+        "image",
+        "image: the paper's random split (leaks patients); subject: each person on one side; "
+        "fold: hold out an official C-NMC fold.",
+        choices=SPLIT_METHODS,
+        cli="split",
+    )
+    test_fraction: float = option(0.2, "Test share of all images (image/subject splits).")
+    val_fraction: float = option(
+        0.0,
+        "Validation share of all images, carved from the training side.",
+        unset="0; 0.1 for extended searches",
+        parse=float,
+    )
+    test_fold: int | None = option(None, "Fold held out with --split fold.", unset="the last fold", parse=int)
+    seed: int = option(42, "Seed of the split, the batch order and the head's initial weights.")
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:

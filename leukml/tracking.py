@@ -34,7 +34,6 @@ from leukml.splits import Split, manifest, summarize
 from leukml.tracking_uri import resolve_tracking_uri
 from leukml.training import TrainResult
 
-DEFAULT_EXPERIMENT = "leukml"
 METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
@@ -167,9 +166,8 @@ class MlflowSink:
             },
             f"{name}.json",
         )
-        title = (
-            f"{self.config.arch} + {self.config.optimizer}, epoch {epoch}: acc {metrics['test_accuracy']:.3f}"
-        )
+        cell = f"{self.config.model.arch} + {self.config.optimizer}"
+        title = f"{cell}, epoch {epoch}: acc {metrics['test_accuracy']:.3f}"
         self.log_figure(lambda: plots.confusion_figure(confusion, title), f"{name}.png")
 
 
@@ -187,9 +185,9 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
         "keras_version": keras.__version__,
         "tensorflow_version": package_version("tensorflow") or "not installed",
         "device": device_name(),
-        "arch": config.arch,
+        "arch": config.model.arch,
         "optimizer": config.optimizer,
-        "split_protocol": config.split,
+        "split_protocol": config.split.method,
     }
     commit = _git_commit()
     if commit:

@@ -1,9 +1,12 @@
-"""Where runs are tracked: one helper every MLflow reader and writer shares."""
+"""Where runs are tracked: the tracking URI and the default experiment, shared by every MLflow
+reader and writer (and the CLI, which loads no MLflow to know them)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+DEFAULT_EXPERIMENT = "leukml"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

@@ -60,8 +60,8 @@ class Batches(keras.utils.PyDataset):
 def prepare_data(config: TrainConfig) -> Prepared:
     """Discover, split and load (cached) the images of ``config.data_dir``."""
     dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
-    split = split_records(dataset.records, config.split_config())
-    return Prepared(dataset, split, load_images(dataset, config.image_size))
+    split = split_records(dataset.records, config.split)
+    return Prepared(dataset, split, load_images(dataset, config.model.image_size))
 
 
 def extract_features(
@@ -74,7 +74,7 @@ def extract_features(
     """The frozen base's output for every image, cached per (arch, weights, size, dataset).
     ``bases``: the cache that built ``network.base``, which remembers its weights' hash."""
     wid = bases.weights_id(network.base) if bases is not None else weights_id(network.base)
-    key = f"{prepared.dataset.fingerprint}-{config.arch}-{wid}-{config.image_size}"
+    key = f"{prepared.dataset.fingerprint}-{config.model.arch}-{wid}-{config.model.image_size}"
     policy = network.base.dtype_policy.name
     if policy != "float32":  # a mixed-precision base computes other features
         key += f"-{policy}"
@@ -250,7 +250,7 @@ def train(config: TrainConfig, sink: MetricSink | None = None, bases: BaseCache 
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.resolved_precision):
         base = bases.base(config) if bases is not None else None
-        network = build_network(config.model_config(), base=base, seed=config.seed)
+        network = build_network(config.model, base=base, seed=config.seed)
         if config.feature_cache:
             features = extract_features(network, prepared, config, bases=bases)
             return fit(network, prepared, config, sink, features, network.head)

@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from leukml.archs import ModelConfig
 from leukml.gradcam import explain_image, gradcam
 from leukml.images import decode_image
-from leukml.models import ModelConfig, build_network, split_network
+from leukml.models import build_network, split_network
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "resnet50"])

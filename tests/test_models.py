@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from leukml.models import ARCHS, ModelConfig, build_base, build_network
+from leukml.archs import ARCHS, ModelConfig
+from leukml.models import build_base, build_network
 
 # The keras.applications module whose preprocess_input each architecture's weights were trained with.
 KERAS_MODULES = {

@@ -14,7 +14,7 @@ from leukml.training import train
 
 
 def _tiny(tiny_data, **kwargs) -> TrainConfig:
-    return TrainConfig(
+    return TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, **kwargs
     )
 
@@ -24,18 +24,18 @@ def test_auto_resolves_by_device_and_is_logged_resolved():
     expected = "mixed_bfloat16" if runtime._accelerator_has_bfloat16() else "float32"
     if runtime.device_name() == "CPU":
         assert expected == "float32"
-    config = TrainConfig(weights="none")
+    config = TrainConfig.of(weights="none")
     assert config.resolved_precision == expected
     assert config.as_dict()["precision"] == expected
     assert config.jit_compile == "auto"
-    assert TrainConfig(jit="false").jit_compile is False
+    assert TrainConfig.of(jit="false").jit_compile is False
 
 
 @pytest.mark.parametrize("bfloat16, expected", [(True, "mixed_bfloat16"), (False, "float32")])
 def test_auto_follows_the_accelerator(monkeypatch, bfloat16, expected):
     monkeypatch.setattr(runtime, "_accelerator_has_bfloat16", lambda: bfloat16)
-    assert TrainConfig(weights="none").resolved_precision == expected
-    assert TrainConfig(weights="none", precision="float32").resolved_precision == "float32"
+    assert TrainConfig.of(weights="none").resolved_precision == expected
+    assert TrainConfig.of(weights="none", precision="float32").resolved_precision == "float32"
 
 
 def test_mixed_bfloat16_trains_and_restores_the_global_policy(tiny_data, leukml_cache):
@@ -72,4 +72,4 @@ def test_bad_precision_or_jit_is_refused(args, message):
     result = CliRunner().invoke(main, ["train", "--weights", "none", *args])
     assert result.exit_code != 0 and message in result.output, result.output
     with pytest.raises(ValueError, match="choose one of"):
-        TrainConfig(precision="float16")
+        TrainConfig.of(precision="float16")

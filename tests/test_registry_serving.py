@@ -35,7 +35,7 @@ def store(tmp_path_factory, tiny_data):
     os.environ["LEUKML_QUIET"] = "1"
     runs = {}
     for arch, val in (("vgg16", 0.15), ("resnet50", 0.15), ("vgg16", 0.0)):
-        config = TrainConfig(
+        config = TrainConfig.of(
             data_dir=str(tiny_data),
             arch=arch,
             weights="none",

@@ -153,7 +153,7 @@ def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
 
     monkeypatch.setattr(leukml.training, "fit", fit_later_trials_worse)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = TrainConfig(
+    base = TrainConfig.of(
         data_dir=str(tiny_data),
         weights="none",
         image_size=32,
@@ -207,7 +207,7 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
 
     monkeypatch.setattr(leukml.training, "fit", fit_failing_for_rmsprop)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     search = SearchConfig(base=base, archs=("vgg16",), storage=f"sqlite:///{tmp_path / 'o.db'}")
     parent, study = tracked_search(search, tracking_uri=uri)
     states = {t.params["optimizer"]: t.state.name for t in study.trials}

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from leukml.models import ModelConfig, build_network
+from leukml.archs import ModelConfig
+from leukml.models import build_network
 from leukml.serving import SERVE_BATCH, CellClassifier
 
 

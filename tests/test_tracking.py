@@ -104,7 +104,7 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
     """MLflow's own serving-input check is off (leukml.tracking._KerasFlavor), so this is it: the
     example and signature that were logged load back and predict through pyfunc."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig(
+    config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, eval_epochs=(1, 2), batch_size=8
     )
     run_id, result = tracked_train(config, tracking_uri=uri)
@@ -145,7 +145,7 @@ def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, mo
 
     monkeypatch.setattr(leukml.tracking, "MlflowSink", RecordedSink)
     monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "0")
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
     tracked_train(config, tracking_uri=uri, observer=WaitForEpoch1())
     assert made == [0.0]
     monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "soon")
@@ -165,7 +165,7 @@ def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
 
     monkeypatch.setattr(leukml.plots, "curves_figure", broken)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     with pytest.raises(OSError, match="disk full"):
         tracked_train(config, tracking_uri=uri)
     _, run = _only_run(uri)
@@ -179,7 +179,7 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
 
     monkeypatch.setattr(leukml.training, "fit", interrupt)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     with pytest.raises(KeyboardInterrupt):
         tracked_train(config, tracking_uri=uri)
     _, run = _only_run(uri)
@@ -261,7 +261,7 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
     from leukml.runreader import fetch_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig(
+    config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, test_fraction=0.03
     )
     run_id, _ = tracked_train(config, tracking_uri=uri, observer=ConsoleSink())
@@ -288,7 +288,7 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
 
     monkeypatch.setattr(leukml.training, "split_records", no_val)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = TrainConfig(
+    base = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, val_fraction=0.2
     )
     search = SearchConfig(

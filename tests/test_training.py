@@ -13,9 +13,9 @@ from leukml.training import extract_features, fit, prepare_data, train
 
 
 def test_milestones_default_to_the_papers_and_the_last_epoch():
-    assert TrainConfig(epochs=100).milestones == (10, 20, 30, 40, 50, 60, 80, 100)
-    assert TrainConfig(epochs=25).milestones == (10, 20, 25)
-    assert TrainConfig(epochs=5, eval_epochs=(2,)).milestones == (2, 5)
+    assert TrainConfig.of(epochs=100).milestones == (10, 20, 30, 40, 50, 60, 80, 100)
+    assert TrainConfig.of(epochs=25).milestones == (10, 20, 25)
+    assert TrainConfig.of(epochs=5, eval_epochs=(2,)).milestones == (2, 5)
 
 
 @pytest.mark.parametrize(
@@ -28,16 +28,16 @@ def test_milestones_default_to_the_papers_and_the_last_epoch():
 )
 def test_bad_train_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        TrainConfig(**kwargs)
+        TrainConfig.of(**kwargs)
 
 
 def test_feature_cache_path_equals_end_to_end(tiny_data):
     """Head on cached features == whole model end to end, from the same start and batch order."""
-    config = TrainConfig(
+    config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=3
     )
     prepared = prepare_data(config)
-    net = build_network(config.model_config())
+    net = build_network(config.model)
     start = net.head.get_weights()
     test_images = np.asarray(prepared.images[prepared.split.test], dtype=np.float32)
     before = np.asarray(net.model.predict(test_images, verbose=0))
@@ -58,9 +58,9 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
 
 def _fit_head(data_dir, **options):
     """A tiny VGG16 head trained on cached features: (prepared, network, features, result)."""
-    config = TrainConfig(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8, **options)
+    config = TrainConfig.of(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8, **options)
     prepared = prepare_data(config)
-    net = build_network(config.model_config())
+    net = build_network(config.model)
     features = extract_features(net, prepared, config)
     return prepared, net, features, fit(net, prepared, config, NullSink(), features, net.head)
 
@@ -98,7 +98,7 @@ def test_validation_metrics_equal_keras_evaluate(tiny_data):
 def test_a_shared_base_cache_changes_no_result(tiny_data):
     """A search worker's trials share a frozen base: same weights, same results as a fresh build,
     whatever ran before (the head's initial weights depend on the seed alone)."""
-    config = TrainConfig(
+    config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=6
     )
     fresh = train(config)

@@ -1,0 +1,181 @@
+"""One definition per option: a config dataclass field declared with ``option(...)`` carries its
+default, type, choices and help; the CLI flags and the MLproject parameters are made from (or
+checked against) these fields, so a new option is one field plus its use.
+
+A field's option name is its CLI flag with ``-`` for ``_`` (``image_size`` <-> ``--image-size``) and
+its MLproject parameter; ``cli=`` renames it where the field's name reads better in code
+(``SplitConfig.method`` is ``--split``), ``invert=True`` makes a ``--no-...`` flag of a boolean
+that defaults to true, ``parse=`` turns the flag's text into the field's value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+def option(
+    default: Any,
+    help: str = "",
+    *,
+    choices: tuple[str, ...] | None = None,
+    cli: str | None = None,
+    invert: bool = False,
+    parse: Callable[[str], Any] | None = None,
+    unset: str | None = None,
+    bare: str | None = None,
+) -> Any:
+    """A dataclass field that is also a command-line option (see the module docstring).
+
+    ``unset``: the option may be left empty (MLproject parameters cannot be omitted), and the help
+    says what empty means. ``bare``: the value of the flag given without a value (``--jit``).
+    """
+    meta = {
+        "help": help,
+        "choices": choices,
+        "cli": cli,
+        "invert": invert,
+        "parse": parse,
+        "unset": unset,
+        "bare": bare,
+    }
+    if isinstance(default, list | dict | set):
+        raise TypeError("mutable option defaults are not supported")
+    return dataclasses.field(default=default, metadata={"leukml_option": meta})
+
+
+def part(cls: type) -> Any:
+    """A dataclass field holding a config part whose options are options of the whole."""
+    return dataclasses.field(default_factory=cls, metadata={"leukml_part": True})
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option as the command line and MLproject see it."""
+
+    name: str  # CLI flag without ``--``, with ``_``; the MLproject parameter
+    field: str  # the config field it sets
+    part: str | None  # the config part holding the field (``model``, ``split``), None for the config itself
+    type: type  # bool, int, float or str: the flag's type
+    default: Any  # the flag's default (``""`` for an option that may be unset)
+    help: str
+    choices: tuple[str, ...] | None
+    invert: bool
+    parse: Callable[[str], Any] | None
+    unset: str | None  # what an empty value means, for an option that may be left empty
+    bare: str | None
+
+    @property
+    def optional(self) -> bool:
+        return self.unset is not None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def to_field(self, value: Any) -> Any:
+        """The config field's value for the flag's value (not for an empty optional one)."""
+        if self.parse is not None:
+            return self.parse(value)
+        return not value if self.invert else value
+
+
+def _flag_type(annotation: Any) -> type:
+    """The scalar type of a field annotation (``int | None`` -> int, ``tuple[int, ...]`` -> str)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation if annotation in (bool, int, float, str) else str
+
+
+def options_of(cls: type, part: str | None = None) -> Iterator[Option]:
+    """The options declared on a config dataclass, in field order; a field whose type is itself a
+    config dataclass (a part) contributes its options in its place."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("leukml_part"):
+            yield from options_of(hints[f.name], f.name)
+            continue
+        meta = f.metadata.get("leukml_option")
+        if meta is None:
+            continue
+        kind = _flag_type(hints[f.name])
+        optional = meta["unset"] is not None
+        default = f.default
+        if meta["parse"] is not None:
+            default = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        if meta["invert"]:
+            default = not default
+        if optional:
+            default = ""  # left empty: the field's own default (or, for a search, its choice)
+        yield Option(
+            name=meta["cli"] or f.name,
+            field=f.name,
+            part=part,
+            type=kind,
+            default=default,
+            help=meta["help"],
+            choices=meta["choices"],
+            invert=meta["invert"],
+            parse=meta["parse"],
+            unset=meta["unset"],
+            bare=meta["bare"],
+        )
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """An instance of config ``cls`` from option values by option name (missing ones take their
+    default); parts are built from their own options.
+
+    Raises:
+        TypeError: a name that is not an option of ``cls``.
+    """
+    opts = {o.name: o for o in options_of(cls)}
+    plain = {f.name for f in dataclasses.fields(cls) if not f.metadata}  # fields that are no option
+    unknown = set(values) - set(opts) - plain
+    if unknown:
+        raise TypeError(f"unknown option(s) for {cls.__name__}: {', '.join(sorted(unknown))}")
+    fields: dict[str | None, dict[str, Any]] = {None: {k: v for k, v in values.items() if k in plain}}
+    for name, value in values.items():
+        if name in plain:
+            continue
+        o = opts[name]
+        if o.optional and value in (None, ""):
+            continue  # left empty: the field's default
+        fields.setdefault(o.part, {})[o.field] = o.to_field(value)
+    hints = typing.get_type_hints(cls)
+    own = fields.pop(None, {})
+    parts = {part: hints[part](**kwargs) for part, kwargs in fields.items()}
+    return cls(**own, **parts)
+
+
+def replace(config: Any, **values: Any) -> Any:
+    """``config`` with some fields changed, by field name; fields of its parts are routed to them.
+
+    Raises:
+        TypeError: a name that is neither a field of ``config`` nor of one of its parts.
+    """
+    own = {f.name for f in dataclasses.fields(config)}
+    changes: dict[str, Any] = {k: v for k, v in values.items() if k in own}
+    for o in options_of(type(config)):
+        if o.part is not None and o.field in values:
+            part = changes.get(o.part, getattr(config, o.part))
+            changes[o.part] = dataclasses.replace(part, **{o.field: values[o.field]})
+    routed = set(changes) | {o.field for o in options_of(type(config)) if o.part and o.field in values}
+    unknown = set(values) - routed
+    if unknown:
+        raise TypeError(f"unknown field(s) for {type(config).__name__}: {', '.join(sorted(unknown))}")
+    return dataclasses.replace(config, **changes)
+
+
+def flat_values(config: Any) -> dict[str, Any]:
+    """Every option's value by option name (by field name for an inverted flag: ``feature_cache``,
+    not ``no_feature_cache``), flat, for MLflow params and ``config.json``."""
+    out = {}
+    for o in options_of(type(config)):
+        holder = getattr(config, o.part) if o.part else config
+        out[o.field if o.invert else o.name] = getattr(holder, o.field)
+    return out
