@@ -66,7 +66,7 @@ def bench(
     cut = int(n * 0.8)
     prepared = Prepared(
         Dataset(root=None, records=(), skipped=(), fingerprint=f"gpu-bench-{n}-{size}-{precision}"),
-        Split(idx[:cut], idx[:0], idx[cut:], SplitConfig()),
+        Split(idx[:cut], idx[:0], idx[cut:], SplitConfig(), ("hem", "all")),
         images,
     )
     for m in {extract_batch, n % extract_batch or extract_batch}:  # compile both batch shapes
