@@ -16,7 +16,7 @@ from leukml import tracking
 from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.search import SearchConfig, run_search, selection_metric
-from leukml.sinks import FanoutSink, MetricSink
+from leukml.sinks import ConsoleSink, FanoutSink, MetricSink
 from leukml.tracking_uri import DEFAULT_EXPERIMENT
 from leukml.training import TrainResult, train
 
@@ -49,12 +49,12 @@ def tracked_search(
     search: SearchConfig,
     experiment: str = DEFAULT_EXPERIMENT,
     tracking_uri: str | None = None,
-    console: MetricSink | None = None,
+    console: ConsoleSink | None = None,
 ) -> tuple[str, optuna.Study]:
     """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
 
     The parent logs the search options, the study's best params and value, and ``trials.csv``.
-    ``console`` also receives every trial's results (progress for a person).
+    ``console`` also receives every trial's results and the search's progress lines.
     """
     tracking.connect(experiment, tracking_uri)
     name = search.name
@@ -85,7 +85,7 @@ def tracked_search(
             observer = FanoutSink(reporter, console) if console else reporter
             return tracked_train(config, experiment, tags=tags, observer=observer, bases=bases)
 
-        study = run_search(search, run_trial)
+        study = run_search(search, run_trial, console.say) if console else run_search(search, run_trial)
         tracking.log_study(study)
     return parent.info.run_id, study
 

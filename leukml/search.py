@@ -146,28 +146,38 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial, bases
     return objective
 
 
-def _progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    took = trial.duration.total_seconds() if trial.duration else float("nan")
-    value = f"{trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("error", "-")
-    print(f"trial {trial.number} {trial.state.name} {trial.params} value={value} ({took:.1f} s)", flush=True)
+Say = Callable[[str], None]  # where a search's progress lines go (the console), or nowhere
 
 
-def run_search(search: SearchConfig, run_trial: RunTrial) -> optuna.Study:
-    """Run (or join, with the same storage and study name) a search until it is done. This
-    worker's trials share one ``BaseCache``: a frozen base is built once per arch (and weights,
-    size, precision, seed)."""
+def _silent(text: str) -> None:
+    pass
+
+
+def _progress(say: Say):
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        took = trial.duration.total_seconds() if trial.duration else float("nan")
+        value = f"{trial.value:.4f}" if trial.value is not None else trial.user_attrs.get("error", "-")
+        say(f"trial {trial.number} {trial.state.name} {trial.params} value={value} ({took:.1f} s)")
+
+    return report
+
+
+def run_search(search: SearchConfig, run_trial: RunTrial, say: Say = _silent) -> optuna.Study:
+    """Run (or join, with the same storage and study name) a search until it is done; progress
+    lines go to ``say``. This worker's trials share one ``BaseCache``: a frozen base is built
+    once per arch (and weights, size, precision, seed)."""
     storage = make_storage(search.storage_url, search.heartbeat)
     study = make_study(search, storage)
     objective = _objective(search, study.study_name, run_trial, BaseCache())
     if search.mode == "grid":
-        run_grid(study, storage, search, objective)
+        run_grid(study, storage, search, objective, say)
     else:
         study.optimize(
             objective,
             n_trials=search.trials,
             catch=(Exception,),
-            callbacks=[_progress],
-            show_progress_bar=True,
+            callbacks=[_progress(say)],
+            show_progress_bar=say is not _silent,
         )
     return study
 
@@ -233,7 +243,7 @@ class _Heartbeat(threading.Thread):
 
 
 def _run_claimed(
-    study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, objective, heartbeat: int
+    study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, objective, heartbeat: int, say: Say
 ) -> None:
     beat = _Heartbeat(storage, trial._trial_id, heartbeat)
     beat.start()
@@ -243,7 +253,7 @@ def _run_claimed(
     except optuna.TrialPruned:
         state = TrialState.PRUNED
     except Exception as exc:  # recorded on the trial; the grid goes on
-        print(f"trial {trial.number} failed: {type(exc).__name__}: {exc}", flush=True)
+        say(f"trial {trial.number} failed: {type(exc).__name__}: {exc}")
         state = TrialState.FAIL
     except BaseException:  # Ctrl-C, SIGTERM: the trial fails, the worker stops
         beat.done.set()
@@ -259,16 +269,17 @@ def _run_claimed(
             state=None if state == TrialState.COMPLETE else state,
         )
     except optuna.exceptions.UpdateFinishedTrialError:  # its heartbeat went stale: already re-queued
-        print(
+        say(
             f"trial {trial.number} was failed by another worker (no heartbeat for "
-            f"{3 * heartbeat} s); its result is dropped",
-            flush=True,
+            f"{3 * heartbeat} s); its result is dropped"
         )
         return
-    _progress(study, frozen)
+    _progress(say)(study, frozen)
 
 
-def run_grid(study: optuna.Study, storage: RDBStorage, search: SearchConfig, objective) -> None:
+def run_grid(
+    study: optuna.Study, storage: RDBStorage, search: SearchConfig, objective, say: Say = _silent
+) -> None:
     """Train free cells until none is left and no other worker's trial is running."""
     waiting_said = False
     while True:
@@ -278,12 +289,12 @@ def run_grid(study: optuna.Study, storage: RDBStorage, search: SearchConfig, obj
             return
         if trial is _WAIT:
             if not waiting_said:
-                print("grid: every cell is taken; waiting for other workers' trials", flush=True)
+                say("grid: every cell is taken; waiting for other workers' trials")
                 waiting_said = True
             time.sleep(search.heartbeat)
             continue
         waiting_said = False
-        _run_claimed(study, storage, trial, objective, search.heartbeat)
+        _run_claimed(study, storage, trial, objective, search.heartbeat, say)
 
 
 def incomplete_cells(study: optuna.Study, search: SearchConfig) -> list[tuple[str, str]]:

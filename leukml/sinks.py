@@ -80,3 +80,7 @@ class ConsoleSink:
 
     def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
         pass
+
+    def say(self, text: str) -> None:
+        """Any other progress line (a search's trials)."""
+        print(text, file=self.out or sys.stdout, flush=True)
