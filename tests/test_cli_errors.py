@@ -194,6 +194,9 @@ def test_interrupted_is_one_line(signum, code, text, tmp_path, tiny_data, child_
             cwd=tmp_path,
             stderr=subprocess.PIPE,
             text=True,
+            # as from a terminal: a test run started in the background (a non-interactive shell's
+            # `&`) inherits an ignored SIGINT, and Python keeps ignoring what it starts ignoring
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         connection, _ = silent.accept()  # the request is on its way: the child waits for an answer
         with connection:
