@@ -81,7 +81,7 @@ class Clock(NullSink):
     def __init__(self) -> None:
         self.start, self.at = time.perf_counter(), {}
 
-    def log_milestone(self, epoch, metrics, confusion) -> None:
+    def log_milestone(self, epoch, metrics, confusion, subjects) -> None:
         self.at[epoch] = time.perf_counter() - self.start
 
 

@@ -344,15 +344,32 @@ def promote(
 @click.option("--model-uri", default="", help="e.g. models:/leukml-all-classifier@champion")
 @click.option("--url", default="", help="A running server, e.g. http://127.0.0.1:5001")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write file,label,p_all here instead (label 1 = ALL, 0 = hem; the C-NMC challenge's coding)",
+)
 @friendly_errors
-def predict(images, model_uri: str, url: str, as_json: bool) -> None:
-    """Classify IMAGE files (folders are searched recursively)."""
-    from leukml.predict import collect_images, predict_with_model, predict_with_server
+def predict(images, model_uri: str, url: str, as_json: bool, csv_path: Path | None) -> None:
+    """Classify IMAGE files (folders are searched recursively, in natural order: 2.bmp before 10.bmp)."""
+    from leukml import predict as lib
 
     if bool(model_uri) == bool(url):
         raise click.UsageError("give exactly one of --model-uri or --url")
-    paths = collect_images(list(images))
-    table = predict_with_server(url, paths) if url else predict_with_model(model_uri, paths)
+    if as_json and csv_path:
+        raise click.UsageError("give --json or --csv, not both")
+    found = lib.collect_images(list(images))
+    paths, names = [p for p, _ in found], [n for _, n in found]
+    if csv_path:
+        lib.check_csv(csv_path, names)  # before the model loads
+    table = lib.predict_with_server(url, paths) if url else lib.predict_with_model(model_uri, paths)
+    if csv_path:
+        lib.write_csv(csv_path, names, table)
+        n_all = int((table["label"] == "ALL").sum())
+        click.echo(f"wrote {len(table)} predictions ({n_all} ALL, {len(table) - n_all} hem) to {csv_path}")
+        return
     for path, row in zip(paths, table.to_dict("records"), strict=True):
         if as_json:
             click.echo(json.dumps({"path": str(path), **row}))

@@ -1,4 +1,4 @@
-"""Figures of a run: confusion matrices and training curves.
+"""Figures of a run: confusion matrices, training curves, per-subject accuracy.
 
 Plain ``matplotlib.figure.Figure`` objects with the Agg canvas, never pyplot: no global figure
 registry, nothing to close, and safe to draw on a background thread (the tracking layer renders
@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from leukml import CLASS_NAMES
+from leukml.evaluation import SubjectScore
+
+CLASS_COLORS = ("tab:blue", "tab:red")  # hem, all
 
 
 def confusion_figure(confusion: np.ndarray, title: str) -> Figure:
@@ -52,4 +56,27 @@ def milestone_figure(series: dict[str, dict[int, float]], ylabel: str) -> Figure
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.legend()
+    return fig
+
+
+def subject_accuracy_figure(rows: list[SubjectScore], title: str) -> Figure:
+    """One horizontal bar per subject, its cells' accuracy, colored by class; the worst on top,
+    each bar labelled with its number of cells."""
+    rows = sorted(rows, key=lambda r: -r.accuracy)  # barh draws the first row at the bottom
+    fig = Figure(figsize=(5.6, 1.2 + 0.22 * max(len(rows), 4)), dpi=100, layout="tight")
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    ax.barh(y, [r.accuracy for r in rows], color=[CLASS_COLORS[r.label] for r in rows])
+    for i, r in enumerate(rows):
+        ax.text(min(r.accuracy, 1.0) + 0.01, i, f"{r.cells}", va="center", fontsize=7)
+    ax.set_yticks(y, [r.subject for r in rows], fontsize=7)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("accuracy of its cells (number of cells at the bar's end)")
+    ax.legend(
+        handles=[Patch(color=CLASS_COLORS[c], label=CLASS_NAMES[c]) for c in (1, 0)],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=7,
+    )
+    ax.set_title(title, fontsize=9)
     return fig

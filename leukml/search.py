@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from leukml.archs import POOLINGS
 from leukml.bases import BaseCache
 from leukml.config import HEARTBEAT_S, SearchConfig, TrainConfig
+from leukml.evaluation import SubjectScore
 from leukml.sinks import EarlyStop
 from leukml.splits import Split
 from leukml.training import TrainResult
@@ -74,7 +75,9 @@ class TrialReporter:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.val_accuracy = metrics.get("val_accuracy", float("nan"))
 
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
         value = metrics["test_accuracy"] if self.selection_on_test else self.val_accuracy
         self.trial.report(value, epoch)
         if self.trial.should_prune():

@@ -1,8 +1,8 @@
 """Where a training's results go: the sink protocol and the sinks that are not MLflow's.
 
 Training hands out what it computes (the split it made, each epoch's curves, each milestone's
-metrics) and knows no writer; the tracking layer, a search's pruning reporter and the console are
-sinks, combined with ``FanoutSink``.
+metrics, confusion matrix and per-subject table) and knows no writer; the tracking layer, a
+search's pruning reporter and the console are sinks, combined with ``FanoutSink``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from leukml.discovery import Dataset
+from leukml.evaluation import SubjectScore
 from leukml.splits import Split
 
 
@@ -27,7 +28,10 @@ class MetricSink(Protocol):
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
 
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None: ...
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
+        """The test split's metrics, confusion matrix and per-subject table at a milestone epoch."""
 
 
 class FanoutSink:
@@ -44,9 +48,11 @@ class FanoutSink:
         for sink in self.sinks:
             sink.log_epoch(epoch, metrics)
 
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
         for sink in self.sinks:
-            sink.log_milestone(epoch, metrics, confusion)
+            sink.log_milestone(epoch, metrics, confusion, subjects)
 
 
 class NullSink:
@@ -56,7 +62,9 @@ class NullSink:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         pass
 
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
         pass
 
 
@@ -78,7 +86,9 @@ class ConsoleSink:
         line = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"epoch {epoch}{total}  {line}", file=self.out or sys.stdout, flush=True)
 
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
         pass
 
     def say(self, text: str) -> None:

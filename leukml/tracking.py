@@ -28,6 +28,7 @@ from mlflow.types.schema import Schema, TensorSpec
 from leukml import CLASS_NAMES, plots
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset
+from leukml.evaluation import SubjectScore, per_subject_csv
 from leukml.runtime import backend_requirements, device_name, package_version
 from leukml.sinks import EarlyStop
 from leukml.splits import Split, manifest, summarize
@@ -152,7 +153,9 @@ class MlflowSink:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(epoch, metrics)
 
-    def log_milestone(self, epoch: int, metrics: dict[str, float], confusion: np.ndarray) -> None:
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
         self._queue_metrics(epoch, metrics)
         name = f"confusion_matrix/epoch_{epoch:03d}"
         self.in_background(
@@ -169,6 +172,10 @@ class MlflowSink:
         cell = f"{self.config.model.arch} + {self.config.optimizer}"
         title = f"{cell}, epoch {epoch}: acc {metrics['test_accuracy']:.3f}"
         self.log_figure(lambda: plots.confusion_figure(confusion, title), f"{name}.png")
+        table = f"per_subject/epoch_{epoch:03d}"
+        self.in_background(self._client.log_text, self.run_id, per_subject_csv(subjects), f"{table}.csv")
+        heading = f"{cell}, epoch {epoch}: accuracy per subject"
+        self.log_figure(lambda: plots.subject_accuracy_figure(subjects, heading), f"{table}.png")
 
 
 def log_params(run: mlflow.ActiveRun, params: dict) -> None:

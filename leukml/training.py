@@ -16,7 +16,7 @@ from leukml.bases import BaseCache, weights_id
 from leukml.cachedir import cache_path, cached_array
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.discovery import Dataset, discover
-from leukml.evaluation import classification_metrics
+from leukml.evaluation import classification_metrics, per_subject_scores
 from leukml.imagecache import load_images
 from leukml.models import Network, build_network
 from leukml.sinks import MetricSink, NullSink
@@ -187,7 +187,8 @@ def fit(
 ) -> TrainResult:
     """Train ``target`` (the head on features, or the whole model on images) on ``inputs``.
 
-    Each epoch logs train/val loss and accuracy; each milestone, the test-split metrics.
+    Each epoch logs train/val loss and accuracy; each milestone, the test-split metrics,
+    confusion matrix and per-subject table.
     """
     labels, split = prepared.dataset.labels, prepared.split
     val_is_test = split.selection_on_test  # the paper validates on test
@@ -201,6 +202,7 @@ def fit(
     )
     rng = np.random.default_rng(config.seed)
     result = TrainResult(network, prepared)
+    test_subjects = [prepared.dataset.records[i].subject for i in split.test]
     for epoch in range(1, config.epochs + 1):
         order = split.train[rng.permutation(len(split.train))]
         logs = train_epoch(target, inputs, labels, order, config.batch_size, weights)
@@ -220,7 +222,8 @@ def fit(
             p_all = probs[:, 1]
             scores, confusion = classification_metrics(labels[split.test], p_all)
             result.milestones[epoch] = scores
-            sink.log_milestone(epoch, scores, confusion)
+            subjects = per_subject_scores(labels[split.test], p_all, test_subjects)
+            sink.log_milestone(epoch, scores, confusion, subjects)
     return result
 
 

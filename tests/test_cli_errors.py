@@ -118,6 +118,10 @@ CASES: dict[str, tuple[Callable[[Inputs], list[str]], tuple[str, ...]]] = {
         ("http://127.0.0.1:{port}", "mlflow models serve"),
     ),
     "predict-symlink-loop": (_symlink_loop, ("loop.bmp", "symbolic link")),
+    "predict-csv-missing-folder": (  # refused before the server is asked (its port is closed)
+        lambda i: ["predict", str(i.image), "--url", f"http://127.0.0.1:{i.port}", "--csv", "nope/out.csv"],
+        ("nope/out.csv", "No such file or directory", "check the path"),
+    ),
     "predict-missing-model": (
         lambda i: ["predict", str(i.image), "--model-uri", "models:/nope@champion"],
         ("'models:/nope@champion' not found", "leukml promote", "--model-uri"),

@@ -4,6 +4,7 @@ server with basic auth on loopback; training, search workers and faults run agai
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -338,7 +339,13 @@ def test_two_workers_share_one_grid(stack, tiny_data, gated):
     trials = _trials(stack, "two-workers")
     assert len(trials) == 4, [(t.number, t.state, t.params) for t in trials]  # no cell trained twice
     _assert_grid_done(stack, "two-workers")
-    assert all("COMPLETE" in out for out in outputs), outputs  # both did some of the work
+    # both did some of the work: each worker's parent run has finished trial runs under it
+    parents = [re.search(r"parent run (\w+)", out).group(1) for out in outputs]
+    client = stack.mlflow_client()
+    for parent in parents:
+        experiment = client.get_run(parent).info.experiment_id
+        children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+        assert any(run.info.status == "FINISHED" for run in children), (parent, outputs)
 
 
 def _wait_for(what: str, check, seconds: float = 240):

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
@@ -116,6 +122,22 @@ def _rows(*images: str) -> dict:
     return {"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}}
 
 
+def _numbered(tiny_data: Path, folder: Path, n: int = 12) -> list[Path]:
+    """A folder like the challenge's final test set: 1.bmp .. n.bmp, no labels, ALL and hem cells
+    alternating. Returns the files in numeric order."""
+    cells = sorted(tiny_data.rglob("all/*.bmp")), sorted(tiny_data.rglob("hem/*.bmp"))
+    folder.mkdir()
+    files = [folder / f"{k}.bmp" for k in range(1, n + 1)]
+    for k, file in enumerate(files):
+        shutil.copy(cells[k % 2][k // 2], file)
+    return files
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env):
     uri, _, _ = store
     registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
@@ -181,9 +203,48 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
         b = [json.loads(line) for line in by_uri.output.splitlines()]
         assert [r["label"] for r in a] == [r["label"] for r in b]
         np.testing.assert_allclose([r["p_all"] for r in a], [r["p_all"] for r in b], atol=1e-5)
+
+        numbered = _numbered(tiny_data, tmp_path / "test")
+        out = tmp_path / "by_url.csv"
+        by_url = CliRunner().invoke(
+            main, ["predict", str(numbered[0].parent), "--url", url, "--csv", str(out)]
+        )
+        assert by_url.exit_code == 0, by_url.output
+        rows = _read_csv(out)
+        assert [r["file"] for r in rows] == [f.name for f in numbered]
+        _, body = _post(url, _rows(*(base64.b64encode(f.read_bytes()).decode() for f in numbered)))
+        expected = [p["p_all"] for p in body["predictions"]]
+        np.testing.assert_allclose([float(r["p_all"]) for r in rows], expected, atol=1e-6)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=60)
+
+
+def test_predict_csv_of_an_unlabelled_test_folder(store, tiny_data, tmp_path, child_env):
+    """The challenge's final test set: numbered files, no labels; one CSV row per file, in the
+    files' numeric order, label coded 1 = ALL, 0 = hem."""
+    uri, _, _ = store
+    registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
+    files = _numbered(tiny_data, tmp_path / "test")
+    leukml = Path(sys.executable).parent / "leukml"
+    command = [str(leukml), "predict", "test", "--model-uri", f"models:/{NAME}@champion", "--csv", "out.csv"]
+    proc = subprocess.run(
+        command, env=child_env(MLFLOW_TRACKING_URI=uri), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = re.fullmatch(r"wrote 12 predictions \((\d+) ALL, (\d+) hem\) to out.csv\n", proc.stdout)
+    assert said and int(said[1]) + int(said[2]) == 12, proc.stdout
+    assert (tmp_path / "out.csv").read_text().startswith("file,label,p_all\n")
+    rows = _read_csv(tmp_path / "out.csv")
+    assert [r["file"] for r in rows] == [f"{k}.bmp" for k in range(1, 13)]
+    p_all = np.array([float(r["p_all"]) for r in rows])
+    assert {r["label"] for r in rows} <= {"0", "1"} and ((p_all >= 0) & (p_all <= 1)).all()
+    assert [r["label"] for r in rows] == ["1" if p > 0.5 else "0" for p in p_all]
+    assert sum(r["label"] == "1" for r in rows) == int(said[1])
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")  # the same files, in numeric order
+    images = pd.DataFrame({"image": [base64.b64encode(f.read_bytes()).decode() for f in files]})
+    np.testing.assert_allclose(p_all, model.predict(images)["p_all"], atol=1e-5)
 
 
 def test_explain_writes_a_heatmap_of_the_image_size(store, real_sample, tmp_path):

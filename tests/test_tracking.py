@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 import leukml.tracking
 import leukml.training
+from leukml import CLASS_NAMES
 from leukml.cli import main
 from leukml.config import TrainConfig
 from leukml.runs import tracked_train
@@ -123,6 +125,42 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
         f"confusion_matrix/epoch_00{e}.{x}" for e in (1, 2) for x in ("png", "json")
     }
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+CHALLENGE_METRICS = ("test_f1_weighted", "test_balanced_accuracy", "test_sensitivity", "test_specificity")
+
+
+def test_milestones_log_the_challenge_metrics_and_a_per_subject_table(tmp_path, tiny_data):
+    """What a hematologist asks for first: each milestone logs the C-NMC challenge's metrics and
+    a per-subject table (one row per test subject, its cells adding up to the test split) with
+    its figure."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig.of(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, eval_epochs=(1, 2), batch_size=8
+    )
+    run_id, result = tracked_train(config, tracking_uri=uri)
+    client = MlflowClient(uri)
+    for name in CHALLENGE_METRICS:
+        assert [m.step for m in client.get_metric_history(run_id, name)] == [1, 2], name
+    m = client.get_run(run_id).data.metrics
+    assert m["test_sensitivity"] == pytest.approx(m["test_tp"] / (m["test_tp"] + m["test_fn"]))
+    assert m["test_specificity"] == pytest.approx(m["test_tn"] / (m["test_tn"] + m["test_fp"]))
+    assert {a.path for a in client.list_artifacts(run_id, "per_subject")} == {
+        f"per_subject/epoch_00{e}.{x}" for e in (1, 2) for x in ("csv", "png")
+    }
+    with open(client.download_artifacts(run_id, "per_subject/epoch_002.csv", str(tmp_path))) as f:
+        table = list(csv.DictReader(f))
+    prepared = result.prepared
+    test = [prepared.dataset.records[i] for i in prepared.split.test]
+    assert sorted(row["subject"] for row in table) == sorted({r.subject for r in test})
+    assert {row["subject"]: row["class"] for row in table} == {r.subject: CLASS_NAMES[r.label] for r in test}
+    assert (
+        sum(int(row["cells"]) for row in table)
+        == len(test)
+        == int(client.get_run(run_id).data.tags["n_test"])
+    )
+    right = sum(int(row["cells"]) * float(row["accuracy"]) for row in table)
+    assert right / len(test) == pytest.approx(m["test_accuracy"], abs=1e-5)
 
 
 def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, monkeypatch):
@@ -269,6 +307,9 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
     _, run = _only_run(uri)
     assert run.data.tags["test_one_class"] == "true" and run.data.tags["selection_on_test"] == "true"
     assert np.isnan(run.data.metrics["test_auc"]) and run.data.metrics["test_accuracy"] in (0.0, 1.0)
+    assert np.isnan(run.data.metrics["test_specificity"]) and np.isnan(
+        run.data.metrics["test_balanced_accuracy"]
+    )
     md = write_report(fetch_runs("leukml", tracking_uri=uri), tmp_path / "report", "t").read_text()
     assert "its test split has one class" in md
     with pytest.raises(ValueError, match="'test_auc' is NaN"):
