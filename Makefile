@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mlflow run . --env-manager local --experiment-name leukml \
 		-P weights=none -P image_size=128 -P epochs=100
-	@echo "Open the MLflow UI: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db  (then http://127.0.0.1:5000)"
+	@$(BIN)/python -m leukml.tracking_uri leukml  # last line: the runs in the UI's model-training view
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,6 +17,7 @@ from leukml.config import SearchConfig, TrainConfig
 from leukml.console import import_backend
 from leukml.errors import one_line
 from leukml.options import Option, options_of
+from leukml.protocols import HEADLINE, SPLIT_OPTIONS, CvConfig
 from leukml.splits import SPLIT_METHODS, SplitConfig
 from leukml.tracking_uri import DEFAULT_EXPERIMENT
 
@@ -26,6 +27,9 @@ from leukml.tracking_uri import DEFAULT_EXPERIMENT
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Optuna calls the heartbeat options that searches rely on experimental, on every search
 warnings.filterwarnings("ignore", message=r".*(is experimental \(supported from|is an experimental feature)")
+
+
+STUDY_NAME_HELP = "Every trial of this Optuna study, from each worker's search (not with --parent-run)."
 
 
 class Terminated(SystemExit):
@@ -135,15 +139,44 @@ def main() -> None:
 @click.option("--subjects", type=int, default=12, show_default=True, help="Subjects in total.")
 @click.option("--size", type=int, default=128, show_default=True, help="Image side in pixels.")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--prelim",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also write a labelled preliminary test set of this many cells (for --split official).",
+)
+@click.option(
+    "--final", type=int, default=0, show_default=True, help="Also write an unlabelled final test set."
+)
+@click.option(
+    "--test-subjects", type=int, default=4, show_default=True, help="Subjects of each test set (new ones)."
+)
 @friendly_errors
-def synth(out: Path, n_all: int, n_hem: int, subjects: int, size: int, seed: int) -> None:
-    """Write a synthetic C-NMC-like dataset to OUT (the real folder layout, BMP files)."""
+def synth(
+    out: Path,
+    n_all: int,
+    n_hem: int,
+    subjects: int,
+    size: int,
+    seed: int,
+    prelim: int,
+    final: int,
+    test_subjects: int,
+) -> None:
+    """Write a synthetic C-NMC-like dataset to OUT (the real release's layout, BMP files)."""
     from leukml.synth import SynthConfig, write_synthetic
 
-    config = SynthConfig(n_all=n_all, n_hem=n_hem, subjects=subjects, size=size, seed=seed)
+    sets = {"n_prelim": prelim, "n_final": final, "test_subjects": test_subjects}
+    config = SynthConfig(n_all=n_all, n_hem=n_hem, subjects=subjects, size=size, seed=seed, **sets)
     write_synthetic(out, config)
     k_all, k_hem = config.subject_counts()
     click.echo(f"wrote {n_all} all + {n_hem} hem images ({k_all} + {k_hem} subjects, {size}px) to {out}")
+    if prelim or final:
+        click.echo(
+            f"and the test sets: {prelim} labelled preliminary + {final} unlabelled final cells "
+            f"({test_subjects} new subjects each)"
+        )
 
 
 @main.command()
@@ -159,33 +192,21 @@ def synth(out: Path, n_all: int, n_hem: int, subjects: int, size: int, seed: int
 @click_option(next(o for o in options_of(TrainConfig) if o.name == "strict"))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
-def inspect(
-    data_dir: Path,
-    split_method: str | None,
-    test_fraction: float,
-    val_fraction: float | None,
-    test_fold: int | None,
-    seed: int,
-    strict: bool,
-    as_json: bool,
-) -> None:
+def inspect(data_dir: Path, split_method: str | None, strict: bool, as_json: bool, **split_options) -> None:
     """Show what leukml sees in DATA_DIR: images, classes, subjects, skipped files, splits."""
     from leukml.inspection import describe, render_text
 
-    split = None
-    if split_method:
-        split = options.build(
-            SplitConfig,
-            {"split": split_method, "test_fraction": test_fraction, "val_fraction": val_fraction}
-            | {"test_fold": test_fold, "seed": seed},
-        )
+    split = options.build(SplitConfig, {"split": split_method, **split_options}) if split_method else None
     report = describe(data_dir, split=split, strict=strict)
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
 
 
-def train_options(fn):
-    """Every `leukml train` option (from ``TrainConfig``'s definitions), with where to track it;
-    `leukml search` takes them too, as the trials' base."""
+def train_options(fn=None, skip: tuple[str, ...] = ()):
+    """Every `leukml train` option (from ``TrainConfig``'s definitions) but ``skip``, with where to
+    track it; `leukml search`, `cv` and `protocols` take them too (the latter two without the split
+    options they set themselves)."""
+    if fn is None:
+        return functools.partial(train_options, skip=skip)
     fn = click.option("--no-jit", is_flag=True, help="Same as --jit false.")(fn)
     fn = click.option(
         "--tracking-uri",
@@ -193,7 +214,7 @@ def train_options(fn):
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
     )(fn)
     fn = click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)(fn)
-    return config_options(TrainConfig)(fn)
+    return config_options(TrainConfig, skip)(fn)
 
 
 def _train_options(jit: str, no_jit: bool, **values) -> dict:
@@ -231,6 +252,9 @@ def train(experiment: str, tracking_uri: str, **options) -> None:
             f"{m['test_accuracy']:>8.4f}  {m['test_precision']:>9.4f}  "
             f"{m['test_recall']:>6.4f}  {m['test_f1']:>5.4f}"
         )
+    from leukml.tracking import ui_link_of
+
+    click.echo("\n".join(ui_link_of(run_id).lines("this run in the MLflow UI")))
 
 
 @main.command()
@@ -265,6 +289,9 @@ def search(
     click.echo(f"study {study.study_name}: {len(study.trials)} trials; parent run {parent}")
     if any(t.state.name == "COMPLETE" for t in study.trials):
         click.echo(f"best {study.best_value:.4f} with {study.best_params}")
+    from leukml.tracking import ui_link_of
+
+    click.echo("\n".join(ui_link_of(parent, table=True).lines("the runs in the MLflow UI")))
     if mode == "grid" and (gaps := incomplete_cells(study, config)):
         raise click.ClickException(
             "grid incomplete, no COMPLETE trial for: " + ", ".join(f"{a}+{o}" for a, o in gaps)
@@ -272,31 +299,115 @@ def search(
 
 
 @main.command()
+@config_options(CvConfig)
+@train_options(skip=SPLIT_OPTIONS)
+@friendly_errors
+def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
+    """Cross-validate one training by subject: each fold a nested run, mean and std on the parent."""
+    import_backend()
+    config = CvConfig.of(base=_train_options(**options), folds=folds)
+    from leukml.runs import tracked_cv
+
+    parent, done, summary = tracked_cv(
+        config, experiment=experiment, tracking_uri=tracking_uri or None, console=_console(config.base.epochs)
+    )
+    last = config.base.milestones[-1]
+    click.echo(f"cv parent run {parent}: {len(done)} folds, test metrics at epoch {last}")
+    click.echo(f"{'fold':>4}  {'run':<32}  " + "  ".join(f"{_short(m):>9}" for m in HEADLINE))
+    for t in done:
+        values = t.result.milestones[last]
+        click.echo(f"{t.key:>4}  {t.run_id:<32}  " + "  ".join(f"{values[m]:>9.4f}" for m in HEADLINE))
+    for what in ("mean", "std"):
+        row = [summary.get(f"cv_{what}_{m}", {}).get(last, float("nan")) for m in HEADLINE]
+        click.echo(f"{what:>4}  {'':<32}  " + "  ".join(f"{v:>9.4f}" for v in row))
+    from leukml.tracking import ui_link_of
+
+    click.echo("\n".join(ui_link_of(parent).lines("the cross-validation in the MLflow UI")))
+
+
+@main.command()
+@train_options(skip=SPLIT_OPTIONS)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
+)
+@friendly_errors
+def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
+    """Train one configuration under the image, subject and official splits, then report the gap."""
+    import_backend()
+    config = TrainConfig.of(**_train_options(**options))
+    from leukml.report import write_report
+    from leukml.runreader import fetch_runs
+    from leukml.runs import tracked_protocols
+    from leukml.tracking import log_report_artifacts
+
+    uri = tracking_uri or None
+    parent, done = tracked_protocols(config, experiment, uri, console=_console(config.epochs))
+    last = config.milestones[-1]
+    click.echo(f"protocols parent run {parent}: test metrics at epoch {last}")
+    click.echo(f"{'split':<9}  {'run':<32}  " + "  ".join(f"{_short(m):>9}" for m in HEADLINE))
+    image = done[0].result.milestones[last]
+    for t in done:
+        values = t.result.milestones[last]
+        gap = (
+            ""
+            if t.key == "image"
+            else f"  ({values['test_accuracy'] - image['test_accuracy']:+.4f} accuracy vs image)"
+        )
+        click.echo(f"{t.key:<9}  {t.run_id:<32}  " + "  ".join(f"{values[m]:>9.4f}" for m in HEADLINE) + gap)
+    path = write_report(
+        fetch_runs(experiment, parent, uri), out, f"protocols of {config.model.arch} + {config.optimizer}"
+    )
+    log_report_artifacts(parent, out, uri)
+    click.echo(f"wrote {path} and {out / 'report.html'}")
+    from leukml.tracking import ui_link_of
+
+    click.echo("\n".join(ui_link_of(parent).lines("the comparison in the MLflow UI")))
+
+
+def _short(metric: str) -> str:
+    """``test_balanced_accuracy`` -> ``bal_acc``: a column heading."""
+    return {
+        "test_f1_weighted": "f1_w",
+        "test_accuracy": "acc",
+        "test_balanced_accuracy": "bal_acc",
+        "test_sensitivity": "sens",
+        "test_specificity": "spec",
+    }.get(metric, metric)
+
+
+@main.command()
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--parent-run", default="", help="Only the trials of this search's parent run.")
+@click.option("--study-name", default="", help=STUDY_NAME_HELP)
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
 )
 @click.option("--tracking-uri", default="")
 @friendly_errors
-def report(experiment: str, parent_run: str, out: Path, tracking_uri: str) -> None:
+def report(experiment: str, parent_run: str, study_name: str, out: Path, tracking_uri: str) -> None:
     """Rebuild the paper's tables and Figure 9 from tracked runs, beside the paper's numbers."""
     import_backend()
     from leukml.report import write_report
-    from leukml.runreader import fetch_runs
+    from leukml.runreader import fetch_runs, study_parent_ids
     from leukml.tracking import log_report_artifacts
 
-    runs = fetch_runs(experiment, parent_run or None, tracking_uri or None)
+    uri = tracking_uri or None
+    runs = fetch_runs(experiment, parent_run or None, uri, study_name or None)
+    parents = [parent_run] if parent_run else []
     title = f"experiment {experiment}" + (f", search {parent_run}" if parent_run else "")
+    if study_name:
+        parents = study_parent_ids(experiment, study_name, uri)
+        title += f", study {study_name} ({len(parents)} search run(s): {', '.join(parents)})"
     path = write_report(runs, out, title)
-    if parent_run:
-        log_report_artifacts(parent_run, out, tracking_uri or None)
+    for parent in parents:
+        log_report_artifacts(parent, out, uri)
     click.echo(f"wrote {path} and {out / 'report.html'} from {len(runs)} run(s)")
 
 
 @main.command()
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--parent-run", default="", help="Only the trials of this search.")
+@click.option("--study-name", default="", help=STUDY_NAME_HELP)
 @click.option(
     "--metric",
     default="test_accuracy",
@@ -311,7 +422,16 @@ def report(experiment: str, parent_run: str, out: Path, tracking_uri: str) -> No
 @click.option("--tracking-uri", default="")
 @friendly_errors
 def promote(
-    experiment, parent_run, metric, arch, name, alias, allow_test_selection, rollback, tracking_uri
+    experiment,
+    parent_run,
+    study_name,
+    metric,
+    arch,
+    name,
+    alias,
+    allow_test_selection,
+    rollback,
+    tracking_uri,
 ) -> None:
     """Register the best run's model (as an image classifier) and move the alias to it."""
     import_backend()
@@ -330,6 +450,7 @@ def promote(
         parent_run or None,
         allow_test_selection,
         tracking_uri or None,
+        study_name=study_name or None,
     )
     verb = "registered" if done.created else "already registered as"
     click.echo(

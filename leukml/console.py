@@ -4,6 +4,7 @@ failure's one line) is not buried under them."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -57,3 +58,6 @@ def import_backend() -> None:
         return
     with native_stderr_filtered():
         import keras  # noqa: F401
+    # TensorFlow warns about "tf.function retracing" when a process builds several models (a
+    # search, the folds of a CV): expected there, and not the user's to fix
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)

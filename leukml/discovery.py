@@ -34,7 +34,8 @@ _FOLD_RE = re.compile(r"^fold_(\d+)$", re.IGNORECASE)
 @dataclass(frozen=True)
 class Record:
     """One labelled image. ``label`` 1 = ALL (malignant), 0 = hem (normal); ``digest`` is the
-    SHA-256 of the file's bytes (``filehash``)."""
+    SHA-256 of the file's bytes (``filehash``); ``listed``: labelled by a labels CSV (C-NMC's
+    labelled preliminary test set), its subject from the CSV's ``Patient_ID``."""
 
     relpath: str
     label: int
@@ -42,6 +43,7 @@ class Record:
     fold: int | None
     size_bytes: int
     digest: str = ""
+    listed: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ def _from_csvs(root: Path, csv_paths: list[Path]) -> tuple[list[Record], list[Sk
                 skipped.append(problem)
             else:
                 subject = parse_subject(row["patient_id"])
-                records.append(Record(rel, int(row["labels"]), subject, None, path.stat().st_size))
+                records.append(
+                    Record(rel, int(row["labels"]), subject, None, path.stat().st_size, listed=True)
+                )
     return records, skipped, claimed
 
 

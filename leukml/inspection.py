@@ -17,6 +17,7 @@ def describe(data_dir: str | os.PathLike, split: SplitConfig | None = None, stri
         "data_dir": str(dataset.root),
         "fingerprint": dataset.fingerprint,
         **summarize(dataset.records),
+        "preliminary_test_set": sum(r.listed for r in dataset.records),
         "folds": sorted({r.fold for r in dataset.records if r.fold is not None}),
         "skipped": [{"path": s.path, "reason": s.reason} for s in dataset.skipped],
     }
@@ -28,6 +29,7 @@ def describe(data_dir: str | os.PathLike, split: SplitConfig | None = None, stri
             "test_fraction": split.test_fraction,
             "val_fraction": split.val_fraction,
             "test_fold": split.test_fold,
+            "folds": split.folds,
             "selection_on_test": result.selection_on_test,
             "test_one_class": result.test_one_class,
         }
@@ -49,6 +51,10 @@ def render_text(report: dict) -> str:
     lines = _line(f"{report['data_dir']} (fingerprint {report['fingerprint']})", report)
     if report["folds"]:
         lines.append(f"  folds: {', '.join(map(str, report['folds']))}")
+    if report["preliminary_test_set"]:
+        lines.append(
+            f"  labelled preliminary test set (--split official): {report['preliminary_test_set']} images"
+        )
     skipped = report["skipped"]
     lines.append(f"skipped {len(skipped)} file(s)")
     lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:MAX_SKIPPED_SHOWN]]

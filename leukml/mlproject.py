@@ -10,7 +10,14 @@ from __future__ import annotations
 import click
 
 # entry point -> the `leukml` command it runs
-ENTRY_POINTS = {"main": "train", "search": "search", "report": "report", "promote": "promote"}
+ENTRY_POINTS = {
+    "main": "train",
+    "search": "search",
+    "report": "report",
+    "promote": "promote",
+    "cv": "cv",
+    "protocols": "protocols",
+}
 HEADER = """\
 name: leukml
 

@@ -160,10 +160,12 @@ def replace(config: Any, **values: Any) -> Any:
     """
     own = {f.name for f in dataclasses.fields(config)}
     changes: dict[str, Any] = {k: v for k, v in values.items() if k in own}
+    per_part: dict[str, dict[str, Any]] = {}
     for o in options_of(type(config)):
         if o.part is not None and o.field in values:
-            part = changes.get(o.part, getattr(config, o.part))
-            changes[o.part] = dataclasses.replace(part, **{o.field: values[o.field]})
+            per_part.setdefault(o.part, {})[o.field] = values[o.field]
+    for name, fields in per_part.items():  # at once: a part checks its fields together
+        changes[name] = dataclasses.replace(changes.get(name, getattr(config, name)), **fields)
     routed = set(changes) | {o.field for o in options_of(type(config)) if o.part and o.field in values}
     unknown = set(values) - routed
     if unknown:

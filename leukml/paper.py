@@ -9,6 +9,9 @@ from __future__ import annotations
 
 EPOCHS = (10, 20, 30, 40, 50, 60, 80, 100)
 N_IMAGES = 10_661
+ARCHS, OPTIMIZERS = ("vgg16", "resnet50"), ("adam", "rmsprop")
+PROTOCOL = "image: their random 80/20 split by image (cells of one patient on both sides)"
+BEST = ("vgg16", "adam", 100)  # their best: 93.80% train, 87.00% test accuracy
 
 TRAIN_ACCURACY = {
     ("vgg16", "adam"): (0.8473, 0.8785, 0.8974, 0.8945, 0.9150, 0.9197, 0.9233, 0.9380),
@@ -66,6 +69,11 @@ TEST_ACCURACY = {  # from the text
     ("vgg16", "rmsprop"): {10: 0.84, 20: 0.86},
     ("resnet50", "rmsprop"): {80: 0.82},
 }
+
+
+def arch_order(arch: str) -> tuple[int, str]:
+    """Sort key: the paper's architectures first, in its order, then the others by name."""
+    return (ARCHS.index(arch) if arch in ARCHS else len(ARCHS), arch)
 
 
 def train_accuracy(arch: str, optimizer: str, epoch: int) -> float | None:

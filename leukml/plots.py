@@ -7,6 +7,8 @@ while training goes on).
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -46,17 +48,45 @@ def curves_figure(history: dict[str, list[float]], val_label: str = "val") -> Fi
     return fig
 
 
-def milestone_figure(series: dict[str, dict[int, float]], ylabel: str) -> Figure:
-    """One line per configuration over the epoch milestones (the paper's Figure 9)."""
+def milestone_figure(
+    series: dict[str, dict[int, float]],
+    ylabel: str,
+    reference: dict[str, dict[int, float]] | None = None,
+    reference_name: str = "paper",
+) -> Figure:
+    """One line per configuration over the epoch milestones (the paper's Figure 9); a configuration's
+    ``reference`` points (the paper's) as unjoined markers of its colour, labelled ``reference_name``."""
     fig = Figure(figsize=(6.4, 3.6), dpi=100, layout="tight")
     ax = fig.subplots()
-    for label, points in series.items():
+    for i, (label, points) in enumerate(series.items()):
+        color = f"C{i % 10}"
         epochs = sorted(points)
-        ax.plot(epochs, [points[e] for e in epochs], marker="o", label=label)
+        ax.plot(epochs, [points[e] for e in epochs], marker="o", color=color, label=label)
+        theirs = (reference or {}).get(label, {})
+        if theirs:
+            at = sorted(theirs)
+            ax.plot(
+                at,
+                [theirs[e] for e in at],
+                linestyle="none",
+                marker="D",
+                markersize=8,
+                markerfacecolor="none",
+                markeredgewidth=1.6,
+                color=color,
+                label=f"{label}, {reference_name}",
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.legend()
+    ax.legend(fontsize=7)
     return fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG file bytes (to write beside a report and embed in its HTML)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def subject_accuracy_figure(rows: list[SubjectScore], title: str) -> Figure:

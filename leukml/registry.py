@@ -17,6 +17,7 @@ from PIL import Image
 
 from leukml.gradcam import explain_image
 from leukml.images import decode_image
+from leukml.runreader import search_filter
 from leukml.runtime import backend_requirements
 from leukml.serving import SIGNATURE, CellClassifier, encode_file
 from leukml.tracking_uri import resolve_tracking_uri
@@ -39,15 +40,28 @@ class Promotion:
     created: bool
 
 
-def best_run(client: MlflowClient, experiment: str, metric: str, arch: str | None, parent_run: str | None):
+def best_run(
+    client: MlflowClient,
+    experiment: str,
+    metric: str,
+    arch: str | None,
+    parent_run: str | None,
+    study_name: str | None = None,
+):
+    """The FINISHED run with the highest ``metric`` (its last value) of an experiment, of one
+    search (``parent_run``) or of every worker's search of a study (``study_name``); and the
+    experiment.
+
+    Raises:
+        ValueError: unknown experiment or study, no matching run, every value NaN.
+    """
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"experiment {experiment!r} not found; pass --experiment")
     query = "attributes.status = 'FINISHED'"
     if arch:
         query += f" and params.arch = '{arch}'"
-    if parent_run:
-        query += f" and tags.mlflow.parentRunId = '{parent_run}'"
+    query += search_filter(client, experiment, exp.experiment_id, parent_run, study_name)
     runs = [
         r
         for r in client.search_runs([exp.experiment_id], query, order_by=[f"metrics.`{metric}` DESC"])
@@ -57,6 +71,7 @@ def best_run(client: MlflowClient, experiment: str, metric: str, arch: str | Non
         raise ValueError(
             f"no finished run with metric {metric!r}"
             + (f" and arch={arch}" if arch else "")
+            + (f" in study {study_name!r}" if study_name else "")
             + f" in experiment {experiment!r}; train one first"
         )
     if np.isnan(runs[0].data.metrics[metric]):  # MLflow sorts NaN last: every value is NaN
@@ -155,19 +170,23 @@ def promote(
     allow_test_selection: bool = False,
     tracking_uri: str | None = None,
     gradcam_per_class: int = 3,
+    study_name: str | None = None,
 ) -> Promotion:
-    """Register the best run's model as an image classifier and point ``alias`` at it.
+    """Register the best run's model as an image classifier and point ``alias`` at it. The runs
+    are those of ``experiment``, of one search (``parent_run``) or of a study's every search
+    (``study_name``).
 
     Idempotent: promoting the same run again reuses its version. The former holder of ``alias``
     keeps the alias ``previous``.
 
     Raises:
-        ValueError: no matching run, no logged model, or test-set selection without consent.
+        ValueError: no matching run, unknown study, no logged model, or test-set selection
+            without consent.
     """
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    run, exp = best_run(client, experiment, metric, arch, parent_run)
+    run, exp = best_run(client, experiment, metric, arch, parent_run, study_name)
     value = float(run.data.metrics[metric])
     if run.data.tags.get("selection_on_test") == "true" and not allow_test_selection:
         raise ValueError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")

@@ -1,19 +1,26 @@
-"""`leukml report`: the paper's tables and Figure 9 rebuilt from tracked runs, beside its numbers.
+"""`leukml report`: the leakage gap between evaluation protocols, and the paper's tables and
+Figure 9 rebuilt from tracked runs beside its numbers.
 
-Works on plain run records (the tracking layer fetches them), so it needs no MLflow itself.
+Opens with a summary (``leukml.leakage``), then each configuration under every protocol it was run
+with, then the paper's tables from the image-split runs. Works on plain run records (the tracking
+layer fetches them), so it needs no MLflow itself.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from leukml import paper, plots
+from leukml import leakage, paper, plots
+from leukml.comparison import REFERENCE, describe_split, protocol_entries, split_of
+from leukml.reportpage import Bullets, Image, Section, Table, write_page
+from leukml.reportpage import fmt as _fmt
 
-PAPER_ARCHS, PAPER_OPTIMIZERS = ("vgg16", "resnet50"), ("adam", "rmsprop")
+PAPER_ARCHS, PAPER_OPTIMIZERS = paper.ARCHS, paper.OPTIMIZERS
+_arch_order = paper.arch_order
 
 
 @dataclass
@@ -34,27 +41,30 @@ class RunRecord:
         return sorted(self.curves.get("test_accuracy", {}))
 
 
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None or np.isnan(value) else f"{value:.{digits}f}"
-
-
 def _delta(ours: float | None, theirs: float | None) -> str:
     return "–" if ours is None or theirs is None else f"{ours - theirs:+.4f}"
 
 
 def pick_runs(runs: list[RunRecord]) -> dict[tuple[str, str], RunRecord]:
-    """The newest finished run per (arch, optimizer); ``runs`` come newest first."""
+    """Per (arch, optimizer) the newest image-split run (the paper's protocol), else the newest run
+    of any protocol (the tables then name it); ``runs`` come newest first."""
     chosen: dict[tuple[str, str], RunRecord] = {}
     for run in runs:
-        chosen.setdefault(run.cell, run)
+        held = chosen.get(run.cell)
+        if held is None or (split_of(run) == REFERENCE and split_of(held) != REFERENCE):
+            chosen[run.cell] = run
     return chosen
+
+
+def _not_image(runs: list[RunRecord]) -> str:
+    """A title's note on the runs not on the paper's protocol: " — adam: subject split (...)"."""
+    off = [f"{run.cell[1]}: {describe_split(run)}" for run in runs if split_of(run) != REFERENCE]
+    return f" — {', '.join(off)} (no {REFERENCE}-split run)" if off else ""
+
+
+def _column(cell: tuple[str, str], run: RunRecord) -> str:
+    """A configuration's column heading, with its protocol when it is not the paper's."""
+    return f"{cell[0]} + {cell[1]}" + ("" if split_of(run) == REFERENCE else f" ({split_of(run)})")
 
 
 def train_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
@@ -69,11 +79,12 @@ def train_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
             row = [str(epoch)]
             for opt in opts:
                 run = cells.get((arch, opt))
-                ours = run.curves["train_accuracy"].get(epoch) if run else None
+                ours = run.curves.get("train_accuracy", {}).get(epoch) if run else None
                 theirs = paper.train_accuracy(arch, opt, epoch)
                 row += [_fmt(ours), _fmt(theirs), _delta(ours, theirs)]
             rows.append(row)
-        tables.append(Table(f"Train accuracy, {arch} (paper Tables 1-2)", header, rows))
+        runs = [r for (a, _), r in sorted(cells.items()) if a == arch]
+        tables.append(Table(f"Train accuracy, {arch} (paper Tables 1-2){_not_image(runs)}", header, rows))
     return tables
 
 
@@ -85,7 +96,7 @@ def rpf_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
         header = ["Epoch", "Recall", "paper", "Prec.", "paper", "F1", "paper"]
         rows, ours_all, theirs_all = [], [], []
         for epoch in run.milestones:
-            ours = [run.curves[n].get(epoch) for n in names]
+            ours = [run.curves.get(n, {}).get(epoch) for n in names]
             theirs = paper.rpf(arch, opt, epoch) or (None, None, None)
             rows.append(
                 [str(epoch)] + [c for o, t in zip(ours, theirs, strict=True) for c in (_fmt(o), _fmt(t, 2))]
@@ -100,7 +111,11 @@ def rpf_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
             + [c for o, t in zip(mean_ours, mean_theirs, strict=True) for c in (_fmt(o), _fmt(t, 2))]
         )
         tables.append(
-            Table(f"Recall, precision, F1 (macro), {arch} + {opt} (paper Tables 3-6)", header, rows)
+            Table(
+                f"Recall, precision, F1 (macro), {arch} + {opt} (paper Tables 3-6){_not_image([run])}",
+                header,
+                rows,
+            )
         )
     return tables
 
@@ -113,16 +128,11 @@ def test_accuracy_table(cells: dict[tuple[str, str], RunRecord]) -> Table:
         row = [str(epoch)]
         for cell in configs:
             theirs = paper.TEST_ACCURACY.get(cell, {}).get(epoch)
-            ours = cells[cell].curves["test_accuracy"].get(epoch)
+            ours = cells[cell].curves.get("test_accuracy", {}).get(epoch)
             row.append(_fmt(ours) + (f" (paper {theirs:.2f})" if theirs is not None else ""))
         rows.append(row)
-    return Table(
-        "Test accuracy per milestone (paper Figure 9)", ["Epoch"] + [f"{a} + {o}" for a, o in configs], rows
-    )
-
-
-def _arch_order(arch: str) -> tuple[int, str]:
-    return (PAPER_ARCHS.index(arch) if arch in PAPER_ARCHS else len(PAPER_ARCHS), arch)
+    header = ["Epoch"] + [_column(c, cells[c]) for c in configs]
+    return Table("Test accuracy per milestone (paper Figure 9)", header, rows)
 
 
 def missing(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
@@ -147,10 +157,12 @@ def provenance(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
             if n == paper.N_IMAGES
             else (f" — NOT the C-NMC 2019 training set ({paper.N_IMAGES} images): not comparable")
         )
+        if split_of(run) != REFERENCE:
+            warn += f" — not the paper's {REFERENCE} split (no {REFERENCE}-split run of this cell)"
         if t.get("test_one_class") == "true":
             warn += " — its test split has one class (no AUC; metrics describe one class)"
         lines.append(
-            f"{arch} + {opt}: run {run.run_id}, split {t.get('split_protocol', '?')}, "
+            f"{arch} + {opt}: run {run.run_id}, {describe_split(run)}, "
             f"selection_on_test={t.get('selection_on_test', '?')}, dataset "
             f"{t.get('dataset_fingerprint', '?')} ({n} images: train "
             f"{t.get('n_train', '?')}, val {t.get('n_val', '?')}, test "
@@ -166,27 +178,25 @@ def provenance(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
     return lines
 
 
-def _md_table(table: Table) -> str:
-    lines = [
-        f"### {table.title}",
-        "",
-        "| " + " | ".join(table.header) + " |",
-        "|" + "---|" * len(table.header),
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-    return "\n".join(lines) + "\n"
+def figure9_figure(cells: dict[tuple[str, str], RunRecord]) -> Figure:
+    """Our test accuracy per milestone as lines, the paper's as markers of the same colour."""
+    series, theirs = {}, {}
+    for cell, run in sorted(cells.items(), key=lambda kv: (_arch_order(kv[0][0]), kv[0][1])):
+        label = _column(cell, run)
+        series[label] = run.curves.get("test_accuracy", {})
+        if cell in paper.TEST_ACCURACY:
+            theirs[label] = paper.TEST_ACCURACY[cell]
+    return plots.milestone_figure(series, "test accuracy", reference=theirs, reference_name="paper")
 
 
-def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
-    )
-    return f"<h3>{html.escape(table.title)}</h3><table><tr>{head}</tr>{body}</table>"
+def figure9(cells: dict[tuple[str, str], RunRecord]) -> Image:
+    caption = "Figure 9: test accuracy per milestone, ours (lines) and the paper's (open diamonds)"
+    return Image("figure9_test_accuracy.png", caption, plots.png_bytes(figure9_figure(cells)))
 
 
 def write_report(runs: list[RunRecord], out: Path, title: str) -> Path:
-    """Write ``out/report.md``, ``out/report.html`` and ``out/figure9_test_accuracy.png``.
+    """Write ``out/report.md``, ``out/report.html`` (self-contained), ``out/figure9_test_accuracy.png``
+    and a ``confusion_*.png`` per configuration and protocol.
 
     Raises:
         ValueError: no runs to report on.
@@ -194,37 +204,23 @@ def write_report(runs: list[RunRecord], out: Path, title: str) -> Path:
     if not runs:
         raise ValueError(f"no finished training runs for {title}; train or search first")
     out.mkdir(parents=True, exist_ok=True)
+    entries = protocol_entries(runs)
     cells = pick_runs(runs)
     tables = [*train_tables(cells), *rpf_tables(cells), test_accuracy_table(cells)]
-    fig = plots.milestone_figure(
-        {f"{a} + {o}": r.curves["test_accuracy"] for (a, o), r in sorted(cells.items())}, "test accuracy"
-    )
-    fig.savefig(out / "figure9_test_accuracy.png")
-    gaps, origin = missing(cells), provenance(cells)
-    md = [
-        f"# leukml report: {title}",
-        "",
-        "## Runs",
-        *[f"- {line}" for line in origin],
-        "",
-        "## Missing",
-        *([f"- {g}" for g in gaps] or ["- nothing: every cell of the paper's grid"]),
-        "",
-        "## Tables",
-        *map(_md_table, tables),
-        "![Figure 9](figure9_test_accuracy.png)",
-        "",
+    gaps = missing(cells)
+    sections = [
+        leakage.summary_section(entries),
+        leakage.protocols_section(entries),
+        Section("Runs in the paper's tables", [Bullets(provenance(cells))]),
+        Section("Missing", [Bullets(gaps or ["nothing: every cell of the paper's grid"])]),
+        Section(
+            "The paper's tables",
+            [
+                f"From the newest {REFERENCE}-split run per (arch, optimizer), the paper's protocol; "
+                "a cell without one uses its newest run of another protocol, named in the titles.",
+                *tables,
+                figure9(cells),
+            ],
+        ),
     ]
-    (out / "report.md").write_text("\n".join(md))
-    page = [
-        f"<h1>leukml report: {html.escape(title)}</h1><h2>Runs</h2><ul>",
-        *[f"<li>{html.escape(line)}</li>" for line in origin],
-        "</ul><h2>Missing</h2><ul>",
-        *[f"<li>{html.escape(g)}</li>" for g in gaps or ["nothing"]],
-        "</ul><h2>Tables</h2>",
-        *map(_html_table, tables),
-        '<img src="figure9_test_accuracy.png" alt="Figure 9">',
-    ]
-    style = "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-    (out / "report.html").write_text(f"<!doctype html><meta charset=utf-8>{style}" + "".join(page))
-    return out / "report.md"
+    return write_page(out, f"leukml report: {title}", sections)

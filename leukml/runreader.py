@@ -7,6 +7,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from leukml.report import RunRecord
+from leukml.tracking import filter_string, study_parent_runs
 from leukml.tracking_uri import resolve_tracking_uri
 
 REPORT_METRICS = (
@@ -18,16 +19,56 @@ REPORT_METRICS = (
     "test_recall",
     "test_precision",
     "test_f1",
+    "test_f1_weighted",
+    "test_balanced_accuracy",
+    "test_sensitivity",
+    "test_specificity",
+    "test_auc",
+    "test_tp",
+    "test_tn",
+    "test_fp",
+    "test_fn",
 )
 
 
-def fetch_runs(
-    experiment: str, parent_run: str | None = None, tracking_uri: str | None = None
-) -> list[RunRecord]:
-    """The FINISHED training runs of an experiment (or of one search), newest first.
+def search_filter(
+    client: MlflowClient, experiment: str, experiment_id: str, parent_run: str | None, study_name: str | None
+) -> str:
+    """The filter clause (`` and ...``, or nothing) that keeps the trial runs of one search's parent
+    run, or of a whole study: every worker's parent runs.
 
     Raises:
-        ValueError: unknown experiment.
+        ValueError: both given, or a study without a search run in the experiment.
+    """
+    if parent_run and study_name:
+        raise ValueError(
+            f"--parent-run {parent_run} and --study-name {study_name} both choose the runs; give one "
+            "(--study-name takes every worker's search of the study)"
+        )
+    if parent_run:
+        return f" and tags.mlflow.parentRunId = '{parent_run}'"
+    if not study_name:
+        return ""
+    if not study_parent_runs(client, experiment_id, study_name):
+        raise ValueError(
+            f"study {study_name!r} has no search run in experiment {experiment!r}; check the name "
+            "(`leukml search` prints it; `optuna studies --storage URL` lists a storage's studies) "
+            "or pass the --experiment (and --tracking-uri) it was searched in"
+        )
+    return f" and tags.study_name = {filter_string(study_name)} and tags.trial_number != ''"
+
+
+def fetch_runs(
+    experiment: str,
+    parent_run: str | None = None,
+    tracking_uri: str | None = None,
+    study_name: str | None = None,
+) -> list[RunRecord]:
+    """The FINISHED training runs of an experiment, of one search (``parent_run``) or of every
+    worker's search of a study (``study_name``), newest first.
+
+    Raises:
+        ValueError: unknown experiment or study; both ``parent_run`` and ``study_name``.
     """
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     exp = client.get_experiment_by_name(experiment)
@@ -37,8 +78,7 @@ def fetch_runs(
             f"pass --experiment with an existing name (or --tracking-uri)"
         )
     query = "attributes.status = 'FINISHED' and params.arch != ''"
-    if parent_run:
-        query += f" and tags.mlflow.parentRunId = '{parent_run}'"
+    query += search_filter(client, experiment, exp.experiment_id, parent_run, study_name)
     runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
     return [
         RunRecord(
@@ -52,6 +92,13 @@ def fetch_runs(
         )
         for r in runs
     ]
+
+
+def study_parent_ids(experiment: str, study_name: str, tracking_uri: str | None = None) -> list[str]:
+    """The ids of a study's search parent runs in an experiment (one per worker), oldest first."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    return [r.info.run_id for r in study_parent_runs(client, exp.experiment_id, study_name)] if exp else []
 
 
 def load_keras_model(model_uri: str) -> keras.Model:

@@ -15,8 +15,11 @@ import optuna
 from leukml import tracking
 from leukml.bases import BaseCache
 from leukml.config import TrainConfig
+from leukml.discovery import discover
+from leukml.protocols import CvConfig, compared_protocols, cv_summary, fold_table
 from leukml.search import SearchConfig, run_search, selection_metric
 from leukml.sinks import ConsoleSink, FanoutSink, MetricSink
+from leukml.synth import embedded_dataset
 from leukml.tracking_uri import DEFAULT_EXPERIMENT
 from leukml.training import TrainResult, train
 
@@ -53,7 +56,8 @@ def tracked_search(
 ) -> tuple[str, optuna.Study]:
     """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
 
-    The parent logs the search options, the study's best params and value, and ``trials.csv``.
+    The parent logs the search options, the study's best params and value, ``trials.csv`` and
+    Optuna's figures; it is tagged with every parent run of the same study (one per worker).
     ``console`` also receives every trial's results and the search's progress lines.
     """
     tracking.connect(experiment, tracking_uri)
@@ -78,6 +82,7 @@ def tracked_search(
                 **{f"base.{k}": v for k, v in search.base.as_dict().items()},
             },
         )
+        tracking.link_study_parents(name)  # the other workers' parents of this study, and this one
 
         def run_trial(config, tags, reporter, bases):
             if "retry_of" in tags:
@@ -87,9 +92,101 @@ def tracked_search(
 
         study = run_search(search, run_trial, console.say) if console else run_search(search, run_trial)
         tracking.log_study(study)
+        tracking.link_study_parents(name)
     return parent.info.run_id, study
 
 
 def _redact(url: str) -> str:
     """A storage URL without its password, fit for a param."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+@dataclasses.dataclass
+class Trained:
+    """One training of a plan (a CV fold, a protocol): its run, its result, what it stands for."""
+
+    key: str  # the fold number or the protocol
+    run_id: str
+    result: TrainResult
+
+
+def tracked_cv(
+    cv: CvConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    console: ConsoleSink | None = None,
+) -> tuple[str, list[Trained], dict[str, dict[int, float]]]:
+    """Cross-validation as a parent run with a nested training run per fold (tag ``cv_fold``);
+    returns (parent id, the folds, ``cv_mean_*`` / ``cv_std_*`` per milestone epoch).
+
+    The parent logs the options, the mean and standard deviation of every milestone metric over
+    the folds (step = epoch) and ``cv_folds.csv`` (one row per fold). The folds share the frozen
+    bases, so the features are extracted once.
+    """
+    base = cv.base
+    dataset = discover(base.data_dir or embedded_dataset(), strict=base.strict)
+    plan = cv.fold_configs(sorted({r.fold for r in dataset.records if r.fold is not None}))
+    tracking.connect(experiment, tracking_uri)
+    tags = {"leukml_cv": "true", "cv_folds": cv.folds}
+    bases, done = BaseCache(), []
+    with tracking.mlflow_run(tags, run_name=f"cv-{base.model.arch}-{base.optimizer}") as parent:
+        params = {"folds": cv.folds, **{f"base.{k}": v for k, v in base.as_dict().items()}}
+        tracking.start_search_run(parent, tags, params)
+        for number, (fold, config) in enumerate(plan, start=1):
+            if console:
+                console.say(f"fold {fold} ({number} of {len(plan)})")
+            run_id, result = tracked_train(
+                config, experiment, tags={"cv_fold": str(fold)}, observer=console, bases=bases
+            )
+            done.append(Trained(str(fold), run_id, result))
+        summary = cv_summary([t.result.milestones for t in done])
+        tracking.log_summary_metrics(summary)
+        tracking.log_table(fold_table([_fold_row(t) for t in done]), "cv_folds.csv")
+    return parent.info.run_id, done, summary
+
+
+def _fold_row(trained: Trained) -> dict:
+    split, records = trained.result.prepared.split, trained.result.prepared.dataset.records
+    last = max(trained.result.milestones)
+    subjects = sorted({records[i].subject or "?" for i in split.test})
+    return {
+        "fold": trained.key,
+        "run_id": trained.run_id,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "test_subjects": " ".join(subjects),
+        "epoch": last,
+        **trained.result.milestones[last],
+    }
+
+
+def tracked_protocols(
+    config: TrainConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    console: ConsoleSink | None = None,
+) -> tuple[str, list[Trained]]:
+    """The same training under the image, subject and (when the data has the labelled preliminary
+    test set) official splits, as nested runs (tag ``protocol``) of one parent; returns (parent id,
+    the trainings in that order)."""
+    dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
+    tracking.connect(experiment, tracking_uri)
+    tags = {"leukml_protocols": "true"}
+    chosen = compared_protocols(any(r.listed for r in dataset.records))
+    bases, done = BaseCache(), []
+    with tracking.mlflow_run(tags, run_name=f"protocols-{config.model.arch}-{config.optimizer}") as parent:
+        params = {"protocols": ",".join(chosen), **{f"base.{k}": v for k, v in config.as_dict().items()}}
+        tracking.start_search_run(parent, tags, params)
+        for protocol in chosen:
+            if console:
+                console.say(f"protocol {protocol}")
+            run_id, result = tracked_train(
+                config.replace(method=protocol),
+                experiment,
+                tags={"protocol": protocol},
+                observer=console,
+                bases=bases,
+            )
+            done.append(Trained(protocol, run_id, result))
+    return parent.info.run_id, done

@@ -195,7 +195,9 @@ _WAIT = object()
 
 
 def _cell(trial: optuna.trial.FrozenTrial) -> tuple[str, str]:
-    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    """The cell a trial was enqueued for (a trial that failed while suggesting, e.g. a worker whose
+    --archs / --optimizers differ from the study's, has only some params: its cell is still taken)."""
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
     return params.get("arch"), params.get("optimizer")
 
 

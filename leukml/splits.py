@@ -12,7 +12,13 @@ from leukml import CLASS_NAMES
 from leukml.discovery import Record
 from leukml.options import option
 
-SPLIT_METHODS = ("image", "subject", "fold")
+SPLIT_METHODS = ("image", "subject", "fold", "official", "kfold")
+# what --split official needs: the C-NMC release's labelled preliminary test set
+PRELIM_HELP = (
+    "the labelled preliminary test set of the C-NMC release (validation_data/"
+    "C-NMC_test_prelim_phase_data/*.bmp with C-NMC_test_prelim_phase_data_labels.csv, header "
+    "Patient_ID,new_names,labels)"
+)
 
 
 @dataclass(frozen=True)
@@ -20,13 +26,17 @@ class SplitConfig:
     """How to split. ``val_fraction`` and ``test_fraction`` are fractions of all images.
 
     ``image`` is the paper's protocol (random by image; it leaks patients across sides),
-    ``subject`` keeps each person on one side, ``fold`` uses C-NMC's official folds.
+    ``subject`` keeps each person on one side, ``fold`` holds out one of C-NMC's official folds,
+    ``official`` is the C-NMC 2019 challenge's protocol (train on the training folds, test on the
+    labelled preliminary test set), ``kfold`` holds out one of ``folds`` subject-grouped,
+    class-stratified folds (what ``leukml cv`` runs).
     """
 
     method: str = option(
         "image",
         "image: the paper's random split (leaks patients); subject: each person on one side; "
-        "fold: hold out an official C-NMC fold.",
+        "fold: hold out an official C-NMC fold; official: the C-NMC challenge's protocol (test on "
+        "the labelled preliminary test set); kfold: hold out one of --folds subject-grouped folds.",
         choices=SPLIT_METHODS,
         cli="split",
     )
@@ -37,7 +47,10 @@ class SplitConfig:
         unset="0; 0.1 for extended searches",
         parse=float,
     )
-    test_fold: int | None = option(None, "Fold held out with --split fold.", unset="the last fold", parse=int)
+    test_fold: int | None = option(
+        None, "Fold held out with --split fold or kfold.", unset="the last fold", parse=int
+    )
+    folds: int = option(5, "Folds of --split kfold: grouped by subject, stratified by class.")
     seed: int = option(42, "Seed of the split, the batch order and the head's initial weights.")
 
     def __post_init__(self) -> None:
@@ -45,6 +58,10 @@ class SplitConfig:
             raise ValueError(f"split={self.method!r}; choose one of: {', '.join(SPLIT_METHODS)}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction={self.test_fraction}; use a value between 0 and 1")
+        if self.folds < 2:
+            raise ValueError(f"folds={self.folds}; use at least 2")
+        if self.method == "kfold" and self.test_fold is not None and not 0 <= self.test_fold < self.folds:
+            raise ValueError(f"test_fold={self.test_fold}; with --folds {self.folds} use 0..{self.folds - 1}")
         if not 0.0 <= self.val_fraction < 1.0 - self.test_fraction:
             raise ValueError(
                 f"val_fraction={self.val_fraction}; use 0 <= val_fraction < "
@@ -61,6 +78,7 @@ class Split:
     test: np.ndarray
     config: SplitConfig
     test_classes: tuple[str, ...]
+    excluded_subjects: tuple[str, ...] = ()  # official split: test subjects dropped from training
 
     def sides(self) -> dict[str, np.ndarray]:
         return {"train": self.train, "val": self.val, "test": self.test}
@@ -80,13 +98,23 @@ class Split:
     @property
     def warning(self) -> str | None:
         """What a user should know about a split that works but measures less, or None."""
-        if not self.test_one_class:
-            return None
-        fix = "another --test-fold" if self.config.method == "fold" else "a larger --test-fraction"
-        return (
-            f"the test split has only {self.test_classes[0]} images ({len(self.test)}): test_auc is NaN "
-            f"and the test metrics describe one class; use {fix} or another --seed for both classes"
-        )
+        notes = []
+        if self.excluded_subjects:
+            notes.append(
+                f"subjects {', '.join(self.excluded_subjects)} of the preliminary test set also have "
+                "training images: those were left out of training, so no test subject trains"
+            )
+        if self.test_one_class:
+            fix = {
+                "fold": "another --test-fold",
+                "kfold": "fewer --folds",
+                "official": "the complete preliminary test set",
+            }.get(self.config.method, "a larger --test-fraction")
+            notes.append(
+                f"the test split has only {self.test_classes[0]} images ({len(self.test)}): test_auc is "
+                f"NaN and the test metrics describe one class; use {fix} or another --seed for both classes"
+            )
+        return "; ".join(notes) or None
 
 
 def _groups(records: Sequence[Record], idx: np.ndarray, by_subject: bool) -> dict[str, list[int]]:
@@ -155,8 +183,10 @@ def _require_subjects(records: Sequence[Record], idx: np.ndarray, config: SplitC
     missing = [records[i].relpath for i in idx if records[i].subject is None]
     if not missing:
         return
-    how = "--split subject" if config.method == "subject" else "--split fold with --val-fraction"
-    fix = "--split image" if config.method == "subject" else "--val-fraction 0 or --split image"
+    how = {"subject": "--split subject", "kfold": "--split kfold"}.get(
+        config.method, f"--split {config.method} with --val-fraction"
+    )
+    fix = "--split image" if config.method in ("subject", "kfold") else "--val-fraction 0 or --split image"
     raise ValueError(
         f"{how} keeps each subject on one side, but {len(missing)} of {len(idx)} images have no "
         f"subject id (from file names UID_<subject>_...; {missing[0]} has none): use {fix}"
@@ -174,23 +204,13 @@ def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
     """
     rng = np.random.default_rng(config.seed)
     all_idx = np.arange(len(records), dtype=np.int64)
+    excluded: tuple[str, ...] = ()
     if config.method == "fold":
-        folds = sorted({r.fold for r in records if r.fold is not None})
-        if not folds:
-            raise ValueError(
-                "split='fold' needs the C-NMC layout .../fold_<k>/{all,hem}/; this "
-                "data has no folds: use split=image or split=subject"
-            )
-        if len(folds) < 2:
-            raise ValueError(
-                f"split='fold' needs at least two folds; this data has only fold "
-                f"{folds[0]}: use split=image or split=subject"
-            )
-        test_fold = folds[-1] if config.test_fold is None else config.test_fold
-        if test_fold not in folds:
-            raise ValueError(f"test_fold={test_fold} is not in the data; folds present: {folds}")
-        test = np.array([i for i in all_idx if records[i].fold == test_fold], dtype=np.int64)
-        train = np.array([i for i in all_idx if records[i].fold not in (None, test_fold)], dtype=np.int64)
+        train, test = _official_fold(records, all_idx, config)
+    elif config.method == "official":
+        train, test, excluded = _official(records, all_idx)
+    elif config.method == "kfold":
+        train, test = _kfold(records, all_idx, config)
     else:
         by_subject = config.method == "subject"
         if by_subject:
@@ -204,13 +224,93 @@ def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
                 + (" or --split image" if by_subject else "")
             )
     if not len(train):
-        option = "--test-fold" if config.method == "fold" else "--test-fraction"
+        option = {"fold": "--test-fold", "kfold": "--folds", "official": "the data"}.get(
+            config.method, "--test-fraction"
+        )
         raise ValueError(f"the {config.method} split left no training images: change {option}")
     val = np.array([], dtype=np.int64)
     if config.val_fraction > 0:
         train, val = _take_val(records, train, config, rng)
     classes = tuple(CLASS_NAMES[label] for label in sorted({records[i].label for i in test}))
-    return Split(train, val, test, config, classes)
+    return Split(train, val, test, config, classes, excluded)
+
+
+def _official_fold(
+    records: Sequence[Record], all_idx: np.ndarray, config: SplitConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test): one official C-NMC fold held out, the other folds train."""
+    folds = sorted({r.fold for r in records if r.fold is not None})
+    if not folds:
+        raise ValueError(
+            "split='fold' needs the C-NMC layout .../fold_<k>/{all,hem}/; this "
+            "data has no folds: use split=image or split=subject"
+        )
+    if len(folds) < 2:
+        raise ValueError(
+            f"split='fold' needs at least two folds; this data has only fold "
+            f"{folds[0]}: use split=image or split=subject"
+        )
+    test_fold = folds[-1] if config.test_fold is None else config.test_fold
+    if test_fold not in folds:
+        raise ValueError(f"test_fold={test_fold} is not in the data; folds present: {folds}")
+    test = np.array([i for i in all_idx if records[i].fold == test_fold], dtype=np.int64)
+    train = np.array([i for i in all_idx if records[i].fold not in (None, test_fold)], dtype=np.int64)
+    return train, test
+
+
+def _official(
+    records: Sequence[Record], all_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(train, test, excluded subjects): the C-NMC challenge's protocol. Test: the labelled
+    preliminary test set (the records a labels CSV lists, subjects from its ``Patient_ID``);
+    train: every other labelled image, except any of a test subject (so none trains)."""
+    test = np.array([i for i in all_idx if records[i].listed], dtype=np.int64)
+    if not len(test):
+        raise ValueError(
+            f"--split official tests on {PRELIM_HELP}; this data has none: add it, or use "
+            "--split subject (or --split fold on the training folds)"
+        )
+    unnamed = [records[i].relpath for i in test if records[i].subject is None]
+    if unnamed:
+        raise ValueError(
+            f"--split official keeps every test subject out of training, but {len(unnamed)} labelled "
+            f"preliminary images have no subject (Patient_ID like UID_57_29_1_all.bmp; {unnamed[0]} has "
+            "none): correct the Patient_ID column of the labels CSV"
+        )
+    rest = [i for i in all_idx if not records[i].listed]
+    anonymous = [records[i].relpath for i in rest if records[i].subject is None]
+    if anonymous:
+        raise ValueError(
+            f"--split official keeps every test subject out of training, but {len(anonymous)} training "
+            f"images have no subject id (from file names UID_<subject>_...; {anonymous[0]} has none): "
+            "name them as C-NMC does, or use --split image"
+        )
+    test_subjects = {records[i].subject for i in test}
+    excluded = tuple(sorted({records[i].subject for i in rest} & test_subjects, key=_natural))
+    train = np.array([i for i in rest if records[i].subject not in test_subjects], dtype=np.int64)
+    return train, test, excluded
+
+
+def _kfold(
+    records: Sequence[Record], all_idx: np.ndarray, config: SplitConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test): fold ``test_fold`` (default the last) of ``folds`` folds grouped by subject
+    and stratified by class (scikit-learn's ``StratifiedGroupKFold``, shuffled by the seed)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    _require_subjects(records, all_idx, config)
+    subjects = sorted({records[i].subject for i in all_idx})
+    if len(subjects) < config.folds:
+        raise ValueError(
+            f"--folds {config.folds} needs at least {config.folds} subjects; this data has "
+            f"{len(subjects)}: use --folds {max(len(subjects), 2)} or fewer"
+        )
+    labels = np.array([records[i].label for i in all_idx])
+    groups = np.array([subjects.index(records[i].subject) for i in all_idx])
+    cv = StratifiedGroupKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
+    fold = config.folds - 1 if config.test_fold is None else config.test_fold
+    train, test = list(cv.split(all_idx, labels, groups))[fold]
+    return np.sort(all_idx[train]), np.sort(all_idx[test])
 
 
 def _take_val(

@@ -8,6 +8,7 @@ has its own stain hue and cell size, so image-wise splits look better than subje
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -20,6 +21,10 @@ from PIL import Image
 from leukml.cachedir import cache_root
 
 N_FOLDS = 3
+# the C-NMC release's test sets, relative to C-NMC_Leukemia/
+PRELIM_DIR = "validation_data/C-NMC_test_prelim_phase_data"
+PRELIM_CSV = "validation_data/C-NMC_test_prelim_phase_data_labels.csv"
+FINAL_DIR = "testing_data/C-NMC_test_final_phase_data"
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,17 @@ class SynthConfig:
     subjects: int = 12
     size: int = 128
     seed: int = 42
+    # the official release's test sets: a labelled preliminary set and an unlabelled final set,
+    # each of its own subjects (none of them in training_data)
+    n_prelim: int = 0
+    n_final: int = 0
+    test_subjects: int = 4
 
     def __post_init__(self) -> None:
+        if min(self.n_prelim, self.n_final) < 0:
+            raise ValueError(f"n_prelim={self.n_prelim}, n_final={self.n_final}; use 0 or more")
+        if (self.n_prelim or self.n_final) and self.test_subjects < 2:
+            raise ValueError(f"test_subjects={self.test_subjects}; use at least 2 (one per class)")
         if self.n_all < 1 or self.n_hem < 1:
             raise ValueError(f"n_all={self.n_all}, n_hem={self.n_hem}; both classes need >= 1 image")
         if self.subjects < 2:
@@ -97,21 +111,53 @@ def render_cell(
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _subjects(config: SynthConfig) -> list[tuple[str, bool, int, np.ndarray, float]]:
-    """(id, malignant, fold, stain RGB, size scale) per subject."""
-    k_all, k_hem = config.subject_counts()
-    rng = np.random.default_rng([config.seed, 0])
+def _subjects(
+    config: SynthConfig, counts: tuple[int, int] | None = None, first: int = 1, stream: int = 0
+) -> list[tuple[str, bool, int, np.ndarray, float]]:
+    """(id, malignant, fold, stain RGB, size scale) per subject; ids count from ``first``."""
+    k_all, k_hem = counts or config.subject_counts()
+    rng = np.random.default_rng([config.seed, stream])
     out = []
     for malignant, count, prefix in ((True, k_all, ""), (False, k_hem, "H")):
         for i in range(count):
             stain = np.array([150.0, 110.0, 170.0]) * rng.uniform(0.85, 1.15, 3)
             scale = rng.uniform(0.85, 1.15)
-            out.append((f"{prefix}{i + 1}", malignant, i % N_FOLDS, stain, scale))
+            out.append((f"{prefix}{first + i}", malignant, i % N_FOLDS, stain, scale))
     return out
 
 
+def _test_set(
+    config: SynthConfig, folder: Path, n: int, stream: int, first: int
+) -> list[tuple[str, str, int]]:
+    """Write ``n`` cells of new subjects as ``folder/<k>.bmp`` (k = 1..n, shuffled classes), as the
+    C-NMC test sets are; returns their (Patient_ID, new_names, labels) rows in file order."""
+    share_all = config.n_all / (config.n_all + config.n_hem)
+    k_all = min(max(round(config.test_subjects * share_all), 1), config.test_subjects - 1)
+    subjects = _subjects(config, (k_all, config.test_subjects - k_all), first, stream)
+    n_all = min(max(round(n * share_all), 1), n - 1) if n > 1 else n
+    classes = np.random.default_rng([config.seed, stream, 0]).permutation(
+        [True] * n_all + [False] * (n - n_all)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, seen = [], {True: 0, False: 0}
+    for k, malignant in enumerate(classes, start=1):
+        mine = [s for s in subjects if s[1] == malignant]
+        i = seen[malignant]
+        seen[malignant] += 1
+        sid, _, _, stain, scale = mine[i % len(mine)]
+        rng = np.random.default_rng([config.seed, stream, int(malignant) + 1, i])
+        Image.fromarray(render_cell(bool(malignant), stain, scale, config.size, rng)).save(
+            folder / f"{k}.bmp"
+        )
+        cls = "all" if malignant else "hem"
+        rows.append((f"UID_{sid}_{i // len(mine) + 1}_{1 + i % 3}_{cls}.bmp", f"{k}.bmp", int(malignant)))
+    return rows
+
+
 def write_synthetic(out: str | os.PathLike, config: SynthConfig = SynthConfig()) -> Path:
-    """Write the dataset under ``out/C-NMC_Leukemia/training_data/fold_<k>/{all,hem}/``.
+    """Write the dataset under ``out/C-NMC_Leukemia/training_data/fold_<k>/{all,hem}/``, and the
+    official release's test sets when asked: ``n_prelim`` labelled cells in ``PRELIM_DIR`` with their
+    labels CSV (``Patient_ID,new_names,labels``), ``n_final`` unlabelled cells in ``FINAL_DIR``.
 
     Deterministic for a config. Returns ``out``.
     """
@@ -128,12 +174,23 @@ def write_synthetic(out: str | os.PathLike, config: SynthConfig = SynthConfig())
             folder.mkdir(parents=True, exist_ok=True)
             name = f"UID_{sid}_{i // len(mine) + 1}_{1 + i % 3}_{cls}.bmp"
             Image.fromarray(pixels).save(folder / name)
+    release = out / "C-NMC_Leukemia"
+    k_all, k_hem = config.subject_counts()
+    if config.n_prelim:
+        rows = _test_set(config, release / PRELIM_DIR, config.n_prelim, 1, max(k_all, k_hem) + 1)
+        with (release / PRELIM_CSV).open("w", newline="") as fh:
+            csv.writer(fh).writerows([("Patient_ID", "new_names", "labels"), *rows])
+    if config.n_final:
+        first = max(k_all, k_hem) + config.test_subjects + 1
+        _test_set(config, release / FINAL_DIR, config.n_final, 2, first)
     return out
 
 
 def embedded_dataset(config: SynthConfig = SynthConfig()) -> Path:
     """The default dataset: synthetic, written once into the cache and reused."""
     name = f"v1-{config.n_all}-{config.n_hem}-{config.subjects}-{config.size}-{config.seed}"
+    if config.n_prelim or config.n_final:
+        name += f"-official-{config.n_prelim}-{config.n_final}-{config.test_subjects}"
     target = cache_root() / "synthetic" / name
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ the data layer never do.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -20,19 +21,21 @@ import keras
 import mlflow
 import numpy as np
 import optuna
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
 from mlflow.models.signature import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
-from leukml import CLASS_NAMES, plots
+from leukml import CLASS_NAMES, plots, studyfigures
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset
 from leukml.evaluation import SubjectScore, per_subject_csv
 from leukml.runtime import backend_requirements, device_name, package_version
 from leukml.sinks import EarlyStop
 from leukml.splits import Split, manifest, summarize
-from leukml.tracking_uri import resolve_tracking_uri
+from leukml.tracking_uri import UiLink, resolve_tracking_uri, ui_link
 from leukml.training import TrainResult
 
 METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
@@ -140,6 +143,7 @@ class MlflowSink:
                 "test_one_class": str(split.test_one_class).lower(),
             }
         )
+        self._log_inputs(dataset, counts)
         mlflow.log_dict(
             {
                 "fingerprint": dataset.fingerprint,
@@ -148,6 +152,21 @@ class MlflowSink:
                 **manifest(dataset.records, split),
             },
             "split_manifest.json",
+        )
+
+    @staticmethod
+    def _log_inputs(dataset: Dataset, counts: dict[str, dict]) -> None:
+        """The data as the run's inputs, one per split side (context ``train``, ``val``, ``test``),
+        each with the dataset's fingerprint as digest. MLflow keeps one input per (name, digest) in
+        a run and drops the others silently, so each side's name is the data folder's name and the
+        side (``C-NMC_Leukemia/train``)."""
+        source = get_dataset_source_from_json(json.dumps({"uri": str(dataset.root)}), "local")
+        folder = dataset.root.resolve().name or str(dataset.root)
+        sides = [side for side, c in counts.items() if c["n_images"]]
+        mlflow.log_inputs(
+            [MetaDataset(source, name=f"{folder}/{side}", digest=dataset.fingerprint) for side in sides],
+            contexts=sides,
+            tags_list=[{"n_images": str(counts[side]["n_images"])} for side in sides],
         )
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -328,12 +347,57 @@ def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None
 
 
 def log_study(study: optuna.Study) -> None:
-    """The active (search parent) run gets the study's best params and value, and ``trials.csv``."""
+    """The active (search parent) run gets the study's best params and value, ``trials.csv``, and
+    Optuna's figures of the study under ``study/`` with ``study/README.txt`` saying why any is missing."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
         mlflow.log_metric("best_value", study.best_value)
     mlflow.log_text(study.trials_dataframe().to_csv(index=False), "trials.csv")
+    figures, skipped = studyfigures.study_figures(study)
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"study/{name}.png")
+    mlflow.log_text(studyfigures.readme(figures, skipped, len(study.trials)), "study/README.txt")
+
+
+STUDY_PARENT_RUNS = "study_parent_runs"  # tag: every search parent run of the same study, comma-separated
+
+
+def study_parent_runs(client: MlflowClient, experiment_id: str, study_name: str) -> list:
+    """The search parent runs of a study in an experiment (one per worker), oldest first."""
+    return client.search_runs(
+        [experiment_id],
+        f"tags.study_name = {filter_string(study_name)} and tags.leukml_search = 'true'",
+        order_by=["attributes.start_time ASC"],
+    )
+
+
+def filter_string(value: str) -> str:
+    """A value quoted for an MLflow search filter (which reads no backslash escapes)."""
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def link_study_parents(study_name: str) -> list[str]:
+    """Tag every search parent run of the study in the active run's experiment with all their ids
+    (``study_parent_runs``), so each worker's parent leads to the others; returns the ids.
+
+    Called when a search parent starts and when it ends: workers starting at the same moment may
+    not see each other at the start, the last one to end sees everybody.
+    """
+    client = MlflowClient()
+    experiment_id = mlflow.active_run().info.experiment_id
+    ids = [r.info.run_id for r in study_parent_runs(client, experiment_id, study_name)]
+    text = ",".join(ids)
+    for run_id in ids:
+        client.set_tag(run_id, STUDY_PARENT_RUNS, text)
+    return ids
+
+
+def ui_link_of(run_id: str, table: bool = False) -> UiLink:
+    """The MLflow UI's page of a run of the current tracking store, or (``table``) its experiment's
+    runs table in the model-training view (``leukml.tracking_uri.ui_link``)."""
+    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    return ui_link(mlflow.get_tracking_uri(), experiment_id, None if table else run_id)
 
 
 def start_training_run(run: mlflow.ActiveRun, config: TrainConfig, experiment: str) -> None:
@@ -350,3 +414,19 @@ def start_search_run(run: mlflow.ActiveRun, tags: dict[str, str], params: dict) 
     """A search parent's tags (also on a parent that ``mlflow run`` created) and params."""
     mlflow.set_tags(tags)
     log_params(run, params)
+
+
+def log_summary_metrics(series: dict[str, dict[int, float]]) -> None:
+    """The active run gets metrics with step = epoch (a CV parent's ``cv_mean_*`` / ``cv_std_*``)."""
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(name, value, now, epoch) for name, steps in series.items() for epoch, value in steps.items()
+    ]
+    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics[start : start + MAX_METRICS_PER_BATCH])
+
+
+def log_table(text: str, path: str) -> None:
+    """A text artifact of the active run (a CSV table, a summary)."""
+    mlflow.log_text(text, path)

@@ -148,6 +148,14 @@ CASES: dict[str, tuple[Callable[[Inputs], list[str]], tuple[str, ...]]] = {
     ),
     "inspect-missing-folder": (lambda i: ["inspect", "nope"], ("nope", "does not exist", "fold_<k>")),
     "train-one-class": (_no_class_hem, ("only class 'all'",)),
+    "train-official-without-preliminary-set": (
+        lambda i: ["train", "--data-dir", str(i.image.parents[3]), "--split", "official", *TINY_TRAIN],
+        ("--split official tests on the labelled preliminary test set", "_labels.csv", "--split subject"),
+    ),
+    "cv-too-many-folds": (
+        lambda i: ["cv", "--data-dir", str(i.image.parents[3]), "--folds", "9", *TINY_TRAIN],
+        ("--folds 9 needs at least 9 subjects; this data has 6",),
+    ),
 }
 SLOW = {"explain-missing-model", "train-refusing-server", "search-dead-storage", "train-one-class"}
 

@@ -96,5 +96,6 @@ def test_params_keep_their_names():
     assert names == {
         "data_dir", "arch", "optimizer", "epochs", "eval_epochs", "lr", "batch_size", "decay_steps",
         "decay_rate", "image_size", "weights", "pooling", "dense_units", "dropout", "class_weight", "split",
-        "test_fraction", "val_fraction", "test_fold", "seed", "strict", "feature_cache", "precision", "jit",
+        "test_fraction", "val_fraction", "test_fold", "folds", "seed", "strict", "feature_cache", "precision",
+        "jit",
     }  # fmt: skip

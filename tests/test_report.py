@@ -1,8 +1,18 @@
-"""The report's provenance: runs on other bytes are flagged as not comparable."""
+"""The report: provenance, the protocols side by side (the leakage gap), CV folds as mean ± std,
+the published numbers as theirs, a self-contained HTML page, and the paper's tables on image splits."""
 
 from __future__ import annotations
 
-from leukml.report import RunRecord, pick_runs, provenance
+import base64
+import re
+
+import numpy as np
+import pytest
+
+from leukml import paper
+from leukml.comparison import by_configuration, protocol_entries, protocol_table
+from leukml.leakage import summary_section
+from leukml.report import RunRecord, figure9_figure, pick_runs, provenance, train_tables, write_report
 
 
 def _run(run_id: str, arch: str, fingerprint: str) -> RunRecord:
@@ -16,3 +26,192 @@ def test_runs_on_different_datasets_are_flagged_as_not_comparable():
     other = provenance(pick_runs([_run("a", "vgg16", "f1"), _run("b", "resnet50", "f2")]))
     assert other[-1].startswith("NOT comparable with each other: these runs saw 2 different datasets")
     assert "f1, f2" in other[-1]
+
+
+def _trained(
+    run_id: str,
+    split: str,
+    accuracy: float,
+    *,
+    counts: tuple[int, int, int, int] = (40, 50, 5, 5),  # tp, tn, fp, fn
+    tags: dict[str, str] | None = None,
+    **params: str,
+) -> RunRecord:
+    """A run of vgg16 + adam (unless ``params`` say otherwise) with every test metric at epochs 10, 20."""
+    curves = {
+        "train_accuracy": {10: 0.85, 20: 0.9},
+        "test_accuracy": {10: accuracy - 0.05, 20: accuracy},
+        "test_f1_weighted": {20: accuracy - 0.01},
+        "test_balanced_accuracy": {20: accuracy - 0.02},
+        "test_sensitivity": {20: 0.9},
+        "test_specificity": {20: 0.7},
+        "test_auc": {20: 0.93},
+        **{f"test_{k}": {20: float(v)} for k, v in zip(("tp", "tn", "fp", "fn"), counts, strict=True)},
+    }
+    base = {"arch": "vgg16", "optimizer": "adam", "lr": "0.0001", "epochs": "20", "seed": "42"}
+    tags = {"dataset_fingerprint": "fp", "n_images": "10661", "split_protocol": split, **(tags or {})}
+    return RunRecord(run_id, {**base, "split": split, **params}, tags, curves)
+
+
+def _fold(run_id: str, fold: int, accuracy: float, parent: str = "cvparent", split: str = "kfold", **kw):
+    tags = {"cv_fold": str(fold), "mlflow.parentRunId": parent}
+    return _trained(run_id, split, accuracy, tags=tags, folds="5", test_fold=str(fold), **kw)
+
+
+def _rows(table) -> dict[str, list[str]]:
+    """A protocol table's rows by protocol (the first line of the first cell)."""
+    return {row[0].split("\n")[0]: row for row in table.rows}
+
+
+def test_one_configuration_is_shown_under_each_protocol_with_its_gap_to_the_image_split():
+    runs = [
+        _trained("s1", "subject", 0.61, test_fraction="0.25", data_dir="/data/a"),
+        _trained("o1", "official", 0.66, seed="7", precision="mixed_bfloat16"),
+        _trained("i1", "image", 0.87, val_fraction="0.1"),
+        _trained("i0", "image", 0.50),  # older run of the same configuration and protocol
+        _trained("x1", "image", 0.70, lr="0.001"),  # another configuration
+    ]
+    grouped = by_configuration(protocol_entries(runs))
+    assert len(grouped) == 2
+    same = next(entries for config, entries in grouped.items() if dict(config)["lr"] == "0.0001")
+    rows = _rows(protocol_table("vgg16 + adam", same))
+    assert list(rows) == ["image", "subject", "official"]
+    assert rows["image"][0] == "image\nrun i1" and rows["image"][1] == "20"
+    assert rows["image"][2:4] == ["0.8700", "0.8600"]  # test accuracy, weighted F1
+    assert rows["subject"][2] == "0.6100\n\N{MINUS SIGN}0.2600 vs image"
+    assert rows["official"][3] == "0.6500\n\N{MINUS SIGN}0.2100 vs image"
+    assert rows["official"][7] == "0.9300\n+0.0000 vs image"  # AUC
+
+
+def test_an_older_run_without_the_new_metrics_shows_a_dash():
+    old = RunRecord(
+        "old", {"arch": "vgg16", "optimizer": "adam", "split": "subject"}, {}, {"test_accuracy": {10: 0.7}}
+    )
+    (entries,) = by_configuration(protocol_entries([old])).values()
+    (row,) = protocol_table("vgg16 + adam", entries).rows
+    assert row[2] == "0.7000" and row[3:] == ["–"] * 5
+
+
+def test_cv_fold_runs_are_one_protocol_entry_with_mean_and_std_over_the_folds():
+    folds = [_fold(f"k{i}", i, 0.60 + 0.02 * i, counts=(40, 50, 5, 5)) for i in range(5)]
+    official = [_fold(f"f{k}", k, 0.70, parent="cvofficial", split="fold") for k in (1, 2, 3)]
+    rerun = _fold("k0-old", 0, 0.10)  # an older run of fold 0 under the same parent: not counted
+    trial = _trained("t1", "subject", 0.5, tags={"mlflow.parentRunId": "search"})  # a search trial
+    runs = [_trained("i1", "image", 0.87), *folds, *official, rerun, trial]
+    (entries,) = by_configuration(protocol_entries(runs)).values()
+    assert [e.protocol for e in entries] == [
+        "image",
+        "subject",
+        "cv, official folds (fold)",
+        "cv, 5 folds (kfold)",
+    ]
+    kfold = entries[-1]
+    assert [r.run_id for r in kfold.runs] == ["k0", "k1", "k2", "k3", "k4"]
+    rows = _rows(protocol_table("vgg16 + adam", entries))
+    # accuracies 0.60..0.68: mean 0.64, population std sqrt(0.0008) = 0.0283
+    assert rows["cv, 5 folds (kfold)"][2] == "0.6400 ± 0.0283\n\N{MINUS SIGN}0.2300 vs image"
+    assert rows["cv, 5 folds (kfold)"][0] == "cv, 5 folds (kfold)\n5 folds of cv run cvparent"
+    assert rows["cv, official folds (fold)"][2].startswith("0.7000 ± 0.0000")
+    assert np.array_equal(kfold.confusion(), [[250, 25], [25, 200]])  # [[tn, fp], [fn, tp]] summed
+
+
+def _md_rows(md: str, first_cell: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in md.splitlines()
+        if line.startswith(f"| {first_cell}")
+    ]
+
+
+def test_published_numbers_are_theirs_under_their_protocol(tmp_path):
+    md = write_report([_trained("i1", "image", 0.87)], tmp_path, "t").read_text()
+    assert "### Published numbers: theirs, under their protocol (not ours)" in md
+    published = {
+        (r[0], r[4]): r[2]
+        for who in ("Pan", "Prellberg", "Mondal", "Marzahl", "Fata")
+        for r in _md_rows(md, who)
+    }
+    prelim, final = "tested on the preliminary test set", "tested on the final test set"
+    assert prelim in published["Pan et al. 2019", "0.925"] and final in published["Pan et al. 2019", "0.9104"]
+    assert final in published["Prellberg & Kramer 2019", "0.8891"]
+    assert prelim in published["Mondal et al. 2021", "0.886"]
+    assert prelim in published["Marzahl et al.", "0.8764"]
+    assert published["Fata et al. 2023 (the paper)", "0.8700"].startswith("image")
+    assert published["Fata et al. 2023 (the paper)", "0.9380"].startswith("image")
+
+
+def test_summary_names_the_best_configuration_under_image_beside_the_published_best():
+    runs = [
+        _trained("i1", "image", 0.87),
+        _trained("s1", "subject", 0.61),
+        _trained("r1", "image", 0.80, arch="resnet50", optimizer="rmsprop"),
+        _trained("r2", "subject", 0.95, arch="resnet50", optimizer="rmsprop"),  # best only under subject
+    ]
+    summary = summary_section(protocol_entries(runs))
+    assert summary.blocks[0].startswith(
+        "Best configuration: vgg16 + adam, chosen as the highest test accuracy at its last milestone "
+        "under the image protocol"
+    )
+    rows = summary.blocks[-1].rows
+    assert [r[1:3] for r in rows[:2]] == [
+        ["image", "0.8700"],
+        ["subject", "0.6100\n\N{MINUS SIGN}0.2600 vs image"],
+    ]
+    assert (
+        rows[2][0].startswith("theirs: Fata et al. 2023")
+        and rows[2][1].startswith("image")
+        and rows[2][2] == "0.8700"
+    )
+    assert rows[3][0].startswith("theirs: Pan et al. 2019") and "preliminary test set" in rows[3][1]
+    assert rows[3][3] == "0.925"
+    without_image = summary_section(protocol_entries(runs[1::2]))
+    assert "vgg16" not in without_image.blocks[0] and "under the subject protocol" in without_image.blocks[0]
+
+
+def test_html_is_one_self_contained_page_with_the_summary_and_a_confusion_matrix_per_configuration(tmp_path):
+    runs = [
+        _trained("i1", "image", 0.87),
+        _trained("r1", "image", 0.80, arch="resnet50", optimizer="rmsprop", counts=(1, 2, 3, 4)),
+    ]
+    write_report(runs, tmp_path, "t")
+    page = (tmp_path / "report.html").read_text()
+    assert "<link" not in page and "<script" not in page and "http://" not in page and "https://" not in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert all(base64.b64decode(s.split(",", 1)[1]).startswith(b"\x89PNG") for s in sources)
+    assert "<style>" in page and "@media print" in page
+    assert page.index("<h2>Summary</h2>") < page.index("<h2>Protocols: the leakage gap</h2>")
+    confusions = re.findall(r'alt="Confusion matrix, ([^:"]+):', page)
+    assert confusions == ["vgg16 + adam", "resnet50 + rmsprop"]
+    md = (tmp_path / "report.md").read_text()
+    pngs = re.findall(r"\]\(([^)]+\.png)\)", md)
+    assert "figure9_test_accuracy.png" in pngs and len(pngs) == 3
+    assert all((tmp_path / p).read_bytes().startswith(b"\x89PNG") for p in pngs)
+
+
+def test_paper_tables_use_image_split_runs_and_name_another_protocol_when_they_must():
+    runs = [
+        _trained("s-new", "subject", 0.6),  # newest, but not the paper's protocol
+        _trained("i-old", "image", 0.87),
+        _fold("k2", 2, 0.6, arch="resnet50", optimizer="rmsprop"),  # only run of this cell
+    ]
+    cells = pick_runs(runs)
+    assert cells["vgg16", "adam"].run_id == "i-old" and cells["resnet50", "rmsprop"].run_id == "k2"
+    titles = [t.title for t in train_tables(cells)]
+    assert titles == [
+        "Train accuracy, vgg16 (paper Tables 1-2)",
+        "Train accuracy, resnet50 (paper Tables 1-2) — rmsprop: kfold split, cv fold 2 (no image-split run)",
+    ]
+    lines = provenance(cells)
+    assert "not the paper's image split" in lines[0] and "kfold split, cv fold 2" in lines[0]
+    assert "not the paper's image split" not in lines[1]
+
+
+@pytest.mark.parametrize("cell", [("vgg16", "adam"), ("resnet50", "rmsprop")])
+def test_figure9_draws_the_papers_points_beside_ours_in_the_same_colour(cell):
+    run = _trained("a", "image", 0.87, arch=cell[0], optimizer=cell[1])
+    run.curves["test_accuracy"] = {e: 0.8 for e in paper.EPOCHS}
+    lines = {line.get_label(): line for line in figure9_figure({cell: run}).axes[0].get_lines()}
+    ours, theirs = lines[f"{cell[0]} + {cell[1]}"], lines[f"{cell[0]} + {cell[1]}, paper"]
+    assert theirs.get_color() == ours.get_color() and theirs.get_linestyle() == "None"
+    assert dict(zip(theirs.get_xdata(), theirs.get_ydata(), strict=True)) == paper.TEST_ACCURACY[cell]

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+import leukml.search
 import leukml.training
 from leukml.cli import main
 from leukml.config import TrainConfig
@@ -222,3 +223,29 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
     assert re.fullmatch(r"leukml-grid-\d{8}-\d{6}", study.study_name), study.study_name
     assert MlflowClient(uri).get_run(parent).data.tags["study_name"] == study.study_name
     assert {c.data.tags["study_name"] for c in children} == {study.study_name}
+
+
+def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_forever(
+    tmp_path, tiny_data, monkeypatch
+):
+    # Optuna refuses a parameter whose choices differ from the study's: the trial fails while
+    # suggesting, with only some params. Its cell is taken all the same, and the worker ends.
+    real_claim, claims = leukml.search._claim, []
+
+    def claim(study, search):
+        claims.append(search.optimizers)
+        if len(claims) > 5:
+            raise RuntimeError(f"the worker claims its cells again and again: {claims}")
+        return real_claim(study, search)
+
+    monkeypatch.setattr(leukml.search, "_claim", claim)
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    first = SearchConfig(base=base, archs=("vgg16",), optimizers=("adam",), storage=storage, study_name="g")
+    tracked_search(first, tracking_uri=uri)
+    other = SearchConfig(
+        base=base, archs=("vgg16",), optimizers=("rmsprop",), storage=storage, study_name="g"
+    )
+    _, study = tracked_search(other, tracking_uri=uri)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert incomplete_cells(study, other) == [("vgg16", "rmsprop")]

@@ -1,0 +1,216 @@
+"""One configuration under several evaluation protocols: runs grouped, their numbers side by side.
+
+A run's protocol is its ``split`` param: ``image`` (the paper's random split by image: cells of one
+patient land on both sides), ``subject``, ``official``, ``fold`` or ``kfold``. The fold runs of a
+cross-validation (tag ``cv_fold``, nested under their CV parent by ``mlflow.parentRunId``) make one
+entry per parent, "cv, K folds (kfold)" or "cv, official folds (fold)": the mean ± std over its
+folds, each fold at its last milestone (population std, a NaN fold left out, as the CV parent's
+``cv_std_*``).
+
+Runs are one *configuration* when their params agree on everything except ``NOT_CONFIGURATION``:
+the split's own params (``SPLIT_PARAMS``) and those that say where or how a run was computed,
+not what it trained (``BOOKKEEPING_PARAMS``). Any other param, present or future, tells
+configurations apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from leukml import paper
+from leukml.reportpage import Table, fmt, signed
+
+if TYPE_CHECKING:
+    from leukml.report import RunRecord
+
+SPLIT_PARAMS = ("split", "test_fraction", "val_fraction", "test_fold", "folds", "seed")
+BOOKKEEPING_PARAMS = (
+    "experiment",
+    "data_dir",  # the dataset's identity is its fingerprint, flagged when it differs
+    "eval_epochs",
+    "milestones",
+    "strict",
+    "feature_cache",  # an exact shortcut: the same model
+    "jit",
+    "precision",  # the device's dtype policy: so a CPU image run and a GPU CV still line up
+)
+NOT_CONFIGURATION = frozenset(SPLIT_PARAMS + BOOKKEEPING_PARAMS)
+SPLIT_ORDER = ("image", "subject", "official", "fold", "kfold")
+REFERENCE = "image"  # the gap is measured to the paper's protocol
+COMPARED = (
+    ("test_accuracy", "Accuracy"),
+    ("test_f1_weighted", "Weighted F1 (challenge)"),
+    ("test_balanced_accuracy", "Balanced acc."),
+    ("test_sensitivity", "Sensitivity (ALL)"),
+    ("test_specificity", "Specificity (hem)"),
+    ("test_auc", "AUC"),
+)
+Config = tuple[tuple[str, str], ...]
+
+
+def split_of(run: RunRecord) -> str:
+    """The run's split protocol (its ``split`` param; older runs: the ``split_protocol`` tag)."""
+    return run.params.get("split") or run.tags.get("split_protocol") or "?"
+
+
+def describe_split(run: RunRecord) -> str:
+    fold = run.tags.get("cv_fold")
+    return f"{split_of(run)} split" + (f", cv fold {fold}" if fold is not None else "")
+
+
+def at_last_milestone(run: RunRecord, metric: str) -> float | None:
+    """The metric at the run's last milestone; None when not logged (an older run) or NaN."""
+    epochs = run.milestones
+    value = run.curves.get(metric, {}).get(epochs[-1]) if epochs else None
+    return None if value is None or math.isnan(value) else value
+
+
+def configuration(run: RunRecord) -> Config:
+    return tuple(sorted((k, v) for k, v in run.params.items() if k not in NOT_CONFIGURATION))
+
+
+@dataclass
+class Entry:
+    """One configuration under one protocol: one run, or the fold runs of one CV parent."""
+
+    config: Config
+    split: str
+    runs: list[RunRecord]
+    parent: str | None = None  # the CV parent's run id
+
+    @property
+    def protocol(self) -> str:
+        if self.parent is None:
+            return self.split
+        if self.split == "fold":
+            return "cv, official folds (fold)"
+        return f"cv, {self.declared_folds} folds ({self.split})"
+
+    @property
+    def declared_folds(self) -> int:
+        folds = self.runs[0].params.get("folds", "") if self.split == "kfold" else ""
+        return int(folds) if folds.isdigit() else len(self.runs)
+
+    @property
+    def epochs(self) -> str:
+        return ", ".join(map(str, sorted({r.milestones[-1] for r in self.runs if r.milestones}))) or "–"
+
+    @property
+    def where(self) -> str:
+        if self.parent is None:
+            return f"run {self.runs[0].run_id[:8]}"
+        n, k = len(self.runs), self.declared_folds
+        return (f"{n} folds" if n == k else f"{n} of {k} folds") + f" of cv run {self.parent[:8]}"
+
+    def stat(self, metric: str) -> tuple[float | None, float | None, int]:
+        """(value or mean over folds, std over folds (None for one run), folds with a value)."""
+        values = [v for r in self.runs if (v := at_last_milestone(r, metric)) is not None]
+        if not values:
+            return None, None, 0
+        return float(np.mean(values)), float(np.std(values)) if self.parent else None, len(values)
+
+    def confusion(self) -> np.ndarray | None:
+        """``[[tn, fp], [fn, tp]]`` at the last milestone, summed over the folds; None if not logged."""
+        counts = [[at_last_milestone(r, f"test_{k}") for k in ("tn", "fp", "fn", "tp")] for r in self.runs]
+        if any(c is None for row in counts for c in row):
+            return None
+        return np.rint(np.sum(counts, axis=0)).astype(int).reshape(2, 2)
+
+    def order(self) -> tuple:
+        rank = SPLIT_ORDER.index(self.split) if self.split in SPLIT_ORDER else len(SPLIT_ORDER)
+        return self.parent is not None, rank, self.protocol
+
+
+def protocol_entries(runs: list[RunRecord]) -> list[Entry]:
+    """One entry per (configuration, protocol): its newest run, or its newest CV parent's folds
+    (the newest run of each fold index); ``runs`` come newest first."""
+    folds: dict[str, dict[str, RunRecord]] = {}
+    found: list[Entry] = []
+    for run in runs:
+        parent = run.tags.get("mlflow.parentRunId")
+        if "cv_fold" in run.tags and parent:
+            if parent not in folds:
+                folds[parent] = {}
+                found.append(Entry(configuration(run), split_of(run), [], parent))
+            folds[parent].setdefault(run.tags["cv_fold"], run)
+        else:
+            found.append(Entry(configuration(run), split_of(run), [run]))
+    entries: dict[tuple[Config, str], Entry] = {}
+    for entry in found:
+        if entry.parent:
+            by_fold = folds[entry.parent]
+            entry.runs = [by_fold[k] for k in sorted(by_fold, key=lambda k: (len(k), k))]
+        entries.setdefault((entry.config, entry.protocol), entry)
+    return list(entries.values())
+
+
+def by_configuration(entries: list[Entry]) -> dict[Config, list[Entry]]:
+    """Entries per configuration, the paper's architectures first, protocols in ``SPLIT_ORDER``."""
+    grouped: dict[Config, list[Entry]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.config, []).append(entry)
+
+    def key(config: Config) -> tuple:
+        params = dict(config)
+        return paper.arch_order(params.get("arch", "?")), params.get("optimizer", "?"), config
+
+    return {c: sorted(grouped[c], key=Entry.order) for c in sorted(grouped, key=key)}
+
+
+def labels(configs: list[Config]) -> dict[Config, str]:
+    """Each configuration's name: "arch + optimizer", and the params that tell it apart from the
+    other configurations of the same arch and optimizer, if there are any."""
+    out = {}
+    for config in configs:
+        params = dict(config)
+        cell = params.get("arch", "?"), params.get("optimizer", "?")
+        siblings = [
+            dict(c) for c in configs if (dict(c).get("arch", "?"), dict(c).get("optimizer", "?")) == cell
+        ]
+        keys = sorted({k for s in siblings for k in s} - {"arch", "optimizer"})
+        varying = [k for k in keys if len({s.get(k) for s in siblings}) > 1]
+        extra = ", ".join(f"{k}={params.get(k, '–')}" for k in varying)
+        out[config] = f"{cell[0]} + {cell[1]}" + (f" ({extra})" if extra else "")
+    return out
+
+
+def reference_entry(entries: list[Entry]) -> Entry | None:
+    return next((e for e in entries if e.protocol == REFERENCE), None)
+
+
+def cell(entry: Entry, metric: str, reference: Entry | None) -> str:
+    mean, std, n = entry.stat(metric)
+    text = fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
+    if entry.parent and 0 < n < len(entry.runs):
+        text += f" ({n} folds)"
+    theirs = reference.stat(metric)[0] if reference is not None and reference is not entry else None
+    if mean is not None and theirs is not None:
+        text += f"\n{signed(mean - theirs)} vs {REFERENCE}"
+    return text
+
+
+def protocol_table(label: str, entries: list[Entry]) -> Table:
+    """Rows: the configuration's protocols; columns: ``COMPARED`` at the last milestone, each with
+    its gap to the image split."""
+    reference = reference_entry(entries)
+    rows = [
+        [f"{e.protocol}\n{e.where}", e.epochs, *(cell(e, m, reference) for m, _ in COMPARED)] for e in entries
+    ]
+    header = ["Protocol", "Epoch", *(name for _, name in COMPARED)]
+    return Table(f"{label}: test metrics at the last milestone, per protocol", header, rows)
+
+
+def best(grouped: dict[Config, list[Entry]]) -> tuple[Config, str] | None:
+    """The configuration with the highest test accuracy at its last milestone under the image
+    protocol, else under the first protocol present (in ``Entry.order``); and that protocol."""
+    present = sorted((e for es in grouped.values() for e in es), key=Entry.order)
+    if not present:
+        return None
+    protocol = REFERENCE if any(e.protocol == REFERENCE for e in present) else present[0].protocol
+    scored = [(e.stat("test_accuracy")[0], e.config) for e in present if e.protocol == protocol]
+    top = max(scored, key=lambda s: -math.inf if s[0] is None else s[0])
+    return top[1], protocol
