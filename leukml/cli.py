@@ -224,6 +224,27 @@ def _train_options(jit: str, no_jit: bool, **values) -> dict:
     return {**values, "jit": "false" if no_jit else jit}
 
 
+def _check_resume_alone() -> None:
+    """``--resume`` continues a run with the options it logged: any training option given beside it
+    would be ignored, so it is refused; so is a run inside ``mlflow run``, which made a new run."""
+    ctx = click.get_current_context()
+    given = [
+        p.opts[0]
+        for p in ctx.command.params
+        if p.name not in ("resume", "tracking_uri")
+        and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(
+            f"--resume continues the run with its own options; drop {', '.join(given)} "
+            "(only --tracking-uri goes with it)"
+        )
+    if os.environ.get("MLFLOW_RUN_ID"):
+        raise click.UsageError(
+            "--resume continues an existing run: run `leukml train --resume` itself, not in mlflow run"
+        )
+
+
 def _console(epochs: int):
     """A training's progress on the console (epoch lines, the split's warning), unless
     ``$LEUKML_QUIET`` is set (tests, benchmarks, batch jobs)."""
@@ -234,16 +255,29 @@ def _console(epochs: int):
 
 @main.command()
 @train_options
+@click.option(
+    "--resume",
+    default="",
+    metavar="RUN_ID",
+    help="Continue this FAILED or KILLED run from its last checkpoint, in the same run, with its own "
+    "options (give no training option).",
+)
 @friendly_errors
-def train(experiment: str, tracking_uri: str, **options) -> None:
+def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
     """Train one architecture x optimizer, tracked in MLflow."""
+    if resume:
+        _check_resume_alone()
     import_backend()
-    config = TrainConfig.of(**_train_options(**options))
-    from leukml.runs import tracked_train
+    from leukml.runs import tracked_resume, tracked_train
 
-    run_id, result = tracked_train(
-        config, experiment=experiment, tracking_uri=tracking_uri or None, observer=_console(config.epochs)
-    )
+    if resume:
+        # the run's own options; its epochs are known once the checkpoint is read
+        run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0))
+    else:
+        config = TrainConfig.of(**_train_options(**options))
+        run_id, result = tracked_train(
+            config, experiment=experiment, tracking_uri=tracking_uri or None, observer=_console(config.epochs)
+        )
     click.echo(f"run {run_id} finished")
     click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  {'f1':>5}")
     for epoch, m in result.milestones.items():
@@ -418,6 +452,13 @@ def report(experiment: str, parent_run: str, study_name: str, out: Path, trackin
 @click.option("--name", default="leukml-all-classifier", show_default=True)
 @click.option("--alias", default="champion", show_default=True)
 @bool_flag("--allow-test-selection", "Promote although the run selected on the test split.")
+@click.option(
+    "--tta",
+    default="none",
+    show_default=True,
+    metavar="[none|dihedral]",
+    help="dihedral: the registered model averages each image's 8 turns and mirrors (one batched call).",
+)
 @bool_flag("--rollback", "Point the alias back at the 'previous' version instead.")
 @click.option("--tracking-uri", default="")
 @friendly_errors
@@ -430,6 +471,7 @@ def promote(
     name,
     alias,
     allow_test_selection,
+    tta,
     rollback,
     tracking_uri,
 ) -> None:
@@ -451,6 +493,7 @@ def promote(
         allow_test_selection,
         tracking_uri or None,
         study_name=study_name or None,
+        tta=tta,
     )
     verb = "registered" if done.created else "already registered as"
     click.echo(

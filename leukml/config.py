@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from leukml import options, paper
 from leukml.archs import ARCHS, ModelConfig
 from leukml.options import option, part
+from leukml.recipe import RecipeConfig
 from leukml.splits import SplitConfig
 
 # name -> keras.optimizers class; the one table of optimizers.
@@ -31,7 +32,8 @@ def parse_epochs(text: str | tuple) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run, composed of its model and its split; the paper's values are the defaults.
+    """One training run, composed of its model, its recipe beyond the paper's (augmentation,
+    fine-tuning, early stopping) and its split; the paper's values are the defaults.
 
     Build it from option names with ``TrainConfig.of(arch="resnet50", split="subject", ...)``;
     change it with ``config.replace(...)`` (fields of the parts are routed to them).
@@ -51,6 +53,7 @@ class TrainConfig:
     decay_steps: int = option(900)
     decay_rate: float = option(0.95)
     class_weight: bool = option(False, "Weight classes inversely to their training frequency.")
+    recipe: RecipeConfig = part(RecipeConfig)
     split: SplitConfig = part(SplitConfig)
     strict: bool = option(False, "Fail on any unreadable or truncated image.")
     feature_cache: bool = option(
@@ -71,6 +74,11 @@ class TrainConfig:
         choices=JIT_MODES,
         bare="true",
     )
+    checkpoint_every: int = option(
+        10,
+        "Save a checkpoint into the run every N epochs (0: never); leukml train --resume RUN_ID "
+        "continues a failed run from its last one.",
+    )
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -83,9 +91,12 @@ class TrainConfig:
         for name, allowed in (("precision", PRECISIONS), ("jit", JIT_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every}; use 0 (never) or a number of epochs")
         for name in ("lr", "batch_size", "decay_steps", "decay_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)}; use a positive value")
+        self.recipe.check_run(self.epochs, self.split.val_fraction)
 
     @classmethod
     def of(cls, **values) -> TrainConfig:
@@ -116,6 +127,17 @@ class TrainConfig:
         return self.split.val_fraction > 0
 
     @property
+    def uses_feature_cache(self) -> bool:
+        """Whether the head trains on cached base features (until fine-tuning, if any): asked for,
+        and possible (not under ``full`` augmentation, which trains end to end)."""
+        return self.feature_cache and self.recipe.feature_cache_possible
+
+    @property
+    def fine_tune_epoch(self) -> int | None:
+        """The first epoch that fine-tunes the base's top layers, or None (a frozen base throughout)."""
+        return self.recipe.fine_tune_epoch(self.epochs)
+
+    @property
     def resolved_precision(self) -> str:
         """The Keras dtype policy the run uses: ``precision``, with ``auto`` decided by the device."""
         if self.precision != "auto":
@@ -129,10 +151,24 @@ class TrainConfig:
         """``compile(jit_compile=...)``: True, False, or ``"auto"`` (Keras' default)."""
         return {"true": True, "false": False}.get(self.jit, "auto")
 
+    @classmethod
+    def from_params(cls, params: dict) -> TrainConfig:
+        """The config a run logged as ``config.json`` (``as_dict``), to run it again or continue it;
+        options it predates take their defaults."""
+        values = {}
+        for o in options.options_of(cls):
+            key = o.field if o.invert else o.name
+            if key in params:
+                values[o.name] = (not params[key]) if o.invert else params[key]
+        return cls.of(**values)
+
     def as_dict(self) -> dict:
-        """Every option, flat and resolved (milestones, precision): the run's params and config.json."""
+        """Every option, flat and resolved (milestones, precision, the first fine-tuning epoch): the
+        run's params and config.json."""
         out = options.flat_values(self)
         out["eval_epochs"] = ",".join(map(str, self.milestones))
+        if self.fine_tune_epoch is not None:
+            out["fine_tune_from"] = self.fine_tune_epoch
         out["precision"] = self.resolved_precision
         return out
 

@@ -18,6 +18,8 @@ ENTRY_POINTS = {
     "cv": "cv",
     "protocols": "protocols",
 }
+# not parameters: `mlflow run` starts a new run, and continuing one is `leukml train --resume`
+NOT_IN_PROJECT = ("resume",)
 HEADER = """\
 name: leukml
 
@@ -33,7 +35,11 @@ entry_points:
 def _parameters(command: click.Command) -> list[click.Option]:
     """The options an entry point passes: every option but pure switches (``--no-jit``, ``--json``),
     which have a value-taking twin or no use in a project run."""
-    return [p for p in command.params if isinstance(p, click.Option) and not p.is_flag and p.name != "help"]
+    return [
+        p
+        for p in command.params
+        if isinstance(p, click.Option) and not p.is_flag and p.name not in ("help", *NOT_IN_PROJECT)
+    ]
 
 
 def _yaml_default(option: click.Option) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""The model zoo: a frozen Keras Applications base with the paper's head, raw 0-255 RGB in.
+"""The model zoo: a frozen Keras Applications base with the paper's head, raw 0-255 RGB in; the
+base's top layers unfrozen for fine-tuning.
 
 Only ``keras`` and numpy are used here, so models build on any Keras 3 backend.
 """
@@ -93,6 +94,43 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
             ) from None
     base.trainable = False
     return base
+
+
+def copy_base(base: keras.Model) -> keras.Model:
+    """A frozen copy of ``base`` with the same weights: fine-tuning changes a base, and one that a
+    ``BaseCache`` shares with other trainings must stay as it was."""
+    copy = keras.models.clone_model(base)
+    copy.set_weights(base.get_weights())
+    copy.trainable = False
+    return copy
+
+
+def unfreeze_top(base: keras.Model, n: int) -> list[str]:
+    """Make the top ``n`` layers of ``base`` that have weights trainable, every other layer frozen;
+    returns their names, top first.
+
+    BatchNormalization layers are not counted and stay frozen: a frozen BatchNormalization layer
+    runs in inference mode (Keras' fine-tuning practice), so its statistics, fitted on ImageNet,
+    are not dragged around by small batches. VGG16's top 2 are ``block5_conv3``, ``block5_conv2``.
+
+    Raises:
+        ValueError: ``n`` exceeds the base's layers with weights.
+    """
+    weighted = [
+        layer
+        for layer in base.layers
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if n > len(weighted):
+        raise ValueError(
+            f"fine_tune_layers={n}; the {base.name} base has {len(weighted)} layers with weights "
+            f"(BatchNormalization not counted): use 0..{len(weighted)}"
+        )
+    chosen = weighted[len(weighted) - n :]
+    base.trainable = True  # a model's trainable flag gates its layers' own
+    for layer in base.layers:
+        layer.trainable = any(layer is c for c in chosen)
+    return [layer.name for layer in reversed(chosen)]
 
 
 def build_head(feature_shape: tuple[int, ...], config: ModelConfig) -> keras.Model:

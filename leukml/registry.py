@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from leukml.augment import TTAS
 from leukml.gradcam import explain_image
 from leukml.images import decode_image
 from leukml.runreader import search_filter
@@ -119,12 +120,14 @@ def _gradcam_grid(model, run, client: MlflowClient, per_class: int, out: Path) -
     return path
 
 
-def _existing_version(client: MlflowClient, name: str, run_id: str):
+def _existing_version(client: MlflowClient, name: str, run_id: str, tta: str):
     try:
         versions = client.search_model_versions(f"name = '{name}'")
     except Exception:
         return None
-    return next((v for v in versions if v.tags.get("run_id") == run_id), None)
+    return next(
+        (v for v in versions if v.tags.get("run_id") == run_id and v.tags.get("tta", "none") == tta), None
+    )
 
 
 def _next_version(client: MlflowClient, name: str) -> str:
@@ -132,7 +135,9 @@ def _next_version(client: MlflowClient, name: str) -> str:
     return str(max((int(v.version) for v in versions), default=0) + 1)
 
 
-def _log_classifier(client: MlflowClient, run, keras_uri: str, version: str, gradcam_per_class: int) -> str:
+def _log_classifier(
+    client: MlflowClient, run, keras_uri: str, version: str, gradcam_per_class: int, tta: str
+) -> str:
     """Log the image-taking pyfunc in the source run; returns its model URI."""
     model = mlflow.keras.load_model(keras_uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,12 +153,12 @@ def _log_classifier(client: MlflowClient, run, keras_uri: str, version: str, gra
         example = pd.DataFrame({"image": [encode_file(folder / "example.png")]})
         with mlflow.start_run(run_id=run.info.run_id):
             info = mlflow.pyfunc.log_model(
-                name="classifier",
+                name="classifier" if tta == "none" else f"classifier-tta-{tta}",
                 python_model=CellClassifier(),
                 artifacts=artifacts,
                 signature=SIGNATURE,
                 input_example=example,
-                model_config={"model_version": version},
+                model_config={"model_version": version, "tta": tta},
                 code_paths=[str(Path(__file__).parent)],
                 pip_requirements=backend_requirements() + ["pillow", "pandas"],
             )
@@ -171,18 +176,22 @@ def promote(
     tracking_uri: str | None = None,
     gradcam_per_class: int = 3,
     study_name: str | None = None,
+    tta: str = "none",
 ) -> Promotion:
     """Register the best run's model as an image classifier and point ``alias`` at it. The runs
     are those of ``experiment``, of one search (``parent_run``) or of a study's every search
     (``study_name``).
 
-    Idempotent: promoting the same run again reuses its version. The former holder of ``alias``
-    keeps the alias ``previous``.
+    Idempotent: promoting the same run (with the same ``tta``) again reuses its version. The former
+    holder of ``alias`` keeps the alias ``previous``. ``tta="dihedral"``: the registered classifier
+    averages each image's 8 dihedral variants (tagged ``tta`` on the version).
 
     Raises:
         ValueError: no matching run, unknown study, no logged model, or test-set selection
             without consent.
     """
+    if tta not in TTAS:
+        raise ValueError(f"tta={tta!r}; choose one of: {', '.join(TTAS)}")
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
@@ -191,13 +200,13 @@ def promote(
     if run.data.tags.get("selection_on_test") == "true" and not allow_test_selection:
         raise ValueError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")
     keras_uri = _keras_model_uri(client, run, exp.experiment_id)
-    existing = _existing_version(client, name, run.info.run_id)
+    existing = _existing_version(client, name, run.info.run_id, tta)
     created = existing is None
     if created:
         with contextlib.suppress(MlflowException):  # already registered
             client.create_registered_model(name)
         expected = _next_version(client, name)
-        model_uri = _log_classifier(client, run, keras_uri, expected, gradcam_per_class)
+        model_uri = _log_classifier(client, run, keras_uri, expected, gradcam_per_class, tta)
         tags = {
             "run_id": run.info.run_id,
             "metric": metric,
@@ -206,6 +215,7 @@ def promote(
             "dataset_fingerprint": run.data.tags.get("dataset_fingerprint", "?"),
             "split_protocol": run.data.tags.get("split_protocol", "?"),
             "selection_on_test": run.data.tags.get("selection_on_test", "?"),
+            "tta": tta,
         }
         existing = mlflow.register_model(model_uri, name, tags=tags)
         if str(existing.version) != expected:  # another promotion raced us

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
+from pathlib import Path
 
 import optuna
 
-from leukml import tracking
+from leukml import checkpoint, tracking
 from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.discovery import discover
@@ -43,7 +45,33 @@ def tracked_train(
     with tracking.mlflow_run(tags, run_name=f"{config.model.arch}-{config.optimizer}") as run:
         tracking.start_training_run(run, config, experiment)
         with tracking.MlflowSink(config, run.info.run_id, flush_s) as sink:
-            result = train(config, FanoutSink(sink, observer) if observer else sink, bases)
+            both = FanoutSink(sink, observer) if observer else sink
+            result = train(config, both, bases, store_checkpoint=sink.log_checkpoint)
+            tracking.log_outcome(result, config, sink)
+    return run.info.run_id, result
+
+
+def tracked_resume(
+    run_id: str,
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+    observer: MetricSink | None = None,
+    bases: BaseCache | None = None,
+) -> tuple[str, TrainResult]:
+    """Continue a FAILED or KILLED training run from its last checkpoint, in the same MLflow run,
+    with its own options; returns (run id, result). Every metric ends with each step once: the
+    steps the run logged after its checkpoint are computed again (the same values: the loop goes
+    on exactly) but not sent again."""
+    flush_s = tracking.metric_flush_s()
+    with tempfile.TemporaryDirectory(prefix="leukml-resume-") as tmp:
+        config, experiment, folder = tracking.resumable(run_id, tracking_uri, Path(tmp))
+        saved = checkpoint.load(folder)
+    tracking.connect(experiment, tracking_uri)
+    with tracking.mlflow_run(tags, run_id=run_id) as run:
+        logged = tracking.start_resumed_run(run_id, saved.epoch)
+        with tracking.MlflowSink(config, run.info.run_id, flush_s, logged) as sink:
+            both = FanoutSink(sink, observer) if observer else sink
+            result = train(config, both, bases, resume=saved, store_checkpoint=sink.log_checkpoint)
             tracking.log_outcome(result, config, sink)
     return run.info.run_id, result
 

@@ -36,11 +36,12 @@ def selection_metric(selection_on_test: bool) -> str:
 
 
 def selection_value(result: TrainResult, config: TrainConfig) -> float:
-    """The trial's objective: ``selection_metric`` of its split, at the last milestone."""
-    last = config.milestones[-1]
+    """The trial's objective: ``selection_metric`` of its split, of the model the run returns: at
+    the last milestone on test (no early stopping nor keep=best there: both need validation), else
+    the validation accuracy of the epoch it keeps (the best, the last run, or where it stopped)."""
     if result.prepared.split.selection_on_test:
-        return result.milestones[last]["test_accuracy"]
-    return result.history["val_accuracy"][last - 1]
+        return result.milestones[config.milestones[-1]]["test_accuracy"]
+    return result.history["val_accuracy"][result.model_epoch - 1]
 
 
 def suggest(trial: optuna.Trial, search: SearchConfig) -> dict:
@@ -59,6 +60,9 @@ def suggest(trial: optuna.Trial, search: SearchConfig) -> dict:
         "pooling": trial.suggest_categorical("pooling", list(POOLINGS)),
         "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
         "class_weight": trial.suggest_categorical("class_weight", [False, True]),
+        # beyond the paper's recipe: dihedral turns (exact on cached features) and fine-tuning depth
+        "augment": trial.suggest_categorical("augment", ["none", "dihedral"]),
+        "fine_tune_layers": trial.suggest_categorical("fine_tune_layers", [0, 2, 4]),
     }
 
 

@@ -14,6 +14,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from leukml import CLASS_NAMES
+from leukml.augment import TTAS, VARIANTS, dihedral
 from leukml.images import MAX_REQUEST_IMAGE_BYTES, decode_base64_batch
 
 SIGNATURE = ModelSignature(
@@ -22,7 +23,7 @@ SIGNATURE = ModelSignature(
         [ColSpec("string", "label"), ColSpec("double", "p_all"), ColSpec("string", "model_version")]
     ),
 )
-SERVE_BATCH = 32  # images per forward pass, whatever a request holds
+SERVE_BATCH = 32  # images per forward pass, whatever a request holds (x 8 variants with TTA)
 
 
 def encode_file(path: str | Path) -> str:
@@ -30,7 +31,11 @@ def encode_file(path: str | Path) -> str:
 
 
 class CellClassifier(mlflow.pyfunc.PythonModel):
-    """Base64 image files in; ``label`` (ALL or hem), ``p_all`` and the model version out."""
+    """Base64 image files in; ``label`` (ALL or hem), ``p_all`` and the model version out.
+
+    With ``tta: dihedral`` in its model config, ``p_all`` is the mean over each image's 8 dihedral
+    variants, all of a chunk's variants in one model call (as training's ``predict_tta``).
+    """
 
     def load_context(self, context) -> None:
         import keras
@@ -39,6 +44,9 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
         self.size = int(self.model.input_shape[1])
         config = context.model_config or {}
         self.version = str(config.get("model_version", "unregistered"))
+        self.tta = str(config.get("tta", "none"))
+        if self.tta not in TTAS:
+            raise MlflowException.invalid_parameter_value(f"model config tta={self.tta!r}; use one of {TTAS}")
         # the server's operator may tighten the per-image limit without re-registering
         self.max_bytes = int(
             os.environ.get("LEUKML_MAX_IMAGE_BYTES", config.get("max_image_bytes", MAX_REQUEST_IMAGE_BYTES))
@@ -58,10 +66,14 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
         # predict_on_batch, not predict: predict's per-call set-up (data adapter, callbacks) was
         # most of a one-image request's time (bench/serve.py); chunks bound the memory of a pass
         p_all = np.concatenate(
-            [
-                np.asarray(self.model.predict_on_batch(images[i : i + SERVE_BATCH]))[:, 1]
-                for i in range(0, len(images), SERVE_BATCH)
-            ]
+            [self._p_all(images[i : i + SERVE_BATCH]) for i in range(0, len(images), SERVE_BATCH)]
         )
         labels = np.where(p_all > 0.5, "ALL", CLASS_NAMES[0])
         return pd.DataFrame({"label": labels, "p_all": p_all.astype(float), "model_version": self.version})
+
+    def _p_all(self, images: np.ndarray) -> np.ndarray:
+        if self.tta == "none":
+            return np.asarray(self.model.predict_on_batch(images))[:, 1]
+        variants = np.concatenate([dihedral(images, v) for v in range(VARIANTS)])
+        probs = np.asarray(self.model.predict_on_batch(variants))[:, 1]
+        return probs.reshape(VARIANTS, len(images)).mean(axis=0)

@@ -38,6 +38,7 @@ from leukml.splits import Split, manifest, summarize
 from leukml.tracking_uri import UiLink, resolve_tracking_uri, ui_link
 from leukml.training import TrainResult
 
+CHECKPOINT_PATH = "checkpoint"  # the run's artifact folder of its last checkpoint
 METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
@@ -86,8 +87,16 @@ class MlflowSink:
     last metrics and waits for every write.
     """
 
-    def __init__(self, config: TrainConfig, run_id: str, flush_s: float = METRIC_FLUSH_S) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_id: str,
+        flush_s: float = METRIC_FLUSH_S,
+        logged: dict[str, set[int]] | None = None,
+    ) -> None:
+        """``logged``: the steps each metric already has (a resumed run's): not sent again."""
         self.config, self.run_id, self.flush_s = config, run_id, flush_s
+        self._logged = logged or {}
         self._client = MlflowClient()
         self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-artifacts")
         self._pending: list[Future] = []
@@ -112,7 +121,11 @@ class MlflowSink:
         each write is a transaction in the store (20-50 ms of CPU on SQLite), so one per epoch
         would cost a short run several percent of its time."""
         now_ms = int(time.time() * 1000)
-        self._metrics += [Metric(key, float(value), now_ms, step) for key, value in metrics.items()]
+        self._metrics += [
+            Metric(key, float(value), now_ms, step)
+            for key, value in metrics.items()
+            if step not in self._logged.get(key, ())
+        ]
         if time.monotonic() - self._flushed >= self.flush_s:
             self._flush_metrics()
 
@@ -172,6 +185,12 @@ class MlflowSink:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(epoch, metrics)
 
+    def log_checkpoint(self, epoch: int, folder: Path) -> None:
+        """Store a checkpoint as the run's ``checkpoint/`` (replacing the one before), at once: the
+        folder is gone after this returns. Tagged ``checkpoint_epoch``."""
+        self._client.log_artifacts(self.run_id, str(folder), CHECKPOINT_PATH)
+        self._client.set_tag(self.run_id, "checkpoint_epoch", str(epoch))
+
     def log_milestone(
         self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
     ) -> None:
@@ -222,6 +241,14 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
 
 
 def log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
+    """The finished run's curves figure, the epoch its logged model is from, and the model."""
+    facts = {"model_epoch": result.model_epoch}
+    if result.best_epoch is not None:
+        facts["best_epoch"] = result.best_epoch
+    if result.stopped_epoch is not None:
+        facts["stopped_epoch"] = result.stopped_epoch
+        facts["milestones_not_reached"] = ",".join(map(str, result.milestones_not_reached)) or "none"
+    mlflow.set_tags({k: str(v) for k, v in facts.items()})
     on_test = result.prepared.split.selection_on_test
     history, val_label = result.history, "test (selection on test)" if on_test else "val"
     sink.log_figure(lambda: plots.curves_figure(history, val_label), "curves.png")
@@ -296,10 +323,11 @@ def connect(experiment: str, tracking_uri: str | None) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_run(tags: dict[str, str] | None = None, run_name: str | None = None):
-    """An MLflow run (nested when one is active) that always ends: FINISHED, KILLED (stopped
-    early by a search), or FAILED with an ``error`` tag for any exception, interrupts included."""
-    run = _start_run(tags, run_name)
+def mlflow_run(tags: dict[str, str] | None = None, run_name: str | None = None, run_id: str | None = None):
+    """An MLflow run (nested when one is active; ``run_id``: that existing run, continued) that
+    always ends: FINISHED, KILLED (stopped early by a search), or FAILED with an ``error`` tag for
+    any exception, interrupts included."""
+    run = _start_run(tags, run_name, run_id)
     try:
         yield run
     except EarlyStop as stop:
@@ -313,10 +341,17 @@ def mlflow_run(tags: dict[str, str] | None = None, run_name: str | None = None):
     mlflow.end_run("FINISHED")
 
 
-def _start_run(tags: dict[str, str] | None, run_name: str | None) -> mlflow.ActiveRun:
+def _start_run(
+    tags: dict[str, str] | None, run_name: str | None, run_id: str | None = None
+) -> mlflow.ActiveRun:
     """Start a run; a server's refusal (authentication, 403) says what to do."""
     try:
-        return mlflow.start_run(nested=mlflow.active_run() is not None, tags=tags, run_name=run_name)
+        nested = mlflow.active_run() is not None
+        if run_id is not None:
+            run = mlflow.start_run(run_id=run_id, nested=nested)
+            mlflow.set_tags(tags or {})
+            return run
+        return mlflow.start_run(nested=nested, tags=tags, run_name=run_name)
     except mlflow.exceptions.MlflowException as exc:
         if exc.get_http_status_code() != 403:
             raise
@@ -430,3 +465,52 @@ def log_summary_metrics(series: dict[str, dict[int, float]]) -> None:
 def log_table(text: str, path: str) -> None:
     """A text artifact of the active run (a CSV table, a summary)."""
     mlflow.log_text(text, path)
+
+
+RESUMABLE = ("FAILED", "KILLED")
+
+
+def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[TrainConfig, str, Path]:
+    """(config, experiment name, checkpoint folder) of a FAILED or KILLED training run, its last
+    checkpoint downloaded into ``folder``.
+
+    Raises:
+        ValueError: no such run, a run that is not a failed training, or one without a checkpoint.
+    """
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise ValueError(
+            f"--resume {run_id}: no such run on {mlflow.get_tracking_uri()}; check the run id"
+        ) from None
+    status = run.info.status
+    if status not in RESUMABLE:
+        hint = "it is still running (or its worker died: wait until it is marked FAILED)"
+        if status == "FINISHED":
+            hint = "it finished: nothing to resume"
+        raise ValueError(
+            f"--resume {run_id}: the run is {status}; only FAILED or KILLED runs continue ({hint})"
+        )
+    if "checkpoint_epoch" not in run.data.tags:
+        raise ValueError(
+            f"--resume {run_id}: the run saved no checkpoint (it failed before its first, every "
+            f"{run.data.params.get('checkpoint_every', '?')} epochs): train it again"
+        )
+    config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
+    local = client.download_artifacts(run_id, CHECKPOINT_PATH, str(folder))
+    experiment = client.get_experiment(run.info.experiment_id).name
+    return config, experiment, Path(local)
+
+
+def start_resumed_run(run_id: str, epoch: int) -> dict[str, set[int]]:
+    """The continued run's tags (``resumed_from_epoch``; the failure's ``error`` tag removed), and
+    the steps each of its metrics already has."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if "error" in run.data.tags:
+        client.delete_tag(run_id, "error")
+    resumes = run.data.tags.get("resumed_from_epoch")
+    mlflow.set_tag("resumed_from_epoch", f"{resumes},{epoch}" if resumes else str(epoch))
+    return {key: {m.step for m in client.get_metric_history(run_id, key)} for key in run.data.metrics}

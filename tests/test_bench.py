@@ -36,6 +36,12 @@ def test_fingerprint_quick(child_env, tmp_path):
     assert last.startswith("headline: dataset fingerprint 300 files: first"), last
 
 
+def test_augment_quick(child_env, tmp_path):
+    lines = run_quick("augment.py", child_env, tmp_path)
+    assert lines[-1].startswith("headline: dihedral augmentation, end to end / cached variants"), lines[-1]
+    assert "largest difference: test accuracy 0.0000" in lines[-1]  # the same model both ways
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "script, headline",

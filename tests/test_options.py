@@ -97,5 +97,6 @@ def test_params_keep_their_names():
         "data_dir", "arch", "optimizer", "epochs", "eval_epochs", "lr", "batch_size", "decay_steps",
         "decay_rate", "image_size", "weights", "pooling", "dense_units", "dropout", "class_weight", "split",
         "test_fraction", "val_fraction", "test_fold", "folds", "seed", "strict", "feature_cache", "precision",
-        "jit",
+        "jit", "augment", "tta", "fine_tune_layers", "fine_tune_from", "fine_tune_lr", "early_stopping",
+        "keep", "checkpoint_every",
     }  # fmt: skip

@@ -101,6 +101,37 @@ def test_promote_refusals(store):
         registry.promote("bare", metric="val_accuracy", tracking_uri=uri)
 
 
+def test_promote_tta_registers_a_classifier_averaging_the_8_variants(store, tiny_data):
+    from leukml.augment import dihedral
+    from leukml.images import decode_image, read_image_file
+    from leukml.serving import encode_file
+
+    uri, runs, _ = store
+    client = MlflowClient(uri)
+    done = registry.promote("reg", metric="val_accuracy", arch="vgg16", name="tta-model", tracking_uri=uri)
+    tta = registry.promote(
+        "reg", metric="val_accuracy", arch="vgg16", name="tta-model", tracking_uri=uri, tta="dihedral"
+    )
+    assert tta.created and tta.version != done.version and tta.run_id == done.run_id
+    assert client.get_model_version("tta-model", tta.version).tags["tta"] == "dihedral"
+    assert client.get_model_version("tta-model", done.version).tags["tta"] == "none"
+    again = registry.promote(
+        "reg", metric="val_accuracy", arch="vgg16", name="tta-model", tracking_uri=uri, tta="dihedral"
+    )
+    assert not again.created and again.version == tta.version
+
+    paths = sorted(tiny_data.rglob("*.bmp"))[:5]
+    rows = pd.DataFrame({"image": [encode_file(p) for p in paths]})
+    served = mlflow.pyfunc.load_model(f"models:/tta-model/{tta.version}").predict(rows)
+    plain = mlflow.pyfunc.load_model(f"models:/tta-model/{done.version}").predict(rows)
+    keras_model = mlflow.keras.load_model(f"runs:/{done.run_id}/model")
+    images = np.stack([decode_image(read_image_file(p), 32) for p in paths])
+    per_variant = [np.asarray(keras_model.predict_on_batch(dihedral(images, v)))[:, 1] for v in range(8)]
+    assert np.allclose(served["p_all"], np.mean(per_variant, axis=0), atol=1e-5)
+    assert np.allclose(plain["p_all"], per_variant[0], atol=1e-5)
+    assert not np.allclose(served["p_all"], plain["p_all"], atol=1e-6)  # the variants do differ
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

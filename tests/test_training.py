@@ -7,6 +7,7 @@ import pytest
 
 from leukml.bases import BaseCache
 from leukml.config import TrainConfig
+from leukml.inputs import FeatureSource, ImageSource, feature_source
 from leukml.models import build_network
 from leukml.sinks import NullSink
 from leukml.training import extract_features, fit, prepare_data, train
@@ -43,11 +44,11 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
     before = np.asarray(net.model.predict(test_images, verbose=0))
 
     features = extract_features(net, prepared, config)
-    fast = fit(net, prepared, config, NullSink(), features, net.head)
+    fast = fit(net, prepared, config, NullSink(), FeatureSource([features]))
     fast_probs = np.asarray(net.model.predict(test_images, verbose=0))
 
     net.head.set_weights(start)
-    slow = fit(net, prepared, config, NullSink(), prepared.images, net.model)
+    slow = fit(net, prepared, config, NullSink(), ImageSource(prepared.images))
     slow_probs = np.asarray(net.model.predict(test_images, verbose=0))
 
     assert np.abs(fast_probs - before).max() > 1e-3  # training moved the model
@@ -56,13 +57,44 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
     assert fast.milestones.keys() == slow.milestones.keys() == {2}
 
 
+def test_dihedral_augmentation_on_cached_variants_equals_end_to_end(tiny_data):
+    """Head on the 8 dihedral variants' cached features == whole model on turned images, from the
+    same start, batch order and draws; and so are the test-time-augmented metrics."""
+    config = TrainConfig.of(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=3,
+        augment="dihedral", tta="dihedral",
+    )  # fmt: skip
+    prepared = prepare_data(config)
+    net = build_network(config.model)
+    start = net.head.get_weights()
+    test_images = np.asarray(prepared.images[prepared.split.test], dtype=np.float32)
+
+    variants = feature_source(net, prepared, config)
+    fast = fit(net, prepared, config, NullSink(), variants)
+    fast_probs = np.asarray(net.model.predict(test_images, verbose=0))
+
+    net.head.set_weights(start)
+    slow = fit(net, prepared, config, NullSink(), ImageSource(prepared.images))
+    slow_probs = np.asarray(net.model.predict(test_images, verbose=0))
+
+    net.head.set_weights(start)
+    plain = fit(net, prepared, config.replace(augment="none"), NullSink(), variants)
+
+    np.testing.assert_allclose(fast_probs, slow_probs, atol=1e-4)
+    np.testing.assert_allclose(fast.history["train_loss"], slow.history["train_loss"], rtol=1e-4)
+    assert fast.history["train_loss"] != plain.history["train_loss"]  # the draws were applied
+    tested = [k for k in fast.milestones[2] if not k.endswith("_tta")]
+    assert sorted(k for k in fast.milestones[2] if k.endswith("_tta")) == sorted(f"{k}_tta" for k in tested)
+    assert fast.milestones[2] == pytest.approx(slow.milestones[2], abs=1e-6, nan_ok=True)
+
+
 def _fit_head(data_dir, **options):
     """A tiny VGG16 head trained on cached features: (prepared, network, features, result)."""
     config = TrainConfig.of(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8, **options)
     prepared = prepare_data(config)
     net = build_network(config.model)
     features = extract_features(net, prepared, config)
-    return prepared, net, features, fit(net, prepared, config, NullSink(), features, net.head)
+    return prepared, net, features, fit(net, prepared, config, NullSink(), features)
 
 
 def test_train_metrics_are_epoch_means(tiny_data):

@@ -1,0 +1,179 @@
+"""What a model sees: rows of the frozen base's cached features or images, as given or as one of
+their 8 dihedral variants; the feature cache; test-time augmentation.
+
+A ``FeatureSource`` holds the base's output per image, one array per dihedral variant (only
+variant 0, the image itself, without augmentation); an ``ImageSource`` holds the images and turns
+them on the fly. Both ``gather`` the batch of the same record indices and variants, so a head
+trained on either is the same model (tests/test_training.py proves it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+
+from leukml.augment import VARIANTS, dihedral, dihedral_each, draw_variants, jitter
+from leukml.bases import BaseCache, weights_id
+from leukml.cachedir import cache_path, cached_array
+from leukml.config import TrainConfig
+from leukml.models import Network
+
+if TYPE_CHECKING:
+    from leukml.training import Prepared
+
+# (record indices of a batch, their positions in the epoch's order) -> the batch's float32 inputs
+Take = Callable[[np.ndarray, slice], np.ndarray]
+
+
+class FeatureSource:
+    """Cached base features: ``arrays[v]`` holds dihedral variant ``v`` of every image."""
+
+    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
+        self.arrays = list(arrays)
+
+    def gather(self, idx: np.ndarray, variants: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``idx`` as float32, row ``i`` from variant ``variants[i]`` (variant 0 when None)."""
+        idx = np.asarray(idx)
+        if variants is None:
+            return np.asarray(self.arrays[0][idx], dtype=np.float32)
+        if len(self.arrays) < VARIANTS:
+            raise ValueError("these features hold no dihedral variants (extract them with feature_source)")
+        out = np.empty((len(idx), *self.arrays[0].shape[1:]), np.float32)
+        for v in np.unique(variants):
+            chosen = variants == v
+            out[chosen] = self.arrays[v][idx[chosen]]
+        return out
+
+
+class ImageSource:
+    """Images (uint8, memory-mapped), turned into their variants as they are gathered."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def gather(self, idx: np.ndarray, variants: np.ndarray | None = None) -> np.ndarray:
+        """Images ``idx`` as float32 0..255, image ``i`` as its variant ``variants[i]`` when given."""
+        x = np.asarray(self.images[np.asarray(idx)])
+        if variants is not None:
+            x = dihedral_each(x, np.asarray(variants))
+        return x.astype(np.float32)
+
+    def jittered(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Images ``idx`` under ``full`` augmentation, drawn from ``rng``."""
+        return jitter(np.asarray(self.images[np.asarray(idx)]), rng)
+
+
+Source = FeatureSource | ImageSource
+
+
+def as_source(inputs: Source | np.ndarray) -> Source:
+    """A source as is; a plain array as one whose rows are gathered as given (float32)."""
+    return inputs if isinstance(inputs, FeatureSource | ImageSource) else FeatureSource([inputs])
+
+
+def epoch_inputs(source: Source, augment: str, rng: np.random.Generator, n: int) -> Take:
+    """How the ``n`` training images of one epoch are gathered under ``augment``. ``dihedral`` draws
+    one variant per image of the epoch's order up front, from ``rng`` (the augmentation's own
+    generator), so features and images see the same draws; ``full`` draws per batch, as they come."""
+    if augment == "dihedral":
+        variants = draw_variants(rng, n)
+        return lambda idx, pos: source.gather(idx, variants[pos])
+    if augment == "full":
+        if not isinstance(source, ImageSource):
+            raise ValueError("augment=full trains end to end: it needs the images, not cached features")
+        return lambda idx, pos: source.jittered(idx, rng)
+    return lambda idx, pos: source.gather(idx)
+
+
+def _predict(target: keras.Model, source: Source, idx: np.ndarray, batch_size: int, variant: int | None):
+    idx = np.asarray(idx)
+    parts = []
+    for start in range(0, len(idx), batch_size):
+        chosen = idx[start : start + batch_size]
+        variants = None if variant is None else np.full(len(chosen), variant)
+        parts.append(keras.ops.convert_to_numpy(target.predict_on_batch(source.gather(chosen, variants))))
+    return np.concatenate(parts)
+
+
+def predict_probs(
+    target: keras.Model, inputs: Source | np.ndarray, idx: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """``target``'s output for rows ``idx`` of ``inputs``, in batches (each image as it is)."""
+    return _predict(target, as_source(inputs), idx, batch_size, None)
+
+
+def tta_probs(target: keras.Model, source: Source, idx: np.ndarray, batch_size: int) -> np.ndarray:
+    """``target``'s output for rows ``idx`` averaged over their 8 dihedral variants: the same
+    numbers from a source of images or of the 8 variants' features."""
+    total = np.zeros((len(idx), 2), np.float64)
+    for v in range(VARIANTS):
+        total += _predict(target, source, idx, batch_size, v)
+    return (total / VARIANTS).astype(np.float32)
+
+
+def predict_tta(
+    model: keras.Model, images: np.ndarray, batch_size: int = 32, idx: np.ndarray | None = None
+) -> np.ndarray:
+    """Test-time augmentation: the whole ``model``'s probabilities for ``images`` (``(n, S, S, 3)``,
+    0..255; only rows ``idx`` when given) averaged over each image's 8 dihedral variants. The
+    average over the whole group is the same for any turned or mirrored copy of an image."""
+    idx = np.arange(len(images)) if idx is None else np.asarray(idx)
+    return tta_probs(model, ImageSource(images), idx, batch_size)
+
+
+def _feature_key(network: Network, prepared: Prepared, config: TrainConfig, bases: BaseCache | None) -> str:
+    wid = bases.weights_id(network.base) if bases is not None else weights_id(network.base)
+    key = f"{prepared.dataset.fingerprint}-{config.model.arch}-{wid}-{config.model.image_size}"
+    policy = network.base.dtype_policy.name
+    if policy != "float32":  # a mixed-precision base computes other features
+        key += f"-{policy}"
+    return key
+
+
+def _cached_features(network: Network, prepared: Prepared, key: str, variant: int, batch_size: int):
+    """The base's output for variant ``variant`` of every image, cached under ``key``. Variant 0 is
+    the image itself: its file is the plain features'; the others have their own (``-dihedralV``)."""
+    images, n = prepared.images, len(prepared.images)
+
+    def extract_all(out: np.ndarray) -> None:
+        for start in range(0, n, batch_size):
+            x = np.asarray(images[start : start + batch_size])
+            if variant:
+                x = dihedral(x, variant)
+            out[start : start + batch_size] = keras.ops.convert_to_numpy(
+                network.extractor.predict_on_batch(x.astype(np.float32))
+            )
+
+    name = f"{key}-dihedral{variant}.npy" if variant else f"{key}.npy"
+    return cached_array(
+        cache_path("features", name), (n, *network.extractor.output_shape[1:]), np.float32, extract_all
+    )
+
+
+def extract_features(
+    network: Network,
+    prepared: Prepared,
+    config: TrainConfig,
+    batch_size: int = 64,
+    bases: BaseCache | None = None,
+) -> np.ndarray:
+    """The frozen base's output for every image, cached per (arch, weights, size, dataset).
+    ``bases``: the cache that built ``network.base``, which remembers its weights' hash."""
+    return _cached_features(network, prepared, _feature_key(network, prepared, config, bases), 0, batch_size)
+
+
+def feature_source(
+    network: Network,
+    prepared: Prepared,
+    config: TrainConfig,
+    batch_size: int = 64,
+    bases: BaseCache | None = None,
+) -> FeatureSource:
+    """The cached features a run trains on: of the 8 dihedral variants of every image when its
+    recipe draws them or tests with them (each extracted once, then cached), else of the images."""
+    key = _feature_key(network, prepared, config, bases)
+    count = VARIANTS if config.recipe.variants_needed else 1
+    return FeatureSource([_cached_features(network, prepared, key, v, batch_size) for v in range(count)])

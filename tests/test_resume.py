@@ -1,0 +1,135 @@
+"""A failed training continues from its last checkpoint in the same MLflow run, exactly: the same
+curves (each step once) and the same model as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from leukml.config import TrainConfig
+from leukml.runs import tracked_train
+
+LEUKML = Path(sys.executable).parent / "leukml"
+RECIPES = {
+    # dropout and dihedral draws: the generators' and the dropout seed's states must come back
+    "head": {"dropout": 0.3, "augment": "dihedral", "val_fraction": 0.15, "keep": "best"},
+    # the checkpoint falls in the fine-tuning stage: the whole model and its own optimizer
+    "fine-tune": {"fine_tune_layers": 1, "fine_tune_from": 3, "val_fraction": 0.15},
+}
+
+
+class Crash:
+    """An observer that fails the training as epoch ``at`` ends (after the run has its metrics)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def log_data(self, dataset, split) -> None:
+        pass
+
+    def log_epoch(self, epoch, metrics) -> None:
+        if epoch == self.at:
+            raise RuntimeError(f"worker lost at epoch {epoch}")
+
+    def log_milestone(self, *args) -> None:
+        pass
+
+
+def _curves(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    run = client.get_run(run_id)
+    return {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        for key in run.data.metrics
+    }
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, child_env, monkeypatch):
+    monkeypatch.setenv("LEUKML_QUIET", "1")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig.of(
+        data_dir=str(tiny_data),
+        weights="none",
+        image_size=32,
+        epochs=6,
+        eval_epochs="3,6",
+        batch_size=8,
+        checkpoint_every=2,
+        **RECIPES[recipe],
+    )
+    whole, _ = tracked_train(config, experiment="resume", tracking_uri=uri)
+    with pytest.raises(RuntimeError, match="worker lost at epoch 5"):
+        tracked_train(config, experiment="resume", tracking_uri=uri, observer=Crash(5))
+    client = MlflowClient(uri)
+    (broken,) = client.search_runs(
+        [client.get_experiment_by_name("resume").experiment_id], "attributes.status = 'FAILED'"
+    )
+    broken_id = broken.info.run_id
+    assert broken.data.tags["checkpoint_epoch"] == "4"
+    assert max(s for s, _ in _curves(client, broken_id)["train_loss"]) == 5  # logged past its checkpoint
+
+    done = subprocess.run(
+        [str(LEUKML), "train", "--resume", broken_id, "--tracking-uri", uri],
+        env=child_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"run {broken_id} finished" in done.stdout
+
+    resumed = client.get_run(broken_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resumed_from_epoch"] == "4"
+    assert "error" not in resumed.data.tags
+    expected, got = _curves(client, whole), _curves(client, broken_id)
+    assert set(got) == set(expected)
+    for key, series in expected.items():
+        steps = [s for s, _ in got[key]]
+        assert steps == [s for s, _ in series], key  # every step once, none missing
+        assert np.allclose([v for _, v in got[key]], [v for _, v in series], atol=1e-5, equal_nan=True), key
+
+    images = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    mlflow.set_tracking_uri(uri)
+    a = mlflow.keras.load_model(f"runs:/{whole}/model").predict_on_batch(images)
+    b = mlflow.keras.load_model(f"runs:/{broken_id}/model").predict_on_batch(images)
+    assert np.allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_resume_refusals_are_one_line(tiny_data, tmp_path, child_env):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
+    finished, _ = tracked_train(config, experiment="resume", tracking_uri=uri)
+    cases = {
+        finished: "the run is FINISHED; only FAILED or KILLED runs continue",
+        "0" * 32: "no such run",
+    }
+    for run_id, expected in cases.items():
+        done = subprocess.run(
+            [str(LEUKML), "train", "--resume", run_id, "--tracking-uri", uri],
+            env=child_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        assert expected in done.stderr.strip().splitlines()[-1], done.stderr
+    mixed = subprocess.run(
+        [str(LEUKML), "train", "--resume", finished, "--epochs", "5", "--tracking-uri", uri],
+        env=child_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert mixed.returncode == 2
+    assert "--resume continues the run with its own options; drop --epochs" in mixed.stderr
