@@ -349,11 +349,13 @@ def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
     click.echo(f"cv parent run {parent}: {len(done)} folds, test metrics at epoch {last}")
     click.echo(f"{'fold':>4}  {'run':<32}  " + "  ".join(f"{_short(m):>9}" for m in HEADLINE))
     for t in done:
-        values = t.result.milestones[last]
-        click.echo(f"{t.key:>4}  {t.run_id:<32}  " + "  ".join(f"{values[m]:>9.4f}" for m in HEADLINE))
+        values = t.result.milestones.get(last, {})  # a fold stopped early has no last milestone
+        click.echo(f"{t.key:>4}  {t.run_id:<32}  " + _values(values))
     for what in ("mean", "std"):
-        row = [summary.get(f"cv_{what}_{m}", {}).get(last, float("nan")) for m in HEADLINE]
-        click.echo(f"{what:>4}  {'':<32}  " + "  ".join(f"{v:>9.4f}" for v in row))
+        row = {
+            m: summary[f"cv_{what}_{m}"][last] for m in HEADLINE if last in summary.get(f"cv_{what}_{m}", {})
+        }
+        click.echo(f"{what:>4}  {'':<32}  " + _values(row))
     from leukml.tracking import ui_link_of
 
     click.echo("\n".join(ui_link_of(parent).lines("the cross-validation in the MLflow UI")))
@@ -379,15 +381,13 @@ def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     last = config.milestones[-1]
     click.echo(f"protocols parent run {parent}: test metrics at epoch {last}")
     click.echo(f"{'split':<9}  {'run':<32}  " + "  ".join(f"{_short(m):>9}" for m in HEADLINE))
-    image = done[0].result.milestones[last]
+    image = done[0].result.milestones.get(last, {})
     for t in done:
-        values = t.result.milestones[last]
-        gap = (
-            ""
-            if t.key == "image"
-            else f"  ({values['test_accuracy'] - image['test_accuracy']:+.4f} accuracy vs image)"
-        )
-        click.echo(f"{t.key:<9}  {t.run_id:<32}  " + "  ".join(f"{values[m]:>9.4f}" for m in HEADLINE) + gap)
+        values = t.result.milestones.get(last, {})  # a run stopped early has no last milestone
+        gap = ""
+        if t.key != "image" and "test_accuracy" in values and "test_accuracy" in image:
+            gap = f"  ({values['test_accuracy'] - image['test_accuracy']:+.4f} accuracy vs image)"
+        click.echo(f"{t.key:<9}  {t.run_id:<32}  " + _values(values) + gap)
     path = write_report(
         fetch_runs(experiment, parent, uri), out, f"protocols of {config.model.arch} + {config.optimizer}"
     )
@@ -396,6 +396,11 @@ def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     from leukml.tracking import ui_link_of
 
     click.echo("\n".join(ui_link_of(parent).lines("the comparison in the MLflow UI")))
+
+
+def _values(metrics: dict[str, float]) -> str:
+    """The headline metrics as table cells; ``–`` for one not there (a milestone not reached)."""
+    return "  ".join(f"{metrics[m]:>9.4f}" if m in metrics else f"{'–':>9}" for m in HEADLINE)
 
 
 def _short(metric: str) -> str:

@@ -113,9 +113,13 @@ def tracked_search(
         tracking.link_study_parents(name)  # the other workers' parents of this study, and this one
 
         def run_trial(config, tags, reporter, bases):
-            if "retry_of" in tags:
-                tracking.fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
             observer = FanoutSink(reporter, console) if console else reporter
+            if "retry_of" in tags:  # a dead worker's cell: continue its run from its checkpoint
+                orphans = tracking.fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
+                if (saved := tracking.checkpointed_run(orphans, config)) is not None:
+                    if console:
+                        console.say(f"trial {tags['trial_number']} continues run {saved} from its checkpoint")
+                    return tracked_resume(saved, tags=tags, observer=observer, bases=bases)
             return tracked_train(config, experiment, tags=tags, observer=observer, bases=bases)
 
         study = run_search(search, run_trial, console.say) if console else run_search(search, run_trial)
@@ -175,7 +179,7 @@ def tracked_cv(
 
 def _fold_row(trained: Trained) -> dict:
     split, records = trained.result.prepared.split, trained.result.prepared.dataset.records
-    last = max(trained.result.milestones)
+    last = max(trained.result.milestones, default=None)  # None: early stopping came first
     subjects = sorted({records[i].subject or "?" for i in split.test})
     return {
         "fold": trained.key,
@@ -184,8 +188,8 @@ def _fold_row(trained: Trained) -> dict:
         "n_val": len(split.val),
         "n_test": len(split.test),
         "test_subjects": " ".join(subjects),
-        "epoch": last,
-        **trained.result.milestones[last],
+        "epoch": last or "",
+        **trained.result.milestones.get(last, {}),
     }
 
 

@@ -187,7 +187,11 @@ class MlflowSink:
 
     def log_checkpoint(self, epoch: int, folder: Path) -> None:
         """Store a checkpoint as the run's ``checkpoint/`` (replacing the one before), at once: the
-        folder is gone after this returns. Tagged ``checkpoint_epoch``."""
+        folder is gone after this returns. Tagged ``checkpoint_epoch``. Every metric and figure
+        queued before it is written first, so a run continued from it lacks none of its epochs."""
+        self._flush_metrics()
+        for future in self._pending:
+            future.result()
         self._client.log_artifacts(self.run_id, str(folder), CHECKPOINT_PATH)
         self._client.set_tag(self.run_id, "checkpoint_epoch", str(epoch))
 
@@ -362,9 +366,10 @@ def _start_run(
         ) from exc
 
 
-def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> None:
-    """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is retried."""
-    client = MlflowClient()
+def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> list[str]:
+    """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is
+    retried; returns the ids of the runs marked."""
+    client, marked = MlflowClient(), []
     experiment_id = mlflow.active_run().info.experiment_id
     for run in client.search_runs(
         [experiment_id],
@@ -375,6 +380,22 @@ def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> None:
     ):
         client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
         client.set_terminated(run.info.run_id, "FAILED")
+        marked.append(run.info.run_id)
+    return marked
+
+
+def checkpointed_run(run_ids: list[str], config: TrainConfig) -> str | None:
+    """The newest of ``run_ids`` that saved a checkpoint of the training ``config`` describes (the
+    same options), or None: a retried trial continues there instead of starting again."""
+    client = MlflowClient()
+    runs = sorted((client.get_run(r) for r in run_ids), key=lambda r: r.info.start_time, reverse=True)
+    for run in runs:
+        if "checkpoint_epoch" not in run.data.tags:
+            continue
+        logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config.json")
+        if TrainConfig.from_params(logged).as_dict() == config.as_dict():
+            return run.info.run_id
+    return None
 
 
 def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None = None) -> None:
@@ -477,7 +498,8 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
     Raises:
         ValueError: no such run, a run that is not a failed training, or one without a checkpoint.
     """
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    if tracking_uri is not None or mlflow.active_run() is None:  # a search's trial: its store
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     client = MlflowClient()
     try:
         run = client.get_run(run_id)
@@ -505,11 +527,12 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
 
 
 def start_resumed_run(run_id: str, epoch: int) -> dict[str, set[int]]:
-    """The continued run's tags (``resumed_from_epoch``; the failure's ``error`` tag removed), and
-    the steps each of its metrics already has."""
+    """The continued run's tags (``resumed_from_epoch``; the failure's ``error`` tag moved to
+    ``error_before_resume``), and the steps each of its metrics already has."""
     client = MlflowClient()
     run = client.get_run(run_id)
-    if "error" in run.data.tags:
+    if "error" in run.data.tags:  # kept as history: why the run had to be continued
+        client.set_tag(run_id, "error_before_resume", run.data.tags["error"])
         client.delete_tag(run_id, "error")
     resumes = run.data.tags.get("resumed_from_epoch")
     mlflow.set_tag("resumed_from_epoch", f"{resumes},{epoch}" if resumes else str(epoch))

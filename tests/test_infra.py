@@ -358,8 +358,8 @@ def _wait_for(what: str, check, seconds: float = 240):
 
 
 def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data, gated):
-    args = (*SEARCH, "--data-dir", str(tiny_data), "--study-name", "crash")
-    doomed = gated(1, *args, start_new_session=True)
+    args = (*SEARCH, "--data-dir", str(tiny_data), "--study-name", "crash", "--checkpoint-every", "1")
+    doomed = gated(2, *args, start_new_session=True)  # after its checkpoint at epoch 1
     _until_paused(doomed)  # mid-trial, and never released: killed there
     client = stack.mlflow_client()
     experiment = client.get_experiment_by_name("leukml")
@@ -383,8 +383,15 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data, gated)
     assert retried[0].params == first.params
     _assert_grid_done(stack, "crash")
     assert len(trials) == 5  # 4 cells + the one retry
+    # the retry continued the dead worker's run from its checkpoint instead of starting again
+    assert retried[0].user_attrs["mlflow_run_id"] == orphan.info.run_id
     orphan = client.get_run(orphan.info.run_id)
-    assert orphan.info.status == "FAILED" and "worker lost" in orphan.data.tags["error"]
+    assert orphan.info.status == "FINISHED" and "error" not in orphan.data.tags
+    assert "worker lost" in orphan.data.tags["error_before_resume"]
+    assert orphan.data.tags["resumed_from_epoch"] == "1"
+    assert orphan.data.tags["trial_number"] == str(retried[0].number)
+    steps = [m.step for m in client.get_metric_history(orphan.info.run_id, "train_loss")]
+    assert steps == [1, 2]
 
 
 def test_server_restart_mid_run_loses_no_metric(stack, tiny_data, gated):

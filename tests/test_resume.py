@@ -41,6 +41,10 @@ class Crash:
         pass
 
 
+def _leukml(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
 def _curves(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
     run = client.get_run(run_id)
     return {
@@ -74,14 +78,7 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, ch
     assert broken.data.tags["checkpoint_epoch"] == "4"
     assert max(s for s, _ in _curves(client, broken_id)["train_loss"]) == 5  # logged past its checkpoint
 
-    done = subprocess.run(
-        [str(LEUKML), "train", "--resume", broken_id, "--tracking-uri", uri],
-        env=child_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"run {broken_id} finished" in done.stdout
 
@@ -107,29 +104,24 @@ def test_resume_refusals_are_one_line(tiny_data, tmp_path, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     finished, _ = tracked_train(config, experiment="resume", tracking_uri=uri)
+    with pytest.raises(RuntimeError):
+        tracked_train(config.replace(epochs=3), experiment="resume", tracking_uri=uri, observer=Crash(1))
+    client = MlflowClient(uri)
+    (early,) = client.search_runs(
+        [client.get_experiment_by_name("resume").experiment_id], "attributes.status = 'FAILED'"
+    )
     cases = {
         finished: "the run is FINISHED; only FAILED or KILLED runs continue",
+        early.info.run_id: "the run saved no checkpoint (it failed before its first, every 10 epochs)",
         "0" * 32: "no such run",
     }
     for run_id, expected in cases.items():
-        done = subprocess.run(
-            [str(LEUKML), "train", "--resume", run_id, "--tracking-uri", uri],
-            env=child_env(),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = _leukml(["train", "--resume", run_id, "--tracking-uri", uri], child_env(), tmp_path)
         assert done.returncode == 1
         assert "Traceback" not in done.stderr
         assert expected in done.stderr.strip().splitlines()[-1], done.stderr
-    mixed = subprocess.run(
-        [str(LEUKML), "train", "--resume", finished, "--epochs", "5", "--tracking-uri", uri],
-        env=child_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    mixed = _leukml(
+        ["train", "--resume", finished, "--epochs", "5", "--tracking-uri", uri], child_env(), tmp_path
     )
     assert mixed.returncode == 2
     assert "--resume continues the run with its own options; drop --epochs" in mixed.stderr
