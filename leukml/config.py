@@ -74,6 +74,11 @@ class TrainConfig:
         choices=JIT_MODES,
         bare="true",
     )
+    system_metrics: bool = option(
+        False,
+        "Log MLflow's system metrics with the run (CPU, memory, disk, network; GPU utilisation and "
+        "memory through nvidia-ml-py when a GPU is present): was a slow run bound by the GPU or the host?",
+    )
     checkpoint_every: int = option(
         10,
         "Save a checkpoint into the run every N epochs (0: never); leukml train --resume RUN_ID "

@@ -42,7 +42,8 @@ def tracked_train(
     """
     flush_s = tracking.metric_flush_s()  # a bad value is refused before any run is made
     tracking.connect(experiment, tracking_uri)
-    with tracking.mlflow_run(tags, run_name=f"{config.model.arch}-{config.optimizer}") as run:
+    name = f"{config.model.arch}-{config.optimizer}"
+    with tracking.mlflow_run(tags, run_name=name, system_metrics=config.system_metrics) as run:
         tracking.start_training_run(run, config, experiment)
         with tracking.MlflowSink(config, run.info.run_id, flush_s) as sink:
             both = FanoutSink(sink, observer) if observer else sink
@@ -67,7 +68,7 @@ def tracked_resume(
         config, experiment, folder = tracking.resumable(run_id, tracking_uri, Path(tmp))
         saved = checkpoint.load(folder)
     tracking.connect(experiment, tracking_uri)
-    with tracking.mlflow_run(tags, run_id=run_id) as run:
+    with tracking.mlflow_run(tags, run_id=run_id, system_metrics=config.system_metrics) as run:
         logged = tracking.start_resumed_run(run_id, saved.epoch)
         with tracking.MlflowSink(config, run.info.run_id, flush_s, logged) as sink:
             both = FanoutSink(sink, observer) if observer else sink

@@ -327,11 +327,17 @@ def connect(experiment: str, tracking_uri: str | None) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_run(tags: dict[str, str] | None = None, run_name: str | None = None, run_id: str | None = None):
+def mlflow_run(
+    tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+    run_id: str | None = None,
+    system_metrics: bool = False,
+):
     """An MLflow run (nested when one is active; ``run_id``: that existing run, continued) that
     always ends: FINISHED, KILLED (stopped early by a search), or FAILED with an ``error`` tag for
-    any exception, interrupts included."""
-    run = _start_run(tags, run_name, run_id)
+    any exception, interrupts included. ``system_metrics``: MLflow samples the machine's CPU,
+    memory, disk, network and GPUs into the run's ``system/*`` metrics while it runs."""
+    run = _start_run(tags, run_name, run_id, system_metrics)
     try:
         yield run
     except EarlyStop as stop:
@@ -346,16 +352,15 @@ def mlflow_run(tags: dict[str, str] | None = None, run_name: str | None = None, 
 
 
 def _start_run(
-    tags: dict[str, str] | None, run_name: str | None, run_id: str | None = None
+    tags: dict[str, str] | None, run_name: str | None, run_id: str | None = None, system_metrics: bool = False
 ) -> mlflow.ActiveRun:
     """Start a run; a server's refusal (authentication, 403) says what to do."""
+    watch = {"log_system_metrics": True} if system_metrics else {}  # else MLflow's env var decides
     try:
         nested = mlflow.active_run() is not None
         if run_id is not None:
-            run = mlflow.start_run(run_id=run_id, nested=nested)
-            mlflow.set_tags(tags or {})
-            return run
-        return mlflow.start_run(nested=nested, tags=tags, run_name=run_name)
+            return mlflow.start_run(run_id=run_id, nested=nested, tags=tags, **watch)
+        return mlflow.start_run(nested=nested, tags=tags, run_name=run_name, **watch)
     except mlflow.exceptions.MlflowException as exc:
         if exc.get_http_status_code() != 403:
             raise

@@ -98,5 +98,5 @@ def test_params_keep_their_names():
         "decay_rate", "image_size", "weights", "pooling", "dense_units", "dropout", "class_weight", "split",
         "test_fraction", "val_fraction", "test_fold", "folds", "seed", "strict", "feature_cache", "precision",
         "jit", "augment", "tta", "fine_tune_layers", "fine_tune_from", "fine_tune_lr", "early_stopping",
-        "keep", "checkpoint_every",
+        "keep", "system_metrics", "checkpoint_every",
     }  # fmt: skip

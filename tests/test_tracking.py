@@ -344,3 +344,40 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
     (trial,) = study.trials
     assert trial.user_attrs["selection_metric"] == "test_accuracy"
     assert trial.value == child.data.metrics["test_accuracy"]
+
+
+class _WaitForSystemMetrics:
+    """Holds the training at its first epoch until MLflow's monitor has logged a sample of the
+    machine into the run (a gate the test controls, not a run long enough)."""
+
+    def __init__(self, uri: str, patience: float = 120) -> None:
+        self.client, self.seen, self.patience = MlflowClient(uri), set(), patience
+
+    def log_data(self, dataset, split) -> None:
+        pass
+
+    def log_epoch(self, epoch, metrics) -> None:
+        if epoch != 1:
+            return
+        run_id = mlflow.active_run().info.run_id
+        deadline = time.monotonic() + self.patience
+        while not self.seen and time.monotonic() < deadline:
+            self.seen = {k for k in self.client.get_run(run_id).data.metrics if k.startswith("system/")}
+            time.sleep(0.2)
+
+    def log_milestone(self, *args) -> None:
+        pass
+
+
+def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = {"data_dir": str(tiny_data), "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8}
+    gate = _WaitForSystemMetrics(uri)
+    watched, _ = tracked_train(TrainConfig.of(system_metrics=True, **base), "sys", uri, observer=gate)
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= gate.seen
+    # unasked, none in 6 sampling intervals (a run that samples shows one within the first)
+    plain, _ = tracked_train(TrainConfig.of(**base), "sys", uri, observer=_WaitForSystemMetrics(uri, 3))
+    client = MlflowClient(uri)
+    assert not [k for k in client.get_run(plain).data.metrics if k.startswith("system/")]
+    assert client.get_run(watched).data.params["system_metrics"] == "true"
