@@ -4,8 +4,9 @@
    image cache (decodes every file, writes the cache) against a second call that memory-maps the
    cache (read in full here, so the lazy map is not flattered). Both read files the OS has in its
    page cache, as a second training on the same machine would.
-2. Base feature extraction per architecture: ``leukml.training.extract_features`` (batches cast
-   to float32, ``predict_on_batch``, features written to a memory-mapped cache file; the cache
+2. Base feature extraction per architecture: ``leukml.training.extract_features`` (uint8 batches
+   read ahead on a thread, cast on the device inside the model, ``predict_on_batch``, features
+   written to a memory-mapped cache file; the cache
    file is deleted before every timed call, so each call extracts) against a bare
    ``extractor.predict`` on the same uint8 image array with the same batch size. Repetitions are
    interleaved; the median is reported. Both give the same features (checked).

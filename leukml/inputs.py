@@ -9,7 +9,8 @@ trained on either is the same model (tests/test_training.py proves it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import keras
@@ -133,19 +134,33 @@ def _feature_key(network: Network, prepared: Prepared, config: TrainConfig, base
     return key
 
 
+def read_ahead(images: np.ndarray, batch_size: int, variant: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, batch)`` over ``images`` in order, each batch uint8 (as dihedral ``variant``), the
+    next one read (from the memory-mapped cache) and turned on a thread while the caller's device
+    works on this one. uint8, not float32: a quarter of the bytes to copy to the device, where the
+    model casts them (its first layer; the same features as a float32 batch, tests/test_training.py)."""
+
+    def read(start: int) -> np.ndarray:
+        x = np.asarray(images[start : start + batch_size])
+        return np.ascontiguousarray(dihedral(x, variant)) if variant else x
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-read-ahead") as pool:
+        ahead = pool.submit(read, 0) if len(images) else None
+        for start in range(0, len(images), batch_size):
+            batch = ahead.result()
+            if start + batch_size < len(images):
+                ahead = pool.submit(read, start + batch_size)
+            yield start, batch
+
+
 def _cached_features(network: Network, prepared: Prepared, key: str, variant: int, batch_size: int):
     """The base's output for variant ``variant`` of every image, cached under ``key``. Variant 0 is
     the image itself: its file is the plain features'; the others have their own (``-dihedralV``)."""
     images, n = prepared.images, len(prepared.images)
 
     def extract_all(out: np.ndarray) -> None:
-        for start in range(0, n, batch_size):
-            x = np.asarray(images[start : start + batch_size])
-            if variant:
-                x = dihedral(x, variant)
-            out[start : start + batch_size] = keras.ops.convert_to_numpy(
-                network.extractor.predict_on_batch(x.astype(np.float32))
-            )
+        for start, x in read_ahead(images, batch_size, variant):
+            out[start : start + len(x)] = keras.ops.convert_to_numpy(network.extractor.predict_on_batch(x))
 
     name = f"{key}-dihedral{variant}.npy" if variant else f"{key}.npy"
     return cached_array(
