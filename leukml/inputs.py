@@ -138,7 +138,7 @@ def read_ahead(images: np.ndarray, batch_size: int, variant: int = 0) -> Iterato
     """``(start, batch)`` over ``images`` in order, each batch uint8 (as dihedral ``variant``), the
     next one read (from the memory-mapped cache) and turned on a thread while the caller's device
     works on this one. uint8, not float32: a quarter of the bytes to copy to the device, where the
-    model casts them (its first layer; the same features as a float32 batch, tests/test_training.py)."""
+    model casts them (its first layer; the same features as a float32 batch, tests/test_extraction.py)."""
 
     def read(start: int) -> np.ndarray:
         x = np.asarray(images[start : start + batch_size])
