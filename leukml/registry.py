@@ -151,6 +151,8 @@ def _log_classifier(
         sample = np.zeros((model.input_shape[1],) * 2 + (3,), np.uint8)
         Image.fromarray(sample).save(folder / "example.png")
         example = pd.DataFrame({"image": [encode_file(folder / "example.png")]})
+        # the run's own experiment: MLflow refuses to continue a run of another one than the active
+        mlflow.set_experiment(experiment_id=run.info.experiment_id)
         with mlflow.start_run(run_id=run.info.run_id):
             info = mlflow.pyfunc.log_model(
                 name="classifier" if tta == "none" else f"classifier-tta-{tta}",
