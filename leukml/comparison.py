@@ -35,6 +35,7 @@ BOOKKEEPING_PARAMS = (
     "milestones",
     "strict",
     "feature_cache",  # an exact shortcut: the same model
+    "compiled_epoch",  # likewise
     "jit",
     "precision",  # the device's dtype policy: so a CPU image run and a GPU CV still line up
 )

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from leukml.augment import draw_variants
+from leukml.compiled import CompiledEpoch
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.evaluation import classification_metrics, per_subject_scores
 from leukml.inputs import ImageSource, Source, Take, as_source, epoch_inputs, predict_probs, tta_probs
@@ -123,7 +125,8 @@ def train_epoch(
     resets the metrics on every call, hence the running sums).
 
     Our own loop rather than ``fit``: Keras may prefetch a PyDataset's next batches before its
-    ``on_epoch_end`` reshuffles, which makes the batch order race; here it is exact.
+    ``on_epoch_end`` reshuffles, which makes the batch order race; here it is exact. On cached
+    features, ``leukml.compiled.CompiledEpoch`` runs the same steps a whole epoch per compiled call.
     """
     take = take or (lambda idx, pos: as_source(inputs).gather(idx))
     totals = {"loss": 0.0, "accuracy": 0.0}
@@ -154,15 +157,23 @@ def _evaluate(
 class _Stage:
     source: Source  # what the target trains and is evaluated on
     target: keras.Model  # the compiled model that trains
+    compiled: CompiledEpoch | None = None  # its whole epochs on the device, where that is exact
 
 
 def _enter_stage(
-    network: Network, config: TrainConfig, state: LoopState, source: Source, images: ImageSource
+    network: Network,
+    config: TrainConfig,
+    state: LoopState,
+    source: Source,
+    images: ImageSource,
+    labels: np.ndarray,
+    class_weight: dict | None,
 ) -> _Stage:
     """The compiled target of ``state.stage``: the head on features, or a twin of the whole model
     (sharing its layers, so the logged model carries no training-only loss) on images. Stage 2
     unfreezes the base's top layers and trains on images every trainable weight, the head's too,
-    with one new optimizer at the constant ``fine_tune_lr``."""
+    with one new optimizer at the constant ``fine_tune_lr``. The head on features trains whole
+    epochs per compiled call (``compiled_epoch``) where the backend has them."""
     lr = None
     if state.stage == 2:
         unfreeze_top(network.base, config.recipe.fine_tune_layers)
@@ -180,7 +191,25 @@ def _enter_stage(
         for variable, value in zip(target.optimizer.variables, state.optimizer_variables, strict=True):
             variable.assign(value)
         state.optimizer_variables = None
-    return _Stage(source, target)
+    compiled = None
+    if config.compiled_epoch:
+        compiled = CompiledEpoch.build(
+            target, source, labels, class_weight, config.batch_size, config.recipe.augment
+        )
+    return _Stage(source, target, compiled)
+
+
+def _train_epoch(
+    stage: _Stage, state: LoopState, config: TrainConfig, labels: np.ndarray, order: np.ndarray, weights
+) -> dict:
+    """One epoch of ``stage`` over ``order``, compiled or batch by batch; either way the
+    augmentation draws come from ``state.augment_rng`` as ``epoch_inputs`` draws them."""
+    augment = config.recipe.augment
+    if stage.compiled is not None:
+        variants = draw_variants(state.augment_rng, len(order)) if augment == "dihedral" else None
+        return stage.compiled.train(order, variants)
+    take = epoch_inputs(stage.source, augment, state.augment_rng, len(order))
+    return train_epoch(stage.target, None, labels, order, config.batch_size, weights, take)
 
 
 def _kept_model(network: Network, config: TrainConfig) -> keras.Model:
@@ -273,10 +302,9 @@ def fit(
         if stage is None or due != state.stage:
             if due != state.stage:  # a new stage has a new optimizer
                 state.stage, state.optimizer_variables = due, None
-            stage = _enter_stage(network, config, state, source, images)
+            stage = _enter_stage(network, config, state, source, images, labels, weights)
         order = split.train[state.order_rng.permutation(len(split.train))]
-        take = epoch_inputs(stage.source, config.recipe.augment, state.augment_rng, len(order))
-        logs = train_epoch(stage.target, None, labels, order, config.batch_size, weights, take)
+        logs = _train_epoch(stage, state, config, labels, order, weights)
         val_logs, val_probs = _evaluate(stage.target, stage.source, labels, val_idx, config.batch_size)
         metrics = {
             "train_loss": logs["loss"],

@@ -11,9 +11,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-def run_quick(script: str, child_env, tmp_path) -> list[str]:
+def run_quick(script: str, child_env, tmp_path, *args: str) -> list[str]:
     proc = subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick"],
+        [sys.executable, str(BENCH / script), "--quick", *args],
         cwd=tmp_path,
         env=child_env(LEUKML_CACHE=str(tmp_path / "cache")),
         capture_output=True,
@@ -40,6 +40,17 @@ def test_augment_quick(child_env, tmp_path):
     lines = run_quick("augment.py", child_env, tmp_path)
     assert lines[-1].startswith("headline: dihedral augmentation, end to end / cached variants"), lines[-1]
     assert "largest difference: test accuracy 0.0000" in lines[-1]  # the same model both ways
+
+
+def test_gpu_head_quick(child_env, tmp_path):
+    """Both head epochs, batch by batch and compiled, are timed in the same run."""
+    lines = run_quick(
+        "gpu.py", child_env, tmp_path, "--head-only", "--archs", "vgg16", "--precisions", "float32"
+    )
+    header, row = lines[-3], lines[-1].strip("|").split("|")
+    assert "head epoch img/s, per batch | head epoch img/s, compiled" in header, header
+    per_batch, compiled = float(row[6]), float(row[7])
+    assert per_batch > 0 and compiled > 0, lines[-1]  # nan where no compiled epoch ran
 
 
 @pytest.mark.slow

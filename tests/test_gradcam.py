@@ -11,7 +11,8 @@ from leukml.models import build_network, split_network
 
 @pytest.mark.parametrize("arch", ["vgg16", "resnet50"])
 def test_gradcam_heatmap_has_image_size_and_structure(arch, real_sample):
-    net = build_network(ModelConfig(arch=arch, weights="none", image_size=96))
+    # seeded: an unseeded random base can give an all-zero map (no positive gradient), a flaky test
+    net = build_network(ModelConfig(arch=arch, weights="none", image_size=96), seed=0)
     image = decode_image(next(real_sample.rglob("*.bmp")), 96)
     heat, cls, p_all = gradcam(split_network(net.model), image)
     assert heat.shape == (96, 96)

@@ -97,6 +97,6 @@ def test_params_keep_their_names():
         "data_dir", "arch", "optimizer", "epochs", "eval_epochs", "lr", "batch_size", "decay_steps",
         "decay_rate", "image_size", "weights", "pooling", "dense_units", "dropout", "class_weight", "split",
         "test_fraction", "val_fraction", "test_fold", "folds", "seed", "strict", "feature_cache", "precision",
-        "jit", "augment", "tta", "fine_tune_layers", "fine_tune_from", "fine_tune_lr", "early_stopping",
-        "keep", "system_metrics", "checkpoint_every",
+        "jit", "compiled_epoch", "augment", "tta", "fine_tune_layers", "fine_tune_from", "fine_tune_lr",
+        "early_stopping", "keep", "system_metrics", "checkpoint_every",
     }  # fmt: skip
