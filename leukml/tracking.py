@@ -450,8 +450,20 @@ def link_study_parents(study_name: str) -> list[str]:
     ids = [r.info.run_id for r in study_parent_runs(client, experiment_id, study_name)]
     text = ",".join(ids)
     for run_id in ids:
-        client.set_tag(run_id, STUDY_PARENT_RUNS, text)
+        _set_tag_racing(client, run_id, STUDY_PARENT_RUNS, text)
     return ids
+
+
+def _set_tag_racing(client: MlflowClient, run_id: str, key: str, value: str, tries: int = 5) -> None:
+    """``set_tag`` where other workers may set the same tag of the same run at the same moment: on
+    PostgreSQL two first writes of a tag collide (unique violation, HTTP 400), and the loser only has
+    to write again. A link that still cannot be written is skipped: it must not fail a search."""
+    for attempt in range(tries):
+        try:
+            client.set_tag(run_id, key, value)
+            return
+        except mlflow.exceptions.MlflowException:
+            time.sleep(0.1 * (attempt + 1))
 
 
 def ui_link_of(run_id: str, table: bool = False) -> UiLink:

@@ -381,3 +381,29 @@ def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypa
     client = MlflowClient(uri)
     assert not [k for k in client.get_run(plain).data.metrics if k.startswith("system/")]
     assert client.get_run(watched).data.params["system_metrics"] == "true"
+
+
+def test_a_study_link_written_by_two_workers_at_once_is_retried_not_fatal(tmp_path, monkeypatch):
+    """On PostgreSQL two workers' first writes of a parent's link tag collide (HTTP 400): the loser
+    writes again, and a link that cannot be written does not fail the search."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("links")
+    original, calls = MlflowClient.set_tag, []
+
+    def collide_once(self, run_id, key, value, *args, **kwargs):
+        calls.append(key)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException("duplicate key value violates unique constraint")
+        return original(self, run_id, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "set_tag", collide_once)
+    with mlflow.start_run(tags={"study_name": "s", "leukml_search": "true"}) as run:
+        assert leukml.tracking.link_study_parents("s") == [run.info.run_id]
+    assert MlflowClient().get_run(run.info.run_id).data.tags["study_parent_runs"] == run.info.run_id
+
+    def always(self, *args, **kwargs):
+        raise mlflow.exceptions.MlflowException("still colliding")
+
+    monkeypatch.setattr(MlflowClient, "set_tag", always)
+    with mlflow.start_run(tags={"study_name": "t", "leukml_search": "true"}):
+        leukml.tracking.link_study_parents("t")  # no exception: the search goes on
