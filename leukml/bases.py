@@ -1,22 +1,31 @@
-"""Frozen bases kept by whoever runs many trainings (a search worker): an object its owner passes in.
+"""Frozen bases, and their features on the device, kept by whoever runs many trainings (a search
+worker): an object its owner passes in.
 
 Building a ResNet50 costs seconds, loading its ImageNet weights more, and hashing a base's weights
 (the key of its cached features) ~0.1 s for VGG16. A ``BaseCache`` builds each distinct frozen base
 once and hashes its weights once. Frozen bases never change, and a head's initial weights depend on
 the seed alone (``models.build_network``), so trainings that share a base give the same results as
-with a base built afresh.
+with a base built afresh. Its ``features`` keep each base's cached features, with their device
+copies, for the worker's later trials: a trial on them copies nothing to the device again.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
+from leukml import device
 from leukml.archs import resolve_weights
 from leukml.config import TrainConfig
 from leukml.models import build_base
+
+if TYPE_CHECKING:
+    from leukml.inputs import FeatureSource
 
 
 def weights_id(base: keras.Model) -> str:
@@ -35,6 +44,7 @@ class BaseCache:
     def __init__(self) -> None:
         self._bases: dict[tuple, keras.Model] = {}
         self._weights_ids: dict[int, str] = {}
+        self._features: OrderedDict[str, FeatureSource] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:
         return len(self._bases)
@@ -59,3 +69,21 @@ class BaseCache:
         if id(base) not in self._weights_ids:
             self._weights_ids[id(base)] = weights_id(base)
         return self._weights_ids[id(base)]
+
+    def features(self, key: str, count: int, make: Callable[[], FeatureSource]) -> FeatureSource:
+        """The cached features under ``key`` with ``count`` variants: ``make()`` on first use, then
+        the same source, device copies and all, for every later training on them. Beside the one
+        returned, device copies of others are kept while they fit ``device.keep_limit()`` together,
+        the least recently used released first (their host arrays stay: a later use copies again)."""
+        source = self._features.pop(key, None)
+        if source is None or len(source.arrays) < count:
+            source = make()
+        self._features[key] = source
+        others = [s for k, s in self._features.items() if k != key]
+        held, limit = sum(s.device_bytes for s in others), device.keep_limit()
+        for other in others:  # oldest first
+            if held <= limit:
+                break
+            held -= other.device_bytes
+            other.release()
+        return source

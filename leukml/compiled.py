@@ -23,11 +23,15 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from leukml import device
+from leukml.augment import VARIANTS
 from leukml.inputs import FeatureSource, Source
 
 LOGGED = ("loss", "accuracy")  # what an epoch reports: the batch-size-weighted means of these
 # (record indices, feature rows), each (steps, batch) -> per-step LOGGED values, (steps,) each
 Program = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+# feature rows, (steps, batch) -> the target's outputs, (steps, batch, 2)
+Forward = Callable[[np.ndarray], np.ndarray]
 
 
 def sample_weights(labels: np.ndarray, class_weight: dict | None) -> np.ndarray | None:
@@ -40,8 +44,9 @@ def sample_weights(labels: np.ndarray, class_weight: dict | None) -> np.ndarray 
 class CompiledEpoch:
     """One compiled target's epochs on cached features held on the device (see the module)."""
 
-    def __init__(self, program: Program, n: int, batch_size: int) -> None:
-        self.program, self.n, self.batch_size = program, n, batch_size
+    def __init__(self, program: Program, forward: Forward, n: int, variants: int, batch_size: int) -> None:
+        self.program, self.forward = program, forward
+        self.n, self.variants, self.batch_size = n, variants, batch_size
 
     @classmethod
     def build(
@@ -52,26 +57,28 @@ class CompiledEpoch:
         class_weight: dict | None,
         batch_size: int,
         augment: str = "none",
+        variants: int = 1,
     ) -> CompiledEpoch | None:
         """The compiled epoch of ``target`` (compiled) on ``source`` under ``augment``, or None where
         there is none: images, ``full`` augmentation (drawn per batch on the host), torch, JAX without
-        XLA. ``labels``: of every record; ``dihedral`` puts all 8 variants' features on the device."""
-        backend = keras.backend.backend()
-        if backend not in ("jax", "tensorflow") or (backend == "jax" and not target.jit_compile):
+        XLA. ``labels``: of every record; ``variants``: how many dihedral variants' features to hold
+        on the device (8 for test-time augmentation; ``dihedral`` augmentation always holds all 8)."""
+        if not device.resident(target.jit_compile):
             return None
         if not isinstance(source, FeatureSource) or augment not in ("none", "dihedral"):
             return None
-        arrays = source.arrays if augment == "dihedral" else source.arrays[:1]
-        host = np.concatenate(arrays) if len(arrays) > 1 else np.asarray(arrays[0])
+        count = VARIANTS if augment == "dihedral" else variants
         onehot = keras.utils.to_categorical(labels, 2).astype(np.float32)
         weights = sample_weights(labels, class_weight)
-        _build_state(target, host[:batch_size], onehot[:batch_size], weights)
-        data = tuple(
-            None if a is None else keras.ops.convert_to_tensor(a)
-            for a in (host.astype(np.float32, copy=False), onehot, weights)
-        )
-        make = _jax_program if backend == "jax" else _tf_program
-        return cls(make(target, data), len(arrays[0]), batch_size)
+        first = np.asarray(source.arrays[0][:batch_size], np.float32)
+        _build_state(target, first, onehot[:batch_size], weights)
+        features = source.on_device(count)
+        data = (features, *(None if a is None else keras.ops.convert_to_tensor(a) for a in (onehot, weights)))
+        if keras.backend.backend() == "jax":
+            train, predict = _jax_programs(target, data)
+        else:
+            train, predict = _tf_programs(target, data)
+        return cls(train, predict, len(source.arrays[0]), count, batch_size)
 
     def train(self, order: np.ndarray, variants: np.ndarray | None = None) -> dict[str, float]:
         """One pass over ``order`` (record ``order[i]`` as dihedral variant ``variants[i]`` when
@@ -89,6 +96,21 @@ class CompiledEpoch:
                     totals[key] += float(logs[key][step]) * size
         return {key: value / len(idx) for key, value in totals.items()}
 
+    def predict(self, idx: np.ndarray, variant: int = 0) -> np.ndarray | None:
+        """The target's outputs for records ``idx`` (as dihedral ``variant``) in batches of the
+        training's batch size, as ``inputs.predict_probs`` computes them, in one compiled call for the
+        full batches and one for the rest; None for a variant not held on the device."""
+        if variant >= self.variants:
+            return None
+        rows = np.asarray(idx, np.int32) + np.int32(variant * self.n)
+        full = len(rows) // self.batch_size * self.batch_size
+        parts = [
+            self.forward(rows[start:stop].reshape(-1, size)).reshape(-1, 2)
+            for start, stop, size in ((0, full, self.batch_size), (full, len(rows), len(rows) - full))
+            if stop > start
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+
 
 def _build_state(target: keras.Model, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> None:
     """Create what ``train_on_batch`` creates on its first call (the compiled loss and metrics,
@@ -99,7 +121,7 @@ def _build_state(target: keras.Model, x: np.ndarray, y: np.ndarray, weights: np.
         target.optimizer.build(target.trainable_variables)
 
 
-def _jax_program(target: keras.Model, data: tuple) -> Program:
+def _jax_programs(target: keras.Model, data: tuple) -> tuple[Program, Forward]:
     import jax  # this backend's own: only here
 
     def epoch(state, fresh_metrics, data, idx, rows):
@@ -116,7 +138,14 @@ def _jax_program(target: keras.Model, data: tuple) -> Program:
 
         return jax.lax.scan(step, state, (idx, rows))
 
-    compiled = jax.jit(epoch, donate_argnums=0)
+    def outputs(trainable, non_trainable, features, rows):
+        def one(r):
+            x = keras.ops.take(features, r, axis=0)
+            return target.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        return jax.lax.map(one, rows)
+
+    compiled, predicting = jax.jit(epoch, donate_argnums=0), jax.jit(outputs)
     holders = (target.trainable_variables, target.non_trainable_variables, target.optimizer.variables)
 
     def run(idx: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -129,10 +158,14 @@ def _jax_program(target: keras.Model, data: tuple) -> Program:
                 variable.assign(value)
         return {k: np.asarray(v) for k, v in logs.items()}
 
-    return run
+    def forward(rows: np.ndarray) -> np.ndarray:
+        weights = ([v.value for v in holders[0]], [v.value for v in holders[1]])
+        return np.asarray(predicting(*weights, data[0], rows))
+
+    return run, forward
 
 
-def _tf_program(target: keras.Model, data: tuple) -> Program:
+def _tf_programs(target: keras.Model, data: tuple) -> tuple[Program, Forward]:
     import tensorflow as tf  # this backend's own: only here
 
     features, onehot, weights = data
@@ -153,9 +186,16 @@ def _tf_program(target: keras.Model, data: tuple) -> Program:
         _, outs = tf.while_loop(lambda s, _: s < steps, step, (tf.constant(0), outs))
         return {k: o.stack() for k, o in zip(LOGGED, outs, strict=True)}
 
-    compiled = tf.function(epoch, jit_compile=bool(target.jit_compile), autograph=False)
+    def outputs(rows):
+        spec = tf.TensorSpec((None, 2), target.outputs[0].dtype)
+        one = lambda r: target(tf.gather(features, r), training=False)  # noqa: E731
+        return tf.map_fn(one, rows, fn_output_signature=spec)
+
+    jit = bool(target.jit_compile)
+    compiled = tf.function(epoch, jit_compile=jit, autograph=False)
+    predicting = tf.function(outputs, jit_compile=jit, autograph=False)
 
     def run(idx: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in compiled(tf.constant(idx), tf.constant(rows)).items()}
 
-    return run
+    return run, lambda rows: predicting(tf.constant(rows)).numpy()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from leukml import device
 from leukml.augment import VARIANTS, dihedral, dihedral_each, draw_variants, jitter
 from leukml.bases import BaseCache, weights_id
 from leukml.cachedir import cache_path, cached_array
@@ -30,10 +31,15 @@ Take = Callable[[np.ndarray, slice], np.ndarray]
 
 
 class FeatureSource:
-    """Cached base features: ``arrays[v]`` holds dihedral variant ``v`` of every image."""
+    """Cached base features: ``arrays[v]`` holds dihedral variant ``v`` of every image (host
+    arrays, memory-mapped); ``on_device`` the first variants as one device tensor, made once and kept
+    until ``release``. ``extracted``: the variants' outputs still on the device from an extraction
+    in this process (all or none), used by ``on_device`` instead of copying the host arrays."""
 
-    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
+    def __init__(self, arrays: Sequence[np.ndarray], extracted: Sequence[object] = ()) -> None:
         self.arrays = list(arrays)
+        self.extracted = list(extracted)
+        self.device: dict[int, object] = {}  # number of variants -> their rows, variant after variant
 
     def gather(self, idx: np.ndarray, variants: np.ndarray | None = None) -> np.ndarray:
         """Rows ``idx`` as float32, row ``i`` from variant ``variants[i]`` (variant 0 when None)."""
@@ -47,6 +53,31 @@ class FeatureSource:
             chosen = variants == v
             out[chosen] = self.arrays[v][idx[chosen]]
         return out
+
+    def on_device(self, count: int = 1):
+        """Variants ``0 .. count - 1`` as one float32 device tensor: row ``i`` of variant ``v`` at
+        ``v * n + i``. Made once (from ``extracted``, else copied from the host), then kept."""
+        if count not in self.device:
+            if count > len(self.arrays):
+                raise ValueError(f"{count} variants asked, these features hold {len(self.arrays)}")
+            parts = [
+                self.extracted[v] if v < len(self.extracted) else device.to_device(np.asarray(a, np.float32))
+                for v, a in enumerate(self.arrays[:count])
+            ]
+            self.device[count] = parts[0] if count == 1 else keras.ops.concatenate(parts)
+            self.extracted = self.extracted[count:] if count > 1 else self.extracted  # now held above
+        return self.device[count]
+
+    @property
+    def device_bytes(self) -> int:
+        """Bytes of the device copies held."""
+        held = {id(t): t for t in [*self.device.values(), *self.extracted]}  # variant 0 may be in both
+        return sum(int(np.prod(t.shape)) * 4 for t in held.values())
+
+    def release(self) -> None:
+        """Free the device copies (the host arrays stay)."""
+        self.device.clear()
+        self.extracted = []
 
 
 class ImageSource:
@@ -100,19 +131,29 @@ def _predict(target: keras.Model, source: Source, idx: np.ndarray, batch_size: i
 
 
 def predict_probs(
-    target: keras.Model, inputs: Source | np.ndarray, idx: np.ndarray, batch_size: int
+    target: keras.Model,
+    inputs: Source | np.ndarray,
+    idx: np.ndarray,
+    batch_size: int,
+    variant: int | None = None,
 ) -> np.ndarray:
-    """``target``'s output for rows ``idx`` of ``inputs``, in batches (each image as it is)."""
-    return _predict(target, as_source(inputs), idx, batch_size, None)
+    """``target``'s output for rows ``idx`` of ``inputs``, in batches (each image as it is, or as
+    its dihedral ``variant``)."""
+    return _predict(target, as_source(inputs), idx, batch_size, variant)
+
+
+def variant_average(predict: Callable[[int], np.ndarray], n: int) -> np.ndarray:
+    """The mean of ``predict(v)`` (``n`` rows of two probabilities) over the 8 dihedral variants."""
+    total = np.zeros((n, 2), np.float64)
+    for v in range(VARIANTS):
+        total += predict(v)
+    return (total / VARIANTS).astype(np.float32)
 
 
 def tta_probs(target: keras.Model, source: Source, idx: np.ndarray, batch_size: int) -> np.ndarray:
     """``target``'s output for rows ``idx`` averaged over their 8 dihedral variants: the same
     numbers from a source of images or of the 8 variants' features."""
-    total = np.zeros((len(idx), 2), np.float64)
-    for v in range(VARIANTS):
-        total += _predict(target, source, idx, batch_size, v)
-    return (total / VARIANTS).astype(np.float32)
+    return variant_average(lambda v: _predict(target, source, idx, batch_size, v), len(idx))
 
 
 def predict_tta(
@@ -134,15 +175,19 @@ def _feature_key(network: Network, prepared: Prepared, config: TrainConfig, base
     return key
 
 
-def read_ahead(images: np.ndarray, batch_size: int, variant: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+def read_ahead(
+    images: np.ndarray, batch_size: int, variant: int = 0, on_device: bool = False
+) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, batch)`` over ``images`` in order, each batch uint8 (as dihedral ``variant``), the
-    next one read (from the memory-mapped cache) and turned on a thread while the caller's device
-    works on this one. uint8, not float32: a quarter of the bytes to copy to the device, where the
-    model casts them (its first layer; the same features as a float32 batch, tests/test_extraction.py)."""
+    next one read (from the memory-mapped cache), turned and (``on_device``) copied to the device on
+    a thread while the caller's device works on this one: double buffering. uint8, not float32: a
+    quarter of the bytes to copy, cast by the model (its first layer; the same features as a
+    float32 batch, tests/test_extraction.py)."""
 
-    def read(start: int) -> np.ndarray:
+    def read(start: int):
         x = np.asarray(images[start : start + batch_size])
-        return np.ascontiguousarray(dihedral(x, variant)) if variant else x
+        x = np.ascontiguousarray(dihedral(x, variant)) if variant else x
+        return device.to_device(x) if on_device else x
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-read-ahead") as pool:
         ahead = pool.submit(read, 0) if len(images) else None
@@ -153,42 +198,88 @@ def read_ahead(images: np.ndarray, batch_size: int, variant: int = 0) -> Iterato
             yield start, batch
 
 
-def _cached_features(network: Network, prepared: Prepared, key: str, variant: int, batch_size: int):
-    """The base's output for variant ``variant`` of every image, cached under ``key``. Variant 0 is
-    the image itself: its file is the plain features'; the others have their own (``-dihedralV``)."""
-    images, n = prepared.images, len(prepared.images)
+def _extract(
+    extractor: keras.Model, images: np.ndarray, variant: int, batch_size: int, out: np.ndarray, keep: bool
+):
+    """``extractor``'s output for variant ``variant`` of every image, written into ``out`` (host).
+    ``keep``: batches go through ``device.forward`` and their outputs stay on the device; each is
+    written to ``out`` on a thread (which waits for it there), so the device is never left idle
+    for the host's copy; the outputs, concatenated on the device, are returned."""
+    if not keep:
+        for start, x in read_ahead(images, batch_size, variant):
+            out[start : start + len(x)] = keras.ops.convert_to_numpy(extractor.predict_on_batch(x))
+        return None
+
+    def write(start: int, y) -> None:
+        out[start : start + len(y)] = keras.ops.convert_to_numpy(y)
+
+    forward, parts = device.forward(extractor), []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-write") as writer:
+        written = []
+        for start, x in read_ahead(images, batch_size, variant, on_device=True):
+            parts.append(forward(x))
+            written.append(writer.submit(write, start, parts[-1]))
+        for done in written:
+            done.result()  # a failed write fails the extraction
+    if not parts:
+        return None
+    whole = parts[0] if len(parts) == 1 else keras.ops.concatenate(parts)
+    return keras.ops.cast(whole, "float32")  # as the cache file holds them (a bfloat16 base's too)
+
+
+def _cached_features(
+    network: Network, prepared: Prepared, key: str, variant: int, batch_size: int | None, keep: bool
+) -> tuple[np.ndarray, object | None]:
+    """The base's output for variant ``variant`` of every image, cached under ``key``, and (``keep``,
+    when it was extracted now) the same on the device. Variant 0 is the image itself: its file is
+    the plain features'; the others have their own (``-dihedralV``). ``batch_size`` None: as much
+    as the device's memory allows (``device.extraction_batch``)."""
+    extractor, kept = network.extractor, []
 
     def extract_all(out: np.ndarray) -> None:
-        for start, x in read_ahead(images, batch_size, variant):
-            out[start : start + len(x)] = keras.ops.convert_to_numpy(network.extractor.predict_on_batch(x))
+        batch = batch_size or device.extraction_batch(extractor)
+        kept.append(_extract(extractor, prepared.images, variant, batch, out, keep))
 
     name = f"{key}-dihedral{variant}.npy" if variant else f"{key}.npy"
-    return cached_array(
-        cache_path("features", name), (n, *network.extractor.output_shape[1:]), np.float32, extract_all
-    )
+    shape = (len(prepared.images), *extractor.output_shape[1:])
+    host = cached_array(cache_path("features", name), shape, np.float32, extract_all)
+    return host, kept[0] if kept else None
 
 
 def extract_features(
     network: Network,
     prepared: Prepared,
     config: TrainConfig,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     bases: BaseCache | None = None,
 ) -> np.ndarray:
     """The frozen base's output for every image, cached per (arch, weights, size, dataset).
     ``bases``: the cache that built ``network.base``, which remembers its weights' hash."""
-    return _cached_features(network, prepared, _feature_key(network, prepared, config, bases), 0, batch_size)
+    key = _feature_key(network, prepared, config, bases)
+    return _cached_features(network, prepared, key, 0, batch_size, keep=False)[0]
 
 
 def feature_source(
     network: Network,
     prepared: Prepared,
     config: TrainConfig,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     bases: BaseCache | None = None,
 ) -> FeatureSource:
     """The cached features a run trains on: of the 8 dihedral variants of every image when its
-    recipe draws them or tests with them (each extracted once, then cached), else of the images."""
+    recipe draws them or tests with them (each extracted once, then cached), else of the images.
+
+    Where the head trains in compiled epochs (``compiled_epoch`` on a backend that has them),
+    features extracted now stay on the device for it. With ``bases`` (a search worker's), the
+    source, its device copies included, is kept there for the worker's next trials on the same
+    features (``BaseCache.features``)."""
     key = _feature_key(network, prepared, config, bases)
     count = VARIANTS if config.recipe.variants_needed else 1
-    return FeatureSource([_cached_features(network, prepared, key, v, batch_size) for v in range(count)])
+    keep = config.compiled_epoch and device.resident(config.jit_compile)
+
+    def make() -> FeatureSource:
+        made = [_cached_features(network, prepared, key, v, batch_size, keep) for v in range(count)]
+        extracted = [kept for _, kept in made]
+        return FeatureSource([host for host, _ in made], extracted if None not in extracted else ())
+
+    return make() if bases is None else bases.features(key, count, make)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from leukml.augment import draw_variants
+from leukml.augment import VARIANTS, draw_variants
 from leukml.compiled import CompiledEpoch
 from leukml.config import OPTIMIZERS, TrainConfig
 from leukml.evaluation import classification_metrics, per_subject_scores
-from leukml.inputs import ImageSource, Source, Take, as_source, epoch_inputs, predict_probs, tta_probs
+from leukml.inputs import ImageSource, Source, Take, as_source, epoch_inputs, predict_probs, variant_average
 from leukml.models import Network, unfreeze_top
 from leukml.sinks import MetricSink
 
@@ -140,24 +140,30 @@ def train_epoch(
     return {key: value / len(order) for key, value in totals.items()}
 
 
-def _evaluate(
-    target: keras.Model, inputs: Source | np.ndarray, labels: np.ndarray, idx: np.ndarray, batch_size: int
-) -> tuple[dict, np.ndarray]:
-    """Loss and accuracy on ``idx`` as ``evaluate`` reports them (the paper's loss per sample,
-    averaged), computed from one prediction pass whose probabilities are returned too: a
-    milestone on the same split reuses them, and no separate test step is traced."""
-    probs = predict_probs(target, inputs, idx, batch_size)
-    onehot = keras.utils.to_categorical(labels[idx], 2).astype(np.float32)
-    loss = float(np.mean(keras.ops.convert_to_numpy(binary_crossentropy(onehot, probs))))
-    accuracy = float(np.mean(np.argmax(probs, axis=1) == labels[idx]))
-    return {"loss": loss, "accuracy": accuracy}, probs
-
-
 @dataclass
 class _Stage:
     source: Source  # what the target trains and is evaluated on
     target: keras.Model  # the compiled model that trains
     compiled: CompiledEpoch | None = None  # its whole epochs on the device, where that is exact
+
+    def probs(self, idx: np.ndarray, batch_size: int, variant: int | None = None) -> np.ndarray:
+        """The target's outputs for records ``idx`` (as dihedral ``variant``), in batches: from the
+        features on the device where the compiled epoch holds them, else gathered on the host."""
+        if self.compiled is not None:
+            probs = self.compiled.predict(idx, variant or 0)
+            if probs is not None:
+                return probs
+        return predict_probs(self.target, self.source, idx, batch_size, variant)
+
+    def evaluate(self, labels: np.ndarray, idx: np.ndarray, batch_size: int) -> tuple[dict, np.ndarray]:
+        """Loss and accuracy on ``idx`` as ``evaluate`` reports them (the paper's loss per sample,
+        averaged), computed from one prediction pass whose probabilities are returned too: a
+        milestone on the same split reuses them, and no separate test step is traced."""
+        probs = self.probs(idx, batch_size)
+        onehot = keras.utils.to_categorical(labels[idx], 2).astype(np.float32)
+        loss = float(np.mean(keras.ops.convert_to_numpy(binary_crossentropy(onehot, probs))))
+        accuracy = float(np.mean(np.argmax(probs, axis=1) == labels[idx]))
+        return {"loss": loss, "accuracy": accuracy}, probs
 
 
 def _enter_stage(
@@ -193,8 +199,9 @@ def _enter_stage(
         state.optimizer_variables = None
     compiled = None
     if config.compiled_epoch:
+        variants = VARIANTS if config.recipe.tta == "dihedral" else 1
         compiled = CompiledEpoch.build(
-            target, source, labels, class_weight, config.batch_size, config.recipe.augment
+            target, source, labels, class_weight, config.batch_size, config.recipe.augment, variants
         )
     return _Stage(source, target, compiled)
 
@@ -247,10 +254,10 @@ def _milestone(
     test split), with ``_tta`` twins under test-time augmentation; to the state and the sink."""
     labels, test = prepared.dataset.labels[prepared.split.test], prepared.split.test
     if probs is None:
-        probs = predict_probs(stage.target, stage.source, test, config.batch_size)
+        probs = stage.probs(test, config.batch_size)
     scores, confusion = classification_metrics(labels, probs[:, 1])
     if config.recipe.tta == "dihedral":
-        averaged = tta_probs(stage.target, stage.source, test, config.batch_size)
+        averaged = variant_average(lambda v: stage.probs(test, config.batch_size, v), len(test))
         twins, _ = classification_metrics(labels, averaged[:, 1])
         scores.update({f"{name}_tta": value for name, value in twins.items()})
     state.milestones[state.epoch] = scores
@@ -305,7 +312,7 @@ def fit(
             stage = _enter_stage(network, config, state, source, images, labels, weights)
         order = split.train[state.order_rng.permutation(len(split.train))]
         logs = _train_epoch(stage, state, config, labels, order, weights)
-        val_logs, val_probs = _evaluate(stage.target, stage.source, labels, val_idx, config.batch_size)
+        val_logs, val_probs = stage.evaluate(labels, val_idx, config.batch_size)
         metrics = {
             "train_loss": logs["loss"],
             "train_accuracy": logs["accuracy"],

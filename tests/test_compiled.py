@@ -22,8 +22,19 @@ from leukml.sinks import NullSink
 from leukml.training import fit, prepare_data
 
 # every per-step state the compiled epoch must carry as train_on_batch does: dropout's seed
-# generator, class weights, the dihedral draws; 39 training images in batches of 8 end in a partial one
-RECIPE = {"dropout": 0.3, "class_weight": True, "augment": "dihedral", "epochs": 3, "lr": 1e-3, "seed": 3}
+# generator, class weights, the dihedral draws; 39 training images in batches of 8 end in a partial one.
+# Validation and the milestones' test metrics (with their 8-variant TTA twins) come from the
+# compiled forward pass on the device-resident features, or from predict_on_batch per batch.
+RECIPE = {
+    "dropout": 0.3,
+    "class_weight": True,
+    "augment": "dihedral",
+    "tta": "dihedral",
+    "epochs": 3,
+    "eval_epochs": "2,3",
+    "lr": 1e-3,
+    "seed": 3,
+}
 
 
 def _values(model: keras.Model) -> list[np.ndarray]:
@@ -44,19 +55,22 @@ def both_ways(data_dir: str) -> dict:
     head = build_head((2, 2, 16), config.model)
     net = Network(model=head, base=head, extractor=head, head=head)  # the frozen stage trains the head only
     start = _values(head)
-    calls = []
-    per_batch = head.train_on_batch
+    calls, predictions = [], []
+    per_batch, predict = head.train_on_batch, head.predict_on_batch
     head.train_on_batch = lambda *args, **kwargs: calls.append(1) or per_batch(*args, **kwargs)
+    head.predict_on_batch = lambda *args, **kwargs: predictions.append(1) or predict(*args, **kwargs)
     out = {}
     for name, chosen in (("compiled", config), ("per_batch", config.replace(compiled_epoch=False))):
         for variable, value in zip(head.variables, start, strict=True):
             variable.assign(value)
-        calls.clear()
+        calls.clear(), predictions.clear()
         result = fit(net, prepared, chosen, NullSink(), source)
         out[name] = {
             "history": result.history,
+            "milestones": {str(k): v for k, v in result.milestones.items()},
             "variables": [v.tolist() for v in _values(head)],
             "calls": len(calls),
+            "predictions": len(predictions),
         }
     out["moved"] = float(max(np.abs(a - b).max() for a, b in zip(start, _values(head), strict=True)))
     return out
@@ -66,6 +80,12 @@ def _check(out: dict) -> None:
     compiled, per_batch = out["compiled"], out["per_batch"]
     assert compiled["calls"] == 0  # every batch ran in the compiled epochs
     assert per_batch["calls"] == 3 * 5  # the escape hatch: 4 full batches and the partial one per epoch
+    assert compiled["predictions"] == 0  # validation and test passes ran on the device's features
+    assert per_batch["predictions"] > 0
+    assert compiled["milestones"].keys() == per_batch["milestones"].keys() == {"2", "3"}
+    for epoch, scores in per_batch["milestones"].items():
+        assert "test_accuracy_tta" in scores
+        assert compiled["milestones"][epoch] == pytest.approx(scores, rel=1e-5, abs=1e-6, nan_ok=True)
     assert out["moved"] > 1e-3  # training moved the head
     assert compiled["history"].keys() == per_batch["history"].keys()
     for key, curve in per_batch["history"].items():

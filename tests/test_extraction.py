@@ -1,15 +1,18 @@
-"""Feature extraction: uint8 batches read ahead on a thread, the same features as float32 batches."""
+"""Feature extraction: uint8 batches read ahead on a thread, the same features as float32 batches,
+kept on the device for the head's training and, in a worker, for its next trials."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from leukml import device
 from leukml.archs import ModelConfig
 from leukml.augment import dihedral
+from leukml.bases import BaseCache
 from leukml.config import TrainConfig
-from leukml.inputs import feature_source, read_ahead
+from leukml.inputs import FeatureSource, feature_source, read_ahead
 from leukml.models import build_network
-from leukml.training import prepare_data
+from leukml.training import prepare_data, train
 
 
 def test_read_ahead_gives_every_batch_in_order_as_uint8():
@@ -33,3 +36,49 @@ def test_features_of_uint8_batches_equal_those_of_float32_images(tiny_data):
             network.extractor.predict_on_batch(dihedral(images, variant).astype(np.float32))
         )
         assert np.allclose(source.arrays[variant], expected, atol=1e-5), variant
+        assert np.array_equal(np.asarray(source.extracted[variant]), source.arrays[variant])  # device twin
+
+
+def test_features_extracted_for_training_stay_on_the_device_and_a_worker_reuses_them(
+    tiny_data, tmp_path, monkeypatch
+):
+    """Extraction keeps its outputs on the device for the compiled epoch (no float32 copy from the
+    host), and a worker's next training on the same features copies nothing to the device."""
+    monkeypatch.setenv("LEUKML_CACHE", str(tmp_path))  # nothing extracted yet
+    copied, held = [], []
+    to_device, on_device = device.to_device, FeatureSource.on_device
+    monkeypatch.setattr(device, "to_device", lambda x: copied.append(np.asarray(x).dtype) or to_device(x))
+
+    def spy(self, count=1):
+        out = on_device(self, count)
+        held.append((id(self), id(out)))
+        return out
+
+    monkeypatch.setattr(FeatureSource, "on_device", spy)
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    bases = BaseCache()
+    first = train(config, bases=bases)
+    assert copied and set(copied) == {np.dtype(np.uint8)}  # image batches only: features stayed there
+    assert len(set(held)) == 1
+    copied.clear()
+    second = train(config.replace(optimizer="rmsprop"), bases=bases)
+    assert copied == []  # the worker's features were on the device already
+    assert len(set(held)) == 1 and len(held) == 2  # the same source, the same device tensor
+    assert second.history["train_loss"] != first.history["train_loss"]  # it trained (another optimizer)
+    monkeypatch.setenv("LEUKML_CACHE", str(tmp_path / "again"))
+    alone = train(config.replace(compiled_epoch=False))  # host features, batch by batch, extracted anew
+    np.testing.assert_allclose(alone.history["val_loss"], first.history["val_loss"], rtol=1e-5)
+
+
+def test_a_worker_releases_the_least_recently_used_device_copies_beyond_its_limit(monkeypatch):
+    rng = np.random.default_rng(0)
+    sources = {k: FeatureSource([rng.normal(size=(4, 3)).astype(np.float32)]) for k in "abc"}
+    bases = BaseCache()
+    monkeypatch.setattr(device, "keep_limit", lambda: 2 * 4 * 3 * 4)  # two sources' copies
+    for key in "abc":
+        bases.features(key, 1, lambda key=key: sources[key]).on_device()
+    assert [s.device_bytes for s in sources.values()] == [48, 48, 48]  # within the limit after c
+    bases.features("a", 1, lambda: None)  # a is used again: b is now the least recent
+    monkeypatch.setattr(device, "keep_limit", lambda: 48)
+    assert bases.features("c", 1, lambda: None) is sources["c"]
+    assert [sources[k].device_bytes for k in "abc"] == [48, 0, 48]
