@@ -38,7 +38,16 @@ def to_device(x):
 def forward(model: keras.Model) -> Callable:
     """``model(x, training=False)`` as one compiled call whose output stays on the device: the
     computation ``predict_on_batch`` runs, without its wait and copy to the host. ``model`` must be
-    frozen (its weights are read once, here)."""
+    frozen (its weights are read once). Made once per model and kept on it, so that a later
+    extraction with the same model compiles nothing again."""
+    made = model.__dict__.get("_leukml_forward")
+    if made is None:
+        made = _forward(model)
+        object.__setattr__(model, "_leukml_forward", made)  # not a tracked Keras attribute
+    return made
+
+
+def _forward(model: keras.Model) -> Callable:
     if keras.backend.backend() == "jax":
         import jax  # this backend's own: only here
 

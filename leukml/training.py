@@ -51,6 +51,7 @@ __all__ = [
     "prepare_data",
     "train",
     "train_epoch",
+    "train_on",
 ]
 
 
@@ -107,8 +108,19 @@ def train(
     same batch order, draws, weights and optimizer state). ``store_checkpoint(epoch, folder)``
     receives a checkpoint every ``config.checkpoint_every`` epochs (the folder is removed after).
     """
+    return train_on(prepare_data(config), config, sink, bases, resume, store_checkpoint)
+
+
+def train_on(
+    prepared: Prepared,
+    config: TrainConfig,
+    sink: MetricSink | None = None,
+    bases: BaseCache | None = None,
+    resume: Checkpoint | None = None,
+    store_checkpoint: Callable[[int, Path], None] | None = None,
+) -> TrainResult:
+    """``train`` on data already prepared (split, images loaded); ``config``'s data options unused."""
     sink = sink or NullSink()
-    prepared = prepare_data(config)
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.resolved_precision):

@@ -60,6 +60,7 @@ def test_gpu_head_quick(child_env, tmp_path):
         ("grid.py", "headline: usual recipe / leukml grid"),
         ("tracking.py", "headline: MLflow tracking overhead"),
         ("serve.py", "headline: serving overhead"),
+        ("gpu.py", "gpu headline: study"),  # extraction, epochs, the whole study, the usual recipe
     ],
 )
 def test_bench_quick(script, headline, child_env, tmp_path):
