@@ -1,11 +1,13 @@
 """The head's whole training epoch in one compiled call, the cached features resident on the device.
 
 A head step on cached features moves a few MB, so calling ``train_on_batch`` once per batch from
-Python spends most of an accelerator's time on dispatch. ``CompiledEpoch`` converts the features
-(with dihedral augmentation: all 8 variants'), the one-hot labels and the class weights to device
-tensors once per training, and runs every full batch of an epoch in one compiled program that loops
-over the batches on the device, gathering each batch there; the last, partial batch is one more
-call of the same program. Each step is the model's own ``train_step``, with its metrics reset
+Python spends most of an accelerator's time on dispatch. ``CompiledEpoch`` takes the features on
+the device (``FeatureSource.on_device``: with dihedral augmentation or TTA all 8 variants'; kept
+there from extraction, or by a search worker across trials), converts the one-hot labels and the
+class weights to device tensors once per training, and runs every full batch of an epoch in one
+compiled program that loops over the batches on the device, gathering each batch there; the last,
+partial batch is one more call of the same program. ``predict`` runs the validation and test
+passes the same way, in the training's batch size. Each step is the model's own ``train_step``, with its metrics reset
 before it as ``train_on_batch`` resets them: the same batch order, learning-rate schedule (by
 optimizer iteration), class weights, dropout seeds and per-batch loss and accuracy as
 ``loop.train_epoch``, which averages them the same way (tests/test_compiled.py trains both ways).

@@ -79,7 +79,7 @@ class TrainConfig:
         "Train the head on cached features one train_on_batch call per batch, not a whole epoch per "
         "compiled call. The compiled epoch (the default where it applies: the feature cache before any "
         "fine-tuning, --augment none or dihedral, TensorFlow or JAX with XLA) holds the features (with "
-        "dihedral: all 8 variants') in device memory and gives the same model.",
+        "dihedral augmentation or TTA: all 8 variants') in device memory and gives the same model.",
         cli="no_compiled_epoch",
         invert=True,
     )

@@ -3,6 +3,7 @@ kept on the device for the head's training and, in a worker, for its next trials
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from leukml import device
@@ -82,3 +83,16 @@ def test_a_worker_releases_the_least_recently_used_device_copies_beyond_its_limi
     monkeypatch.setattr(device, "keep_limit", lambda: 48)
     assert bases.features("c", 1, lambda: None) is sources["c"]
     assert [sources[k].device_bytes for k in "abc"] == [48, 0, 48]
+
+
+def test_extraction_batches_take_a_quarter_of_the_free_device_memory():
+    conv = keras.layers.Conv2D(8, 3, padding="same")  # its output is the largest, inside the nested base
+    inner = keras.Sequential([keras.Input((32, 32, 3)), conv, keras.layers.MaxPooling2D(4)])
+    image = keras.Input((32, 32, 3))
+    model = keras.Model(image, keras.layers.GlobalAveragePooling2D()(inner(image)))  # a nested base
+    per_image = 4 * 4 * 32 * 32 * 8  # 4x the largest activation, 4 bytes each
+    assert device.extraction_batch(model) == 64  # this machine is a CPU: no device memory to fill
+    assert device.extraction_batch(model, free=4 * per_image * 100) == 64  # 100 fit: a power of two
+    assert device.extraction_batch(model, free=4 * per_image * 128) == 128
+    assert device.extraction_batch(model, free=4 * per_image * 100_000) == 1024  # at most
+    assert device.extraction_batch(model, free=per_image) == 1
