@@ -8,9 +8,10 @@ class weights to device tensors once per training, and runs every full batch of 
 compiled program that loops over the batches on the device, gathering each batch there; the last,
 partial batch is one more call of the same program. ``predict`` runs the validation and test
 passes the same way, in the training's batch size. Each step is the model's own ``train_step``,
-with its metrics reset before it as ``train_on_batch`` resets them: the same batch order, learning-rate schedule (by
-optimizer iteration), class weights, dropout seeds and per-batch loss and accuracy as
-``loop.train_epoch``, which averages them the same way (tests/test_compiled.py trains both ways).
+with its metrics reset before it as ``train_on_batch`` resets them: the same batch order,
+learning-rate schedule (by optimizer iteration), class weights, dropout seeds and per-batch loss
+and accuracy as ``loop.train_epoch``, which averages them the same way (tests/test_compiled.py
+trains both ways).
 
 JAX: ``jax.jit`` of a ``jax.lax.scan`` over the batches with the stateless ``train_step``;
 TensorFlow: a ``tf.function`` around a ``tf.while_loop``. The backend's own module is imported only
