@@ -66,3 +66,13 @@ def test_gpu_head_quick(child_env, tmp_path):
 def test_bench_quick(script, headline, child_env, tmp_path):
     last = run_quick(script, child_env, tmp_path)[-1]
     assert last.startswith(headline), last
+
+
+@pytest.mark.slow
+def test_commits_quick(child_env, tmp_path):
+    """The comparison with another commit runs both sides (here HEAD against this tree)."""
+    if subprocess.run(["git", "-C", str(BENCH), "rev-parse", "HEAD"], capture_output=True).returncode:
+        pytest.skip("not a git checkout: no commit to compare with")
+    lines = run_quick("commits.py", child_env, tmp_path, "HEAD")
+    assert lines[-1].startswith("headline: this tree / base "), lines[-1]
+    assert sum(line.startswith(("  train ", "  grid ")) for line in lines) == 4, lines
