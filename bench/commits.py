@@ -4,6 +4,7 @@ interleaved, in one script.
 Workloads (untracked, ``weights=none``, the embedded synthetic data of `make demo`, 360 cells):
 - ``train``: `make demo`'s training: VGG16 at 128 px, 100 epochs on cached features, milestones
   10..100 (bench/tracking.py's untracked side);
+- ``tracked``: the same training tracked into MLflow (a SQLite store; bench/tracking.py's other side);
 - ``grid``: the paper's grid as a search worker runs it (``leukml.search.run_search``: VGG16 and
   ResNet50 x Adam and RMSprop, 10 epochs, milestones 2..10, 64 px; bench/grid.py's side (b)).
 Each run is a fresh Python process with ``PYTHONPATH`` on one checkout (the other commit's is a
@@ -11,7 +12,7 @@ temporary ``git worktree``) and that checkout's own warm caches (one untimed run
 first); the child times the workload alone (not its imports). Reps alternate which side goes
 first. Prints each time, a table of medians and the ratio, and a headline.
 
-    .venv/bin/python bench/commits.py BASE_REV [--quick] [--reps 3] [--workloads train,grid]
+    .venv/bin/python bench/commits.py BASE_REV [--quick] [--reps 3] [--workloads train,tracked,grid]
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ if workload == "train":
                             epochs=2 if quick else 100)
     start = time.perf_counter()
     train(config)
+elif workload == "tracked":
+    from leukml.runs import tracked_train
+    config = TrainConfig.of(arch="vgg16", weights="none", image_size=32 if quick else 128,
+                            epochs=2 if quick else 100)
+    start = time.perf_counter()
+    tracked_train(config, experiment="bench", tracking_uri=f"sqlite:///{os.path.join(work, 'mlflow.db')}")
 else:
     from leukml.search import SearchConfig, run_search
     base = TrainConfig.of(weights="none", image_size=32 if quick else 64, epochs=2 if quick else 10,
@@ -72,7 +79,7 @@ def main() -> None:
     parser.add_argument("base", help="the commit to compare this working tree with")
     parser.add_argument("--reps", type=int, help="interleaved reps (default 3; quick 1)")
     parser.add_argument("--quick", action="store_true", help="tiny workloads (32 px, 2 epochs): a smoke run")
-    parser.add_argument("--workloads", default="train,grid")
+    parser.add_argument("--workloads", default="train,tracked,grid")
     args = parser.parse_args()
     args.reps = args.reps or (1 if args.quick else 3)
     git = ["git", "-C", str(ROOT)]

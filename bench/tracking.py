@@ -6,7 +6,8 @@ a temp dir) against ``leukml.training.train`` with its default null sink, same c
 The default run is `make demo`'s (the embedded 360-cell synthetic dataset, VGG16 at 128 px,
 100 epochs, milestones 10..100), leukml's shortest realistic run. One untimed run of each first
 fills the image and feature caches and pays one-time start-up; then ``--reps`` pairs alternate the
-order (tracked first, then untracked first, ...). Medians are reported. Tracking costs a roughly
+order (tracked first, then untracked first, ...); a third run in each rep is tracked without
+checkpoints (``checkpoint_every=0``), to show what they cost. Medians are reported. Tracking costs a roughly
 fixed time per run, so its share falls as runs get longer: the run length at which it is 3% is
 printed too. Use ``--reps 5`` or more on a noisy machine.
 
@@ -85,7 +86,11 @@ def main() -> None:
             f"{'' if args.quick else ' after one warm-up each'}",
             flush=True,
         )
-        runs = {"untracked": train, "tracked": tracked}
+        runs = {
+            "untracked": train,
+            "tracked": tracked,
+            "no checkpoints": lambda c: tracked(c.replace(checkpoint_every=0)),
+        }
         for fn in runs.values() if not args.quick else ():
             timed(fn, config)  # warm-up: caches and one-time start-up
         times: dict[str, list[float]] = {name: [] for name in runs}
@@ -104,7 +109,12 @@ def main() -> None:
     print()
     print("| run | median s | all runs s |")
     print("|---|---|---|")
-    for name, label in (("untracked", "train(), null sink"), ("tracked", "tracked_train(), MLflow")):
+    labels = {
+        "untracked": "train(), null sink",
+        "tracked": "tracked_train(), MLflow",
+        "no checkpoints": "tracked_train(), MLflow, --checkpoint-every 0",
+    }
+    for name, label in labels.items():
         print(
             f"| {label} | {statistics.median(times[name]):.2f} "
             f"| {', '.join(f'{t:.2f}' for t in times[name])} |"
@@ -112,6 +122,10 @@ def main() -> None:
     diffs = ", ".join(f"{t - u:+.2f}" for t, u in zip(times["tracked"], times["untracked"], strict=True))
     print(f"| tracking cost per run: median of the pairs' differences | {cost:.2f} | {diffs} |")
     print(f"| untracked run length at which that cost is 3% | {cost / 0.03:.0f} | |")
+    pairs = list(zip(times["tracked"], times["no checkpoints"], strict=True))
+    saving = ", ".join(f"{t - n:+.2f}" for t, n in pairs)
+    checkpoints = statistics.median(t - n for t, n in pairs)
+    print(f"| of it, the checkpoints: median of (tracked - no checkpoints) | {checkpoints:.2f} | {saving} |")
     verdict = "within" if overhead <= 0.03 else "OVER"
     print(
         f"headline: MLflow tracking overhead {100 * overhead:.1f}% of the untracked run "

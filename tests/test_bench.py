@@ -75,4 +75,4 @@ def test_commits_quick(child_env, tmp_path):
         pytest.skip("not a git checkout: no commit to compare with")
     lines = run_quick("commits.py", child_env, tmp_path, "HEAD")
     assert lines[-1].startswith("headline: this tree / base "), lines[-1]
-    assert sum(line.startswith(("  train ", "  grid ")) for line in lines) == 4, lines
+    assert sum(line.startswith(("  train ", "  tracked ", "  grid ")) for line in lines) == 6, lines
