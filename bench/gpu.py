@@ -12,7 +12,7 @@ device, a whole epoch per call; leukml's default).
 
 Then the paper's whole study at full scale, timed from an empty feature cache: for each of VGG16
 and ResNet50 one frozen base and one extraction (a search worker's ``BaseCache``), for each of
-Adam and RMSprop one training of 100 epochs through ``leukml.training.train_on`` with the test
+Adam and RMSprop one training of 100 epochs through ``leukml.training.train`` with the test
 metrics at each milestone 10..100: the 32 cells of the paper's tables (no MLflow: its cost is
 bench/tracking.py's subject). Against it, the usual recipe, a separate end-to-end training per
 cell (``--no-feature-cache``): one 2-epoch training per architecture (Adam) is run here, giving
@@ -55,8 +55,8 @@ from leukml.training import (  # noqa: E402
     Prepared,
     binary_crossentropy,
     make_optimizer,
+    train,
     train_epoch,
-    train_on,
 )
 
 # Forward GFLOP per 224 px image of the include_top=False base (2 x multiply-accumulates).
@@ -195,7 +195,7 @@ def study(prepared: Prepared, size: int, epochs: int) -> tuple[float, dict]:
                 arch=arch, optimizer=optimizer, weights="none", image_size=size, epochs=epochs
             )
             t0 = time.perf_counter()
-            result = train_on(prepared, config, NullSink(), bases)
+            result = train(config, NullSink(), bases, prepared=prepared)
             cells[arch, optimizer] = (time.perf_counter() - t0, result.milestones[epochs]["test_accuracy"])
     return time.perf_counter() - start, cells
 
@@ -219,7 +219,7 @@ def usual(prepared: Prepared, size: int, milestones: tuple[int, ...]) -> dict:
         keras.backend.clear_session()
         config = TrainConfig.of(arch=arch, weights="none", image_size=size, epochs=2, no_feature_cache=True)
         clock = EpochClock()
-        train_on(prepared, config, clock)
+        train(config, clock, prepared=prepared)
         per_epoch = clock.at[1] - clock.at[0]
         fixed = clock.at[0] - per_epoch
         cells = sum(fixed + m * per_epoch for m in milestones) * len(OPTIMIZERS)

@@ -18,8 +18,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from leukml.loop import LoopState, optimizer_state
+from leukml.loop import LoopState
 from leukml.models import Network
+from leukml.stage import optimizer_state
 
 STATE_FILE, ARRAYS_FILE = "state.json", "arrays.npz"
 FORMAT = 1

@@ -1,6 +1,6 @@
 """The epoch loop: the head on cached base features (the frozen fast path) or the whole model on
-images, then, with fine-tuning, the whole model with the base's top layers unfrozen; early stopping,
-the kept epoch, milestone evaluation. No MLflow here.
+images, then, with fine-tuning, the whole model with the base's top layers unfrozen (each a
+``leukml.stage.Stage``); early stopping, the kept epoch, milestone evaluation. No MLflow here.
 
 Everything the loop changes lives in one ``LoopState``, so a run can continue after any finished
 epoch. Results flow out through a ``MetricSink`` (per-epoch curves, milestone metrics), so the same
@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from leukml.augment import VARIANTS, draw_variants
-from leukml.compiled import CompiledEpoch
-from leukml.config import OPTIMIZERS, TrainConfig
+from leukml.config import TrainConfig
 from leukml.evaluation import classification_metrics, per_subject_scores
-from leukml.inputs import ImageSource, Source, Take, as_source, epoch_inputs, predict_probs, variant_average
-from leukml.models import Network, unfreeze_top
+from leukml.inputs import ImageSource, Source, as_source, variant_average
+from leukml.models import Network
 from leukml.sinks import MetricSink
+from leukml.stage import Stage, enter, run_epoch
 
 if TYPE_CHECKING:
     from leukml.training import Prepared
@@ -77,146 +76,9 @@ class TrainResult:
     model_epoch: int = 0
 
 
-def binary_crossentropy(y_true, y_pred):
-    """The paper's loss: binary cross-entropy of the one-hot labels against the softmax
-    probabilities, averaged over both outputs.
-
-    Not ``keras.losses.BinaryCrossentropy``: on the TensorFlow backend it finds the logits that
-    Keras attaches to a softmax output and computes a *sigmoid* cross-entropy on them, a different
-    loss than the one JAX computes from the same model. This is the same on every backend.
-    """
-    eps = keras.config.epsilon()
-    p = keras.ops.clip(y_pred, eps, 1.0 - eps)
-    y = keras.ops.cast(y_true, p.dtype)
-    return -keras.ops.mean(y * keras.ops.log(p) + (1.0 - y) * keras.ops.log(1.0 - p), axis=-1)
-
-
-def make_optimizer(config: TrainConfig, lr: float | None = None) -> keras.optimizers.Optimizer:
-    """``config.optimizer`` at ``config.lr`` with exponential decay, or at the constant ``lr``."""
-    rate = lr
-    if rate is None:
-        rate = keras.optimizers.schedules.ExponentialDecay(
-            config.lr, decay_steps=config.decay_steps, decay_rate=config.decay_rate
-        )
-    return getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=rate)
-
-
-def optimizer_state(target: keras.Model) -> list[np.ndarray]:
-    """The compiled ``target``'s optimizer variables (step count, moments), for ``LoopState``."""
-    return [np.array(v.numpy()) for v in target.optimizer.variables]
-
-
 def _class_weight(labels: np.ndarray) -> dict[int, float]:
     counts = np.bincount(labels, minlength=2).astype(float)
     return {c: float(counts.sum() / (2 * counts[c])) for c in range(2) if counts[c]}
-
-
-def train_epoch(
-    target: keras.Model,
-    inputs: np.ndarray | None,
-    labels: np.ndarray,
-    order: np.ndarray,
-    batch_size: int,
-    class_weight: dict | None,
-    take: Take | None = None,
-) -> dict:
-    """One pass over ``order``, batches gathered by ``take`` (default: rows of ``inputs``); the
-    sample-weighted mean of the loss and accuracy, as ``fit`` reports them (``train_on_batch``
-    resets the metrics on every call, hence the running sums).
-
-    Our own loop rather than ``fit``: Keras may prefetch a PyDataset's next batches before its
-    ``on_epoch_end`` reshuffles, which makes the batch order race; here it is exact. On cached
-    features, ``leukml.compiled.CompiledEpoch`` runs the same steps a whole epoch per compiled call.
-    """
-    take = take or (lambda idx, pos: as_source(inputs).gather(idx))
-    totals = {"loss": 0.0, "accuracy": 0.0}
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
-        x = take(chosen, slice(start, start + batch_size))
-        y = keras.utils.to_categorical(labels[chosen], 2).astype(np.float32)
-        logs = target.train_on_batch(x, y, class_weight=class_weight, return_dict=True)
-        for key in totals:
-            totals[key] += float(logs[key]) * len(chosen)
-    return {key: value / len(order) for key, value in totals.items()}
-
-
-@dataclass
-class _Stage:
-    source: Source  # what the target trains and is evaluated on
-    target: keras.Model  # the compiled model that trains
-    compiled: CompiledEpoch | None = None  # its whole epochs on the device, where that is exact
-
-    def probs(self, idx: np.ndarray, batch_size: int, variant: int | None = None) -> np.ndarray:
-        """The target's outputs for records ``idx`` (as dihedral ``variant``), in batches: from the
-        features on the device where the compiled epoch holds them, else gathered on the host."""
-        if self.compiled is not None:
-            probs = self.compiled.predict(idx, variant or 0)
-            if probs is not None:
-                return probs
-        return predict_probs(self.target, self.source, idx, batch_size, variant)
-
-    def evaluate(self, labels: np.ndarray, idx: np.ndarray, batch_size: int) -> tuple[dict, np.ndarray]:
-        """Loss and accuracy on ``idx`` as ``evaluate`` reports them (the paper's loss per sample,
-        averaged), computed from one prediction pass whose probabilities are returned too: a
-        milestone on the same split reuses them, and no separate test step is traced."""
-        probs = self.probs(idx, batch_size)
-        onehot = keras.utils.to_categorical(labels[idx], 2).astype(np.float32)
-        loss = float(np.mean(keras.ops.convert_to_numpy(binary_crossentropy(onehot, probs))))
-        accuracy = float(np.mean(np.argmax(probs, axis=1) == labels[idx]))
-        return {"loss": loss, "accuracy": accuracy}, probs
-
-
-def _enter_stage(
-    network: Network,
-    config: TrainConfig,
-    state: LoopState,
-    source: Source,
-    images: ImageSource,
-    labels: np.ndarray,
-    class_weight: dict | None,
-) -> _Stage:
-    """The compiled target of ``state.stage``: the head on features, or a twin of the whole model
-    (sharing its layers, so the logged model carries no training-only loss) on images. Stage 2
-    unfreezes the base's top layers and trains on images every trainable weight, the head's too,
-    with one new optimizer at the constant ``fine_tune_lr``. The head on features trains whole
-    epochs per compiled call (``compiled_epoch``) where the backend has them."""
-    lr = None
-    if state.stage == 2:
-        unfreeze_top(network.base, config.recipe.fine_tune_layers)
-        source, lr = images, config.recipe.fine_tune_lr
-    on_images = isinstance(source, ImageSource)
-    target = keras.Model(network.model.input, network.model.output) if on_images else network.head
-    target.compile(
-        optimizer=make_optimizer(config, lr),
-        loss=binary_crossentropy,
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        jit_compile=config.jit_compile,
-    )
-    if state.optimizer_variables is not None:  # continuing a run: its optimizer as it was
-        target.optimizer.build(target.trainable_variables)
-        for variable, value in zip(target.optimizer.variables, state.optimizer_variables, strict=True):
-            variable.assign(value)
-        state.optimizer_variables = None
-    compiled = None
-    if config.compiled_epoch:
-        variants = VARIANTS if config.recipe.tta == "dihedral" else 1
-        compiled = CompiledEpoch.build(
-            target, source, labels, class_weight, config.batch_size, config.recipe.augment, variants
-        )
-    return _Stage(source, target, compiled)
-
-
-def _train_epoch(
-    stage: _Stage, state: LoopState, config: TrainConfig, labels: np.ndarray, order: np.ndarray, weights
-) -> dict:
-    """One epoch of ``stage`` over ``order``, compiled or batch by batch; either way the
-    augmentation draws come from ``state.augment_rng`` as ``epoch_inputs`` draws them."""
-    augment = config.recipe.augment
-    if stage.compiled is not None:
-        variants = draw_variants(state.augment_rng, len(order)) if augment == "dihedral" else None
-        return stage.compiled.train(order, variants)
-    take = epoch_inputs(stage.source, augment, state.augment_rng, len(order))
-    return train_epoch(stage.target, None, labels, order, config.batch_size, weights, take)
 
 
 def _kept_model(network: Network, config: TrainConfig) -> keras.Model:
@@ -244,7 +106,7 @@ def _patience_spent(state: LoopState, config: TrainConfig) -> bool:
 
 def _milestone(
     state: LoopState,
-    stage: _Stage,
+    stage: Stage,
     prepared: Prepared,
     config: TrainConfig,
     sink: MetricSink,
@@ -309,9 +171,12 @@ def fit(
         if stage is None or due != state.stage:
             if due != state.stage:  # a new stage has a new optimizer
                 state.stage, state.optimizer_variables = due, None
-            stage = _enter_stage(network, config, state, source, images, labels, weights)
+            stage = enter(
+                network, config, state.stage, state.optimizer_variables, source, images, labels, weights
+            )
+            state.optimizer_variables = None  # restored into the stage's optimizer
         order = split.train[state.order_rng.permutation(len(split.train))]
-        logs = _train_epoch(stage, state, config, labels, order, weights)
+        logs = run_epoch(stage, state.augment_rng, config, labels, order, weights)
         val_logs, val_probs = stage.evaluate(labels, val_idx, config.batch_size)
         metrics = {
             "train_loss": logs["loss"],

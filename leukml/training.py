@@ -1,8 +1,8 @@
 """Training: data preparation and one training run as configured (``train``). No MLflow here.
 
-The epoch loop is ``leukml.loop``'s, the inputs ``leukml.inputs``'; their public names are
-importable from here too. Results flow out through a ``MetricSink``, so the same training runs
-with or without tracking, on any Keras 3 backend.
+The epoch loop is ``leukml.loop``'s, its stages ``leukml.stage``'s, the inputs ``leukml.inputs``';
+their public names are importable from here too. Results flow out through a ``MetricSink``, so the
+same training runs with or without tracking, on any Keras 3 backend.
 """
 
 from __future__ import annotations
@@ -22,18 +22,11 @@ from leukml.config import TrainConfig
 from leukml.discovery import Dataset, discover
 from leukml.imagecache import load_images
 from leukml.inputs import ImageSource, Source, extract_features, feature_source, predict_probs, predict_tta
-from leukml.loop import (
-    LoopState,
-    TrainResult,
-    binary_crossentropy,
-    fit,
-    make_optimizer,
-    optimizer_state,
-    train_epoch,
-)
+from leukml.loop import LoopState, TrainResult, fit
 from leukml.models import build_network, copy_base
 from leukml.sinks import MetricSink, NullSink
 from leukml.splits import Split, split_records
+from leukml.stage import binary_crossentropy, make_optimizer, optimizer_state, train_epoch
 from leukml.synth import embedded_dataset
 
 __all__ = [
@@ -51,7 +44,6 @@ __all__ = [
     "prepare_data",
     "train",
     "train_epoch",
-    "train_on",
 ]
 
 
@@ -95,6 +87,7 @@ def train(
     bases: BaseCache | None = None,
     resume: Checkpoint | None = None,
     store_checkpoint: Callable[[int, Path], None] | None = None,
+    prepared: Prepared | None = None,
 ) -> TrainResult:
     """Run one training as configured; results go to ``sink`` as they come.
 
@@ -107,19 +100,9 @@ def train(
     ``resume``: continue after the checkpoint's epoch exactly as the run would have gone on (the
     same batch order, draws, weights and optimizer state). ``store_checkpoint(epoch, folder)``
     receives a checkpoint every ``config.checkpoint_every`` epochs (the folder is removed after).
+    ``prepared``: data already split and loaded (then ``config``'s data options are not read).
     """
-    return train_on(prepare_data(config), config, sink, bases, resume, store_checkpoint)
-
-
-def train_on(
-    prepared: Prepared,
-    config: TrainConfig,
-    sink: MetricSink | None = None,
-    bases: BaseCache | None = None,
-    resume: Checkpoint | None = None,
-    store_checkpoint: Callable[[int, Path], None] | None = None,
-) -> TrainResult:
-    """``train`` on data already prepared (split, images loaded); ``config``'s data options unused."""
+    prepared = prepared or prepare_data(config)
     sink = sink or NullSink()
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)

@@ -16,9 +16,9 @@ from leukml.augment import VARIANTS
 from leukml.compiled import CompiledEpoch
 from leukml.config import TrainConfig
 from leukml.inputs import FeatureSource
-from leukml.loop import binary_crossentropy, make_optimizer, train_epoch
 from leukml.models import Network, build_head
 from leukml.sinks import NullSink
+from leukml.stage import binary_crossentropy, make_optimizer, train_epoch
 from leukml.training import fit, prepare_data
 
 # every per-step state the compiled epoch must carry as train_on_batch does: dropout's seed

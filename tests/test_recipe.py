@@ -12,7 +12,7 @@ import numpy as np
 import optuna
 import pytest
 
-import leukml.loop
+import leukml.stage
 import leukml.training
 from leukml.archs import ModelConfig
 from leukml.augment import dihedral
@@ -166,14 +166,14 @@ def test_fine_tuning_leaves_a_shared_base_frozen(tiny_data):
 def test_early_stopping_and_keep_best_follow_the_validation_curve(tiny_data, monkeypatch):
     """Validation (accuracy, loss) per epoch is scripted; the rest of the training is real."""
     script = [(0.5, 0.7), (0.8, 0.6), (0.8, 0.5), (0.8, 0.5), (0.6, 0.4), (0.9, 0.1), (0.9, 0.1), (0.9, 0.1)]
-    real_evaluate = leukml.loop._Stage.evaluate
+    real_evaluate = leukml.stage.Stage.evaluate
 
     def scripted(stage, labels, idx, batch_size):
         _, probs = real_evaluate(stage, labels, idx, batch_size)
         accuracy, loss = script.pop(0)
         return {"accuracy": accuracy, "loss": loss}, probs
 
-    monkeypatch.setattr(leukml.loop._Stage, "evaluate", scripted)
+    monkeypatch.setattr(leukml.stage.Stage, "evaluate", scripted)
     config = _config(
         tiny_data,
         epochs=8,
