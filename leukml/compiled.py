@@ -10,7 +10,7 @@ partial batch is one more call of the same program. ``predict`` runs the validat
 passes the same way, in the training's batch size. Each step is the model's own ``train_step``,
 with its metrics reset before it as ``train_on_batch`` resets them: the same batch order,
 learning-rate schedule (by optimizer iteration), class weights, dropout seeds and per-batch loss
-and accuracy as ``loop.train_epoch``, which averages them the same way (tests/test_compiled.py
+and accuracy as ``stage.train_epoch``, which averages them the same way (tests/test_compiled.py
 trains both ways).
 
 JAX: ``jax.jit`` of a ``jax.lax.scan`` over the batches with the stateless ``train_step``;

@@ -102,7 +102,7 @@ def train(
     receives a checkpoint every ``config.checkpoint_every`` epochs (the folder is removed after).
     ``prepared``: data already split and loaded (then ``config``'s data options are not read).
     """
-    prepared = prepared or prepare_data(config)
+    prepared = prepare_data(config) if prepared is None else prepared
     sink = sink or NullSink()
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)
