@@ -37,9 +37,8 @@ def to_device(x):
 
 def forward(model: keras.Model) -> Callable:
     """``model(x, training=False)`` as one compiled call whose output stays on the device: the
-    computation ``predict_on_batch`` runs, without its wait and copy to the host. ``model`` must be
-    frozen (its weights are read once). Made once per model and kept on it, so that a later
-    extraction with the same model compiles nothing again."""
+    computation ``predict_on_batch`` runs, without its wait and copy to the host. Made once per
+    model and kept on it, so that a later extraction with the same model compiles nothing again."""
     made = model.__dict__.get("_leukml_forward")
     if made is None:
         made = _forward(model)
@@ -52,9 +51,15 @@ def _forward(model: keras.Model) -> Callable:
         import jax  # this backend's own: only here
 
         call = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        return lambda x: call(trainable, non_trainable, x)
+
+        def run(x):  # the variables' values as they are now (a Keras step may have replaced them)
+            values = [
+                [v.value for v in group]
+                for group in (model.trainable_variables, model.non_trainable_variables)
+            ]
+            return call(*values, x)
+
+        return run
     import tensorflow as tf  # this backend's own: only here
 
     return tf.function(lambda x: model(x, training=False), jit_compile=bool(model.jit_compile))

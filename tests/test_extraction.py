@@ -3,6 +3,9 @@ kept on the device for the head's training and, in a worker, for its next trials
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 
@@ -96,3 +99,33 @@ def test_extraction_batches_take_a_quarter_of_the_free_device_memory():
     assert device.extraction_batch(model, free=4 * per_image * 128) == 128
     assert device.extraction_batch(model, free=4 * per_image * 100_000) == 1024  # at most
     assert device.extraction_batch(model, free=per_image) == 1
+
+
+FORWARD_CHILD = """
+import keras, numpy as np
+from leukml import device
+layers = [keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()]
+model = keras.Sequential(layers)
+x = np.random.default_rng(0).normal(size=(5, 4, 4, 3)).astype("float32")
+forward = device.forward(model)
+first = np.asarray(forward(x))
+model.predict_on_batch(x)  # a Keras step on JAX replaces (donates) the variables' buffers
+model.set_weights([w + 1.0 for w in model.get_weights()])
+assert device.forward(model) is forward  # made once per model
+np.testing.assert_allclose(np.asarray(forward(x)), model.predict_on_batch(x), rtol=1e-5, atol=1e-5)
+assert not np.allclose(np.asarray(forward(x)), first)
+print("ok", keras.backend.backend())
+"""
+
+
+def test_a_device_forward_reads_the_weights_as_they_are_when_called(child_env):
+    """On JAX the compiled forward pass takes the variables' values at each call: a Keras step in
+    between replaces (donates) their buffers, and new weights must be used."""
+    proc = subprocess.run(
+        [sys.executable, "-c", FORWARD_CHILD],
+        env=child_env(KERAS_BACKEND="jax"),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["ok", "jax"]
