@@ -78,6 +78,8 @@ def train_epoch(
 
 @dataclass
 class Stage:
+    """A stage's compiled target, what it sees, and (where exact) its compiled epochs."""
+
     source: Source  # what the target trains and is evaluated on
     target: keras.Model  # the compiled model that trains
     compiled: CompiledEpoch | None = None  # its whole epochs on the device, where that is exact
@@ -112,12 +114,12 @@ def enter(
     labels: np.ndarray,
     class_weight: dict | None,
 ) -> Stage:
-    """The compiled target of stage ``number`` (``optimizer_variables``: its optimizer's, continuing
-    a run): the head on features, or a twin of the whole model
+    """The compiled target of stage ``number``: the head on features, or a twin of the whole model
     (sharing its layers, so the logged model carries no training-only loss) on images. Stage 2
     unfreezes the base's top layers and trains on images every trainable weight, the head's too,
-    with one new optimizer at the constant ``fine_tune_lr``. The head on features trains whole
-    epochs per compiled call (``compiled_epoch``) where the backend has them."""
+    with one new optimizer at the constant ``fine_tune_lr``. ``optimizer_variables``: the
+    optimizer's, when continuing a run. The head on features trains whole epochs per compiled call
+    (``compiled_epoch``) where the backend has them."""
     lr = None
     if number == 2:
         unfreeze_top(network.base, config.recipe.fine_tune_layers)
