@@ -2,15 +2,16 @@
 
 A checkpoint is a folder of two files: ``state.json`` (the epoch, the stage, the curves and
 milestones so far, the best epoch, both generators' states) and ``arrays.npz`` (the variables of
-the model that trains, its optimizer's variables, the kept best weights). The tracking layer stores
-the folder as the run's ``checkpoint/`` artifact; ``train(..., resume=...)`` continues from it.
+the model that trains, its optimizer's variables, the kept best weights). As an epoch ends the loop
+takes a ``Snapshot`` (host copies: the training goes on changing the originals); the tracking layer
+writes it into a folder and stores that in the run while the next epochs train;
+``train(..., resume=...)`` continues from a loaded one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,15 +60,36 @@ def _number(value: float) -> float | None:
     return None if value is None or math.isinf(value) else value
 
 
-def save(folder: Path, state: LoopState, network: Network, target: keras.Model) -> Path:
-    """Write the checkpoint after ``state.epoch`` into ``folder`` (made if missing); ``target``: the
-    compiled model that trains (its optimizer's variables are saved)."""
-    folder.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint in memory, taken as epoch ``epoch`` ended: ``write`` puts it into a folder."""
+
+    epoch: int
+    meta: str  # state.json's text
+    arrays: dict[str, np.ndarray]
+
+    def write(self, folder: Path) -> Path:
+        """The checkpoint folder (made if missing) with both files."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / ARRAYS_FILE, **self.arrays)
+        (folder / STATE_FILE).write_text(self.meta)
+        return folder
+
+
+def _copy(value) -> np.ndarray:
+    """A host copy of a variable's value that nothing else shares (on JAX ``np.asarray`` can be a
+    read-only view of a device buffer that a later step donates; TensorFlow's is a copy already)."""
+    array = keras.ops.convert_to_numpy(value)
+    return array if array.flags.owndata and array.flags.writeable else np.array(array)
+
+
+def snapshot(state: LoopState, network: Network, target: keras.Model) -> Snapshot:
+    """The checkpoint after ``state.epoch``; ``target``: the compiled model that trains (its
+    optimizer's variables are saved)."""
     trained, model = _trained(network, state.stage)
-    arrays = {f"var_{i}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(model.variables)}
+    arrays = {f"var_{i}": _copy(v) for i, v in enumerate(model.variables)}
     arrays |= {f"opt_{i}": a for i, a in enumerate(optimizer_state(target))}
-    arrays |= {f"best_{i}": np.asarray(a) for i, a in enumerate(state.best_weights or [])}
-    np.savez(folder / ARRAYS_FILE, **arrays)
+    arrays |= {f"best_{i}": np.asarray(a) for i, a in enumerate(state.best_weights or [])}  # never mutated
     meta = {
         "format": FORMAT,
         "epoch": state.epoch,
@@ -83,12 +105,11 @@ def save(folder: Path, state: LoopState, network: Network, target: keras.Model) 
         "order_rng": _rng_state(state.order_rng),
         "augment_rng": _rng_state(state.augment_rng),
     }
-    (folder / STATE_FILE).write_text(json.dumps(meta, allow_nan=True))
-    return folder
+    return Snapshot(state.epoch, json.dumps(meta, allow_nan=True), arrays)
 
 
 def load(folder: Path) -> Checkpoint:
-    """Read a checkpoint folder written by ``save``.
+    """Read a checkpoint folder written by ``Snapshot.write``.
 
     Raises:
         ValueError: the folder holds no checkpoint, or one of another format.
@@ -135,14 +156,13 @@ def restore(network: Network, checkpoint: Checkpoint) -> None:
         variable.assign(value)
 
 
-def every(period: int, epochs: int, store: Callable[[int, Path], None], network: Network):
+def every(period: int, epochs: int, store: Callable[[Snapshot], None], network: Network):
     """The loop's ``on_epoch`` callback that checkpoints every ``period`` epochs (not after the
-    last epoch or an early stop: the run is done) and hands the folder to ``store(epoch, folder)``."""
+    last epoch or an early stop: the run is done) and hands each ``Snapshot`` to ``store``."""
 
     def on_epoch(state: LoopState, target: keras.Model) -> None:
         if period <= 0 or state.epoch % period or state.epoch >= epochs or state.stopped_epoch:
             return
-        with tempfile.TemporaryDirectory(prefix="leukml-checkpoint-") as tmp:
-            store(state.epoch, save(Path(tmp), state, network, target))
+        store(snapshot(state, network, target))
 
     return on_epoch

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,12 +24,13 @@ import numpy as np
 import optuna
 from mlflow.data.dataset_source_registry import get_dataset_source_from_json
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.models.signature import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from leukml import CLASS_NAMES, plots, studyfigures
+from leukml.checkpoint import Snapshot
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset
 from leukml.evaluation import SubjectScore, per_subject_csv
@@ -38,7 +40,8 @@ from leukml.splits import Split, manifest, summarize
 from leukml.tracking_uri import UiLink, resolve_tracking_uri, ui_link
 from leukml.training import TrainResult
 
-CHECKPOINT_PATH = "checkpoint"  # the run's artifact folder of its last checkpoint
+CHECKPOINT_PATH = "checkpoint"  # the run's checkpoints: two slots in it; older leukml wrote one here
+CHECKPOINT_SLOTS = (f"{CHECKPOINT_PATH}/a", f"{CHECKPOINT_PATH}/b")
 METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
@@ -100,6 +103,8 @@ class MlflowSink:
         self._client = MlflowClient()
         self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-artifacts")
         self._pending: list[Future] = []
+        self._checkpoint: Future | None = None  # the checkpoint being stored
+        self._slot: str | None = None  # the slot the last checkpoint went to
         self._metrics: list[Metric] = []
         self._flushed = time.monotonic()
 
@@ -185,15 +190,28 @@ class MlflowSink:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(epoch, metrics)
 
-    def log_checkpoint(self, epoch: int, folder: Path) -> None:
-        """Store a checkpoint as the run's ``checkpoint/`` (replacing the one before), at once: the
-        folder is gone after this returns. Tagged ``checkpoint_epoch``. Every metric and figure
-        queued before it is written first, so a run continued from it lacks none of its epochs."""
+    def log_checkpoint(self, snapshot: Snapshot) -> None:
+        """Store a checkpoint in the run on the background thread, after every metric and figure
+        queued before it (a run continued from it lacks none of its epochs), while training goes on.
+
+        Atomic: it goes to the one of the run's two slots (``checkpoint/a``, ``checkpoint/b``) that
+        the ``checkpoint_path`` tag does not name, and the tags (with ``checkpoint_epoch``) move to
+        it only once it is complete, so a run killed while it is stored resumes from the one
+        before. One is stored at a time: this waits for the one before (and raises its error)."""
+        if self._checkpoint is not None:
+            self._checkpoint.result()
+        if self._slot is None:  # a resumed run's slots: keep the one its checkpoint is in
+            self._slot = self._client.get_run(self.run_id).data.tags.get("checkpoint_path")
+        self._slot = CHECKPOINT_SLOTS[1] if self._slot == CHECKPOINT_SLOTS[0] else CHECKPOINT_SLOTS[0]
         self._flush_metrics()
-        for future in self._pending:
-            future.result()
-        self._client.log_artifacts(self.run_id, str(folder), CHECKPOINT_PATH)
-        self._client.set_tag(self.run_id, "checkpoint_epoch", str(epoch))
+        self.in_background(self._store_checkpoint, snapshot, self._slot)
+        self._checkpoint = self._pending[-1]
+
+    def _store_checkpoint(self, snapshot: Snapshot, slot: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="leukml-checkpoint-") as tmp:
+            self._client.log_artifacts(self.run_id, str(snapshot.write(Path(tmp))), slot)
+        tags = {"checkpoint_path": slot, "checkpoint_epoch": str(snapshot.epoch)}
+        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_milestone(
         self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
@@ -538,7 +556,8 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
             f"{run.data.params.get('checkpoint_every', '?')} epochs): train it again"
         )
     config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
-    local = client.download_artifacts(run_id, CHECKPOINT_PATH, str(folder))
+    slot = run.data.tags.get("checkpoint_path", CHECKPOINT_PATH)
+    local = client.download_artifacts(run_id, slot, str(folder))
     experiment = client.get_experiment(run.info.experiment_id).name
     return config, experiment, Path(local)
 

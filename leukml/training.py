@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from leukml.bases import BaseCache
-from leukml.checkpoint import Checkpoint, restore
+from leukml.checkpoint import Checkpoint, Snapshot, restore
 from leukml.checkpoint import every as checkpoint_every
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset, discover
@@ -86,7 +85,7 @@ def train(
     sink: MetricSink | None = None,
     bases: BaseCache | None = None,
     resume: Checkpoint | None = None,
-    store_checkpoint: Callable[[int, Path], None] | None = None,
+    store_checkpoint: Callable[[Snapshot], None] | None = None,
     prepared: Prepared | None = None,
 ) -> TrainResult:
     """Run one training as configured; results go to ``sink`` as they come.
@@ -98,8 +97,8 @@ def train(
     (a search worker's), else the base is built for this training alone.
 
     ``resume``: continue after the checkpoint's epoch exactly as the run would have gone on (the
-    same batch order, draws, weights and optimizer state). ``store_checkpoint(epoch, folder)``
-    receives a checkpoint every ``config.checkpoint_every`` epochs (the folder is removed after).
+    same batch order, draws, weights and optimizer state). ``store_checkpoint(snapshot)`` receives
+    a checkpoint every ``config.checkpoint_every`` epochs (host copies: it may write them later).
     ``prepared``: data already split and loaded (then ``config``'s data options are not read).
     """
     prepared = prepare_data(config) if prepared is None else prepared

@@ -370,6 +370,8 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data, gated)
     )
     [trial] = [t for t in _trials(stack, "crash") if t.state == optuna.trial.TrialState.RUNNING]
     assert trial.number == 0
+    # checkpoints are stored beside the training: killed once epoch 1's is in the run
+    _wait_for("the checkpoint", lambda: client.get_run(orphan.info.run_id).data.tags.get("checkpoint_epoch"))
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait()
     survivor = _leukml(stack, *args)

@@ -86,7 +86,12 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, ch
     assert resumed.info.status == "FINISHED"
     assert resumed.data.tags["resumed_from_epoch"] == "4"
     assert "error" not in resumed.data.tags
-    expected, got = _curves(client, whole), _curves(client, broken_id)
+    _assert_same_run(client, uri, whole, broken_id)
+
+
+def _assert_same_run(client: MlflowClient, uri: str, whole: str, resumed: str) -> None:
+    """The resumed run has every curve of the uninterrupted run, each step once, and its model."""
+    expected, got = _curves(client, whole), _curves(client, resumed)
     assert set(got) == set(expected)
     for key, series in expected.items():
         steps = [s for s, _ in got[key]]
@@ -96,8 +101,55 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, ch
     images = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3)).astype(np.float32)
     mlflow.set_tracking_uri(uri)
     a = mlflow.keras.load_model(f"runs:/{whole}/model").predict_on_batch(images)
-    b = mlflow.keras.load_model(f"runs:/{broken_id}/model").predict_on_batch(images)
+    b = mlflow.keras.load_model(f"runs:/{resumed}/model").predict_on_batch(images)
     assert np.allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(tiny_data, tmp_path, child_env, monkeypatch):
+    """Checkpoints are stored while training goes on; the worker dies while the epoch-4 one is half
+    uploaded (its arrays are in the store, its state is not). The run resumes from epoch 2's."""
+    monkeypatch.setenv("LEUKML_QUIET", "1")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig.of(
+        data_dir=str(tiny_data),
+        weights="none",
+        image_size=32,
+        epochs=6,
+        eval_epochs="3,6",
+        batch_size=8,
+        checkpoint_every=2,
+        **RECIPES["head"],
+    )
+    whole, _ = tracked_train(config, experiment="cut", tracking_uri=uri)
+    upload, uploads = MlflowClient.log_artifacts, []
+
+    def cut_off(client, run_id, local_dir, artifact_path=None):
+        uploads.append(artifact_path)
+        if len(uploads) < 2:
+            return upload(client, run_id, local_dir, artifact_path)
+        client.log_artifact(run_id, str(Path(local_dir) / "arrays.npz"), artifact_path)
+        raise ConnectionError("connection reset while uploading state.json")
+
+    monkeypatch.setattr(MlflowClient, "log_artifacts", cut_off)
+    with pytest.raises(RuntimeError, match="worker lost at epoch 5"):
+        tracked_train(config, experiment="cut", tracking_uri=uri, observer=Crash(5))
+    monkeypatch.setattr(MlflowClient, "log_artifacts", upload)
+    assert uploads == ["checkpoint/a", "checkpoint/b"]
+    client = MlflowClient(uri)
+    (broken,) = client.search_runs(
+        [client.get_experiment_by_name("cut").experiment_id], "attributes.status = 'FAILED'"
+    )
+    broken_id = broken.info.run_id
+    assert broken.data.tags["checkpoint_epoch"] == "2"
+    assert broken.data.tags["checkpoint_path"] == "checkpoint/a"
+
+    done = _leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = client.get_run(broken_id)
+    assert resumed.data.tags["resumed_from_epoch"] == "2"
+    assert resumed.data.tags["checkpoint_epoch"] == "4"  # its own checkpoint went to the other slot
+    assert resumed.data.tags["checkpoint_path"] == "checkpoint/b"
+    _assert_same_run(client, uri, whole, broken_id)
 
 
 def test_resume_refusals_are_one_line(tiny_data, tmp_path, child_env):
