@@ -180,13 +180,32 @@ def bench_head(arch: str, precision: str, labels: np.ndarray, size: int) -> dict
     } | head_rates(net.head, features, labels, order, config)
 
 
-def study(prepared: Prepared, size: int, epochs: int) -> tuple[float, dict]:
+class CompileCache:
+    """JAX's persistent compilation cache hits and misses (its monitoring events) since ``__init__``;
+    none on other backends. leukml keeps compiled programs there (``device.compilation_cache``): the
+    study loads those the rows above compiled with the same shapes, as a user's second run would."""
+
+    def __init__(self) -> None:
+        self.events = {"hits": 0, "misses": 0}
+        if keras.backend.backend() == "jax":
+            from jax import monitoring
+
+            monitoring.register_event_listener(self.count)
+
+    def count(self, name: str, **kwargs) -> None:
+        for kind in self.events:
+            if name == f"/jax/compilation_cache/cache_{kind}":
+                self.events[kind] += 1
+
+
+def study(prepared: Prepared, size: int, epochs: int) -> tuple[float, dict, dict]:
     """The paper's study as a search worker runs it, untracked, from an empty feature cache: the
-    wall seconds, and per (arch, optimizer) its seconds and the test accuracy at its last epoch."""
+    wall seconds, per (arch, optimizer) its seconds and the test accuracy at its last epoch, and
+    the compilation cache's hits and misses during it."""
     fresh_cache("study")
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy("float32")  # each training sets its own (precision auto)
-    bases, cells = BaseCache(), {}
+    bases, cells, compiled = BaseCache(), {}, CompileCache()
     start = time.perf_counter()
     for arch in ARCHS:
         for optimizer in OPTIMIZERS:
@@ -196,7 +215,7 @@ def study(prepared: Prepared, size: int, epochs: int) -> tuple[float, dict]:
             t0 = time.perf_counter()
             result = train(config, NullSink(), bases, prepared=prepared)
             cells[arch, optimizer] = (time.perf_counter() - t0, result.milestones[epochs]["test_accuracy"])
-    return time.perf_counter() - start, cells
+    return time.perf_counter() - start, cells, compiled.events
 
 
 class EpochClock(NullSink):
@@ -280,7 +299,7 @@ def main() -> None:
 def report_study(
     prepared: Prepared, size: int, epochs: int, milestones, rows: list[dict], card: str, t0: float
 ) -> None:
-    seconds, cells = study(prepared, size, epochs)
+    seconds, cells, compiled = study(prepared, size, epochs)
     print(
         f"\nThe paper's study: {len(ARCHS)} archs x {len(OPTIMIZERS)} optimizers, {epochs} epochs, "
         f"test metrics at {','.join(map(str, milestones))} ({len(milestones) * len(cells)} cells), "
@@ -291,6 +310,14 @@ def report_study(
     for (arch, optimizer), (took, accuracy) in cells.items():
         print(f"| {arch} + {optimizer} | {took:.1f} | {accuracy:.4f} |")
     print(f"| **whole study** (bases, extraction, compiling included) | **{seconds:.1f}** | |")
+    if keras.backend.backend() == "jax":
+        import jax
+
+        print(
+            f"\nJAX's compilation cache ({jax.config.jax_compilation_cache_dir}) during the study: "
+            f"{compiled['hits']} programs loaded from it (the rows above compiled them), "
+            f"{compiled['misses']} compiled"
+        )
     recipe = usual(prepared, size, milestones)
     print("\n| usual recipe: an end-to-end training per cell | F s | P s/epoch | its cells, extrapolated s |")
     print("|---|---|---|---|")

@@ -8,19 +8,27 @@ device, ``to_device`` starts a batch's host-to-device copy (on the read-ahead th
 overlaps the device's work on the previous batch), and ``extraction_batch`` sizes the batches from
 the device's free memory. The backend's own module is imported only on that backend; where there is
 none of this (torch; JAX without XLA) ``resident`` is False and callers keep the host path.
+``compilation_cache`` keeps JAX's compiled programs on disk, so a later training with the same
+shapes (the next trial, the next process) loads them instead of compiling again.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import keras
+
+from leukml.cachedir import cache_root
 
 CPU_EXTRACTION_BATCH = 64  # no device memory to fill on a CPU: the batch that was always used there
 MOST_EXTRACTION_BATCH = 1024
 ACTIVATION_FACTOR = 4  # bytes per image ~ this many times the largest activation (inputs, outputs, scratch)
 MEMORY_SHARE = 0.25  # of the device's free memory, for one extraction batch's activations
+# programs that took at least this long to compile are kept (JAX's default, 1 s, keeps none of a
+# head's on a CPU; its per-op programs of a few ms stay out)
+MIN_COMPILE_S = 0.05
 
 
 def resident(jit_compile: bool | str) -> bool:
@@ -28,6 +36,21 @@ def resident(jit_compile: bool | str) -> bool:
     or JAX with XLA (``jit_compile`` not False)."""
     backend = keras.backend.backend()
     return backend == "tensorflow" or (backend == "jax" and jit_compile is not False)
+
+
+def compilation_cache() -> None:
+    """On JAX, keep compiled programs in ``<leukml cache>/xla`` (JAX's persistent compilation
+    cache: keyed by the program, the jax version and the device), unless the user chose a folder
+    (``JAX_COMPILATION_CACHE_DIR``); ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off. Call it
+    before compiling: JAX reads the folder at its first cached compilation."""
+    if keras.backend.backend() != "jax":
+        return
+    import jax  # this backend's own: only here
+
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", str(cache_root() / "xla"))
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
 
 
 def to_device(x):
@@ -41,6 +64,7 @@ def forward(model: keras.Model) -> Callable:
     model and kept on it, so that a later extraction with the same model compiles nothing again."""
     made = model.__dict__.get("_leukml_forward")
     if made is None:
+        compilation_cache()
         made = _forward(model)
         object.__setattr__(model, "_leukml_forward", made)  # not a tracked Keras attribute
     return made

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from leukml import device
 from leukml.bases import BaseCache
 from leukml.checkpoint import Checkpoint, Snapshot, restore
 from leukml.checkpoint import every as checkpoint_every
@@ -101,6 +102,7 @@ def train(
     a checkpoint every ``config.checkpoint_every`` epochs (host copies: it may write them later).
     ``prepared``: data already split and loaded (then ``config``'s data options are not read).
     """
+    device.compilation_cache()
     prepared = prepare_data(config) if prepared is None else prepared
     sink = sink or NullSink()
     sink.log_data(prepared.dataset, prepared.split)

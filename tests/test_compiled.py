@@ -113,6 +113,54 @@ def test_compiled_epochs_equal_the_per_batch_loop_on_jax(tiny_data, child_env):
     _check(out)
 
 
+CACHED_CHILD = """
+import json, sys
+import jax
+from jax import monitoring
+from leukml.config import TrainConfig
+from leukml.training import train
+events = {"hits": 0, "misses": 0}
+def count(name, **kwargs):
+    for kind in events:
+        if name == f"/jax/compilation_cache/cache_{kind}":
+            events[kind] += 1
+monitoring.register_event_listener(count)
+config = TrainConfig.of(data_dir=sys.argv[1], weights="none", image_size=32, batch_size=8, dense_units=16,
+                        epochs=2, eval_epochs="2", tta="none")
+train(config)
+print(json.dumps({**events, "folder": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+def test_a_second_training_process_on_jax_loads_its_programs_from_the_cache(tiny_data, child_env, tmp_path):
+    """The extraction, epoch and prediction programs that took a while to compile are kept in
+    ``<LEUKML_CACHE>/xla``; the next process with the same shapes loads them instead of compiling."""
+
+    def run(**env: str) -> dict:
+        proc = subprocess.run(
+            [sys.executable, "-c", CACHED_CHILD, str(tiny_data)],
+            env=child_env(KERAS_BACKEND="jax", LEUKML_CACHE=str(tmp_path / "cache"), **env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    folder = tmp_path / "cache" / "xla"
+    assert first["folder"] == second["folder"] == str(folder)
+    assert first["hits"] == 0 and first["misses"] > 0
+    assert any(folder.iterdir())
+    assert second["hits"] > 0  # the same programs: not compiled again
+    # the user's own settings are kept
+    mine = run(
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "mine"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"
+    )
+    assert mine["folder"] == str(tmp_path / "mine") and mine["hits"] == 0
+    assert any((tmp_path / "mine").iterdir())
+
+
 @pytest.mark.parametrize("batch_size", [8, 5, 32])  # no partial batch; 4 full and a partial; only a partial
 def test_a_compiled_epoch_equals_train_epoch_at_any_batch_size(batch_size):
     rng = np.random.default_rng(batch_size)
