@@ -21,6 +21,7 @@ on that backend, so the core still runs on any Keras 3 backend; elsewhere (torch
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import keras
@@ -29,6 +30,8 @@ import numpy as np
 from leukml import device
 from leukml.augment import VARIANTS
 from leukml.inputs import FeatureSource, Source
+
+log = logging.getLogger(__name__)
 
 LOGGED = ("loss", "accuracy")  # what an epoch reports: the batch-size-weighted means of these
 # (record indices, feature rows), each (steps, batch) -> per-step LOGGED values, (steps,) each
@@ -71,6 +74,15 @@ class CompiledEpoch:
         if not isinstance(source, FeatureSource) or augment not in ("none", "dihedral"):
             return None
         count = VARIANTS if augment == "dihedral" else variants
+        need = source.device_need(count)
+        if not device.holds(need):
+            log.warning(
+                "the features for compiled epochs (%d variant(s), %.1f GB more) do not fit the "
+                "device's free memory: the head trains batch by batch, as with --no-compiled-epoch",
+                count,
+                need / 1e9,
+            )
+            return None
         onehot = keras.utils.to_categorical(labels, 2).astype(np.float32)
         weights = sample_weights(labels, class_weight)
         first = np.asarray(source.arrays[0][:batch_size], np.float32)

@@ -26,6 +26,7 @@ CPU_EXTRACTION_BATCH = 64  # no device memory to fill on a CPU: the batch that w
 MOST_EXTRACTION_BATCH = 1024
 ACTIVATION_FACTOR = 4  # bytes per image ~ this many times the largest activation (inputs, outputs, scratch)
 MEMORY_SHARE = 0.25  # of the device's free memory, for one extraction batch's activations
+HOLD_SHARE = 0.8  # of the free device memory (available RAM on a CPU), for features held there
 # programs that took at least this long to compile are kept (JAX's default, 1 s, keeps none of a
 # head's on a CPU; its per-op programs of a few ms stay out)
 MIN_COMPILE_S = 0.05
@@ -114,6 +115,20 @@ def free_memory() -> int | None:
     """Bytes free on the accelerator, or None on a CPU."""
     memory = _memory()
     return memory[0] if memory else None
+
+
+def holds(nbytes: int) -> bool:
+    """Whether ``nbytes`` more fit on the device: at most ``HOLD_SHARE`` of its free memory, or on
+    a CPU (where the device is the host) of the host's available memory."""
+    memory = _memory()
+    if memory:
+        return nbytes <= HOLD_SHARE * memory[0]
+    try:
+        import psutil
+
+        return nbytes <= HOLD_SHARE * psutil.virtual_memory().available
+    except Exception:
+        return True
 
 
 def keep_limit() -> int:

@@ -9,6 +9,7 @@ trained on either is the same model (tests/test_training.py proves it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -69,6 +70,15 @@ class FeatureSource:
         return self.device[count]
 
     @property
+    def variant_bytes(self) -> int:
+        """Bytes of one variant's features as a float32 device tensor."""
+        return math.prod(self.arrays[0].shape) * 4
+
+    def device_need(self, count: int) -> int:
+        """Bytes ``on_device(count)`` would add on the device (0 once made)."""
+        return 0 if count in self.device else device_need(self.variant_bytes, count, len(self.extracted))
+
+    @property
     def device_bytes(self) -> int:
         """Bytes of the device copies held."""
         held = {id(t): t for t in [*self.device.values(), *self.extracted]}  # variant 0 may be in both
@@ -78,6 +88,14 @@ class FeatureSource:
         """Free the device copies (the host arrays stay)."""
         self.device.clear()
         self.extracted = []
+
+
+def device_need(variant_bytes: int, count: int, ready: int = 0) -> int:
+    """Bytes the device needs to hold ``count`` variants' features as one tensor when ``ready`` of
+    them are there already: the others' copies and, for several variants, the joined tensor."""
+    if count == 1:
+        return 0 if ready else variant_bytes
+    return variant_bytes * (count - min(ready, count) + count)
 
 
 class ImageSource:
@@ -275,7 +293,12 @@ def feature_source(
     features (``BaseCache.features``)."""
     key = _feature_key(network, prepared, config, bases)
     count = VARIANTS if config.recipe.variants_needed else 1
-    keep = config.compiled_epoch and device.resident(config.jit_compile)
+    variant_bytes = len(prepared.images) * math.prod(network.extractor.output_shape[1:]) * 4
+    keep = (
+        config.compiled_epoch
+        and device.resident(config.jit_compile)
+        and device.holds(device_need(variant_bytes, count))
+    )
 
     def make() -> FeatureSource:
         made = [_cached_features(network, prepared, key, v, batch_size, keep) for v in range(count)]

@@ -14,7 +14,7 @@ from leukml.archs import ModelConfig
 from leukml.augment import dihedral
 from leukml.bases import BaseCache
 from leukml.config import TrainConfig
-from leukml.inputs import FeatureSource, feature_source, read_ahead
+from leukml.inputs import FeatureSource, device_need, feature_source, read_ahead
 from leukml.models import build_network
 from leukml.training import prepare_data, train
 
@@ -72,6 +72,35 @@ def test_features_extracted_for_training_stay_on_the_device_and_a_worker_reuses_
     monkeypatch.setenv("LEUKML_CACHE", str(tmp_path / "again"))
     alone = train(config.replace(compiled_epoch=False))  # host features, batch by batch, extracted anew
     np.testing.assert_allclose(alone.history["val_loss"], first.history["val_loss"], rtol=1e-5)
+
+
+def test_features_that_do_not_fit_the_device_train_batch_by_batch(tiny_data, tmp_path, monkeypatch, caplog):
+    """With the device's free memory too small for the features (here 48 images x 512 floats, 98 KB,
+    against 80% of 100 KB free: 80 KB), extraction keeps nothing there and the head trains batch by
+    batch, as with --no-compiled-epoch, saying so; where they fit, nothing changes."""
+    monkeypatch.setenv("LEUKML_CACHE", str(tmp_path))
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    prepared = prepare_data(config)
+    net = build_network(config.model, seed=0)
+    assert device.holds(50_000) and not device.holds(10**15)  # this machine's available RAM
+    # 8 variants: their copies and the joined tensor, less those extraction left there
+    needs = [device_need(100, 1), device_need(100, 1, 1), device_need(100, 8), device_need(100, 8, 8)]
+    assert needs == [100, 0, 1600, 800]
+    monkeypatch.setattr(device, "_memory", lambda: (100_000, 200_000))
+    assert device.holds(80_000) and not device.holds(80_001)
+    assert feature_source(net, prepared, config).extracted == []  # 98,304 bytes: not kept there
+    steps = []
+    per_batch = keras.Model.train_on_batch
+    monkeypatch.setattr(keras.Model, "train_on_batch", lambda *a, **k: steps.append(1) or per_batch(*a, **k))
+    with caplog.at_level("WARNING", logger="leukml.compiled"):
+        small = train(config)
+    assert steps  # batch by batch
+    assert "the features for compiled epochs (1 variant(s), 0.0 GB more) do not fit" in caplog.text
+    monkeypatch.setattr(device, "_memory", lambda: (10**9, 2 * 10**9))
+    steps.clear()
+    large = train(config)
+    assert steps == []  # compiled epochs
+    np.testing.assert_allclose(small.history["val_loss"], large.history["val_loss"], rtol=1e-5)
 
 
 def test_a_worker_releases_the_least_recently_used_device_copies_beyond_its_limit(monkeypatch):
