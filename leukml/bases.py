@@ -76,7 +76,7 @@ class BaseCache:
         returned, device copies of others are kept while they fit ``device.keep_limit()`` together,
         the least recently used released first (their host arrays stay: a later use copies again)."""
         source = self._features.pop(key, None)
-        if source is None or len(source.arrays) < count:
+        if source is None or source.variants < count:
             source = make()
         self._features[key] = source
         others = [s for k, s in self._features.items() if k != key]

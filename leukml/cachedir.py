@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +54,38 @@ def cached_array(
         finally:
             tmp.unlink(missing_ok=True)
     return np.load(path, mmap_mode="r")
+
+
+def cached_array_later(
+    path: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype | type,
+    fill: Callable[[np.ndarray], Sequence[Future]],
+    finishing: Executor,
+) -> tuple[np.ndarray, Future | None]:
+    """``cached_array`` for a ``fill`` that returns while its writes go on (it returns their
+    futures): the array at once (read-only; its rows are all written once the future is done) and
+    a future on ``finishing`` that waits for the writes, then flushes the file and renames it into
+    place. The future is None where the file was there already."""
+    if path.is_file():
+        return np.load(path, mmap_mode="r"), None
+    tmp = temp_sibling(path)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        writes = fill(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+    def finish() -> None:
+        try:
+            for write in writes:
+                write.result()
+            out.flush()
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    view = out.view()
+    view.flags.writeable = False
+    return view, finishing.submit(finish)

@@ -85,7 +85,7 @@ class CompiledEpoch:
             return None
         onehot = keras.utils.to_categorical(labels, 2).astype(np.float32)
         weights = sample_weights(labels, class_weight)
-        first = np.asarray(source.arrays[0][:batch_size], np.float32)
+        first = np.zeros((min(batch_size, source.shape[0]), *source.shape[1:]), np.float32)  # its shapes
         _build_state(target, first, onehot[:batch_size], weights)
         features = source.on_device(count)
         data = (features, *(None if a is None else keras.ops.convert_to_tensor(a) for a in (onehot, weights)))
@@ -93,7 +93,7 @@ class CompiledEpoch:
             train, predict = _jax_programs(target, data)
         else:
             train, predict = _tf_programs(target, data)
-        return cls(train, predict, len(source.arrays[0]), count, batch_size)
+        return cls(train, predict, source.shape[0], count, batch_size)
 
     def train(self, order: np.ndarray, variants: np.ndarray | None = None) -> dict[str, float]:
         """One pass over ``order`` (record ``order[i]`` as dihedral variant ``variants[i]`` when

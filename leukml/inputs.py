@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import keras
@@ -20,13 +20,15 @@ import numpy as np
 from leukml import device
 from leukml.augment import VARIANTS, dihedral, dihedral_each, draw_variants, jitter
 from leukml.bases import BaseCache, weights_id
-from leukml.cachedir import cache_path, cached_array
+from leukml.cachedir import cache_path, cached_array, cached_array_later
 from leukml.config import TrainConfig
 from leukml.models import Network
 
 if TYPE_CHECKING:
     from leukml.training import Prepared
 
+# flushes and renames the feature cache files an extraction kept on the device is still writing
+_FINISHING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-cache-finish")
 # (record indices of a batch, their positions in the epoch's order) -> the batch's float32 inputs
 Take = Callable[[np.ndarray, slice], np.ndarray]
 
@@ -35,21 +37,39 @@ class FeatureSource:
     """Cached base features: ``arrays[v]`` holds dihedral variant ``v`` of every image (host
     arrays, memory-mapped); ``on_device`` the first variants as one device tensor, made once and kept
     until ``release``. ``extracted``: the variants' outputs still on the device from an extraction
-    in this process (all or none), used by ``on_device`` instead of copying the host arrays."""
+    in this process (all or none), used by ``on_device`` instead of copying the host arrays.
+    ``pending``: the cache files such an extraction is still writing (``cached_array_later``); the
+    host arrays are read only once they are complete (``settle``), the device ones at once."""
 
-    def __init__(self, arrays: Sequence[np.ndarray], extracted: Sequence[object] = ()) -> None:
-        self.arrays = list(arrays)
+    def __init__(
+        self, arrays: Sequence[np.ndarray], extracted: Sequence[object] = (), pending: Sequence[Future] = ()
+    ) -> None:
+        self._arrays = list(arrays)
         self.extracted = list(extracted)
+        self.pending = list(pending)
+        self.variants, self.shape = len(self._arrays), tuple(self._arrays[0].shape)  # shape: one variant's
         self.device: dict[int, object] = {}  # number of variants -> their rows, variant after variant
+
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        """The host arrays, complete (this waits for the cache files still being written)."""
+        self.settle()
+        return self._arrays
+
+    def settle(self) -> None:
+        """Wait until the cache files are written; a failed write raises here."""
+        while self.pending:
+            self.pending[0].result()
+            self.pending.pop(0)
 
     def gather(self, idx: np.ndarray, variants: np.ndarray | None = None) -> np.ndarray:
         """Rows ``idx`` as float32, row ``i`` from variant ``variants[i]`` (variant 0 when None)."""
         idx = np.asarray(idx)
         if variants is None:
             return np.asarray(self.arrays[0][idx], dtype=np.float32)
-        if len(self.arrays) < VARIANTS:
+        if self.variants < VARIANTS:
             raise ValueError("these features hold no dihedral variants (extract them with feature_source)")
-        out = np.empty((len(idx), *self.arrays[0].shape[1:]), np.float32)
+        out = np.empty((len(idx), *self.shape[1:]), np.float32)
         for v in np.unique(variants):
             chosen = variants == v
             out[chosen] = self.arrays[v][idx[chosen]]
@@ -59,11 +79,13 @@ class FeatureSource:
         """Variants ``0 .. count - 1`` as one float32 device tensor: row ``i`` of variant ``v`` at
         ``v * n + i``. Made once (from ``extracted``, else copied from the host), then kept."""
         if count not in self.device:
-            if count > len(self.arrays):
-                raise ValueError(f"{count} variants asked, these features hold {len(self.arrays)}")
+            if count > self.variants:
+                raise ValueError(f"{count} variants asked, these features hold {self.variants}")
             parts = [
-                self.extracted[v] if v < len(self.extracted) else device.to_device(np.asarray(a, np.float32))
-                for v, a in enumerate(self.arrays[:count])
+                self.extracted[v]
+                if v < len(self.extracted)
+                else device.to_device(np.asarray(self.arrays[v], np.float32))
+                for v in range(count)
             ]
             self.device[count] = parts[0] if count == 1 else keras.ops.concatenate(parts)
             self.extracted = self.extracted[count:] if count > 1 else self.extracted  # now held above
@@ -72,7 +94,7 @@ class FeatureSource:
     @property
     def variant_bytes(self) -> int:
         """Bytes of one variant's features as a float32 device tensor."""
-        return math.prod(self.arrays[0].shape) * 4
+        return math.prod(self.shape) * 4
 
     def device_need(self, count: int) -> int:
         """Bytes ``on_device(count)`` would add on the device (0 once made)."""
@@ -217,51 +239,64 @@ def read_ahead(
 
 
 def _extract(
-    extractor: keras.Model, images: np.ndarray, variant: int, batch_size: int, out: np.ndarray, keep: bool
-):
-    """``extractor``'s output for variant ``variant`` of every image, written into ``out`` (host).
-    ``keep``: batches go through ``device.forward`` and their outputs stay on the device; each is
-    written to ``out`` on a thread (which waits for it there), so the device is never left idle
-    for the host's copy; the outputs, concatenated on the device, are returned."""
-    if not keep:
-        for start, x in read_ahead(images, batch_size, variant):
-            out[start : start + len(x)] = keras.ops.convert_to_numpy(extractor.predict_on_batch(x))
-        return None
+    extractor: keras.Model, images: np.ndarray, variant: int, batch_size: int, out: np.ndarray
+) -> None:
+    """``extractor``'s output for variant ``variant`` of every image, written into ``out`` (host)."""
+    for start, x in read_ahead(images, batch_size, variant):
+        out[start : start + len(x)] = keras.ops.convert_to_numpy(extractor.predict_on_batch(x))
 
-    def write(start: int, y) -> None:
-        out[start : start + len(y)] = keras.ops.convert_to_numpy(y)
 
-    forward, parts = device.forward(extractor), []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-write") as writer:
-        written = []
+def _write_rows(out: np.ndarray, start: int, rows) -> None:
+    """Device ``rows`` into ``out`` from row ``start`` (on the writer thread: it waits for them)."""
+    out[start : start + len(rows)] = keras.ops.convert_to_numpy(rows)
+
+
+def _extract_kept(
+    extractor: keras.Model, images: np.ndarray, variant: int, batch_size: int, out: np.ndarray
+) -> tuple[object | None, list[Future]]:
+    """``_extract`` for a training that follows on the device: batches go through ``device.forward``
+    and their outputs stay there; each is written into ``out`` on a thread (which waits for it
+    there), so the device is never left idle for the host's copy. Returns at once: the outputs,
+    joined on the device (None for no images), and the writes still going on."""
+
+    forward, parts, writes = device.forward(extractor), [], []
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-write")
+    try:
         for start, x in read_ahead(images, batch_size, variant, on_device=True):
             parts.append(forward(x))
-            written.append(writer.submit(write, start, parts[-1]))
-        for done in written:
-            done.result()  # a failed write fails the extraction
+            writes.append(writer.submit(_write_rows, out, start, parts[-1]))
+    finally:
+        writer.shutdown(wait=False)  # the queued writes go on
     if not parts:
-        return None
+        return None, writes
     whole = parts[0] if len(parts) == 1 else keras.ops.concatenate(parts)
-    return keras.ops.cast(whole, "float32")  # as the cache file holds them (a bfloat16 base's too)
+    return keras.ops.cast(whole, "float32"), writes  # as the cache file holds them (a bfloat16 base's too)
 
 
 def _cached_features(
     network: Network, prepared: Prepared, key: str, variant: int, batch_size: int | None, keep: bool
-) -> tuple[np.ndarray, object | None]:
-    """The base's output for variant ``variant`` of every image, cached under ``key``, and (``keep``,
-    when it was extracted now) the same on the device. Variant 0 is the image itself: its file is
-    the plain features'; the others have their own (``-dihedralV``). ``batch_size`` None: as much
-    as the device's memory allows (``device.extraction_batch``)."""
+) -> tuple[np.ndarray, object | None, Future | None]:
+    """The base's output for variant ``variant`` of every image, cached under ``key``; with
+    ``keep``, when it was extracted now, the same on the device and the cache file's completion
+    (``cached_array_later``: the training need not wait for it). Variant 0 is the image itself: its
+    file is the plain features'; the others have their own (``-dihedralV``). ``batch_size`` None: as
+    much as the device's memory allows (``device.extraction_batch``)."""
     extractor, kept = network.extractor, []
-
-    def extract_all(out: np.ndarray) -> None:
-        batch = batch_size or device.extraction_batch(extractor)
-        kept.append(_extract(extractor, prepared.images, variant, batch, out, keep))
-
     name = f"{key}-dihedral{variant}.npy" if variant else f"{key}.npy"
-    shape = (len(prepared.images), *extractor.output_shape[1:])
-    host = cached_array(cache_path("features", name), shape, np.float32, extract_all)
-    return host, kept[0] if kept else None
+    path, shape = cache_path("features", name), (len(prepared.images), *extractor.output_shape[1:])
+
+    def extract_all(out: np.ndarray):
+        batch = batch_size or device.extraction_batch(extractor)
+        if not keep:
+            return _extract(extractor, prepared.images, variant, batch, out)
+        features, writes = _extract_kept(extractor, prepared.images, variant, batch, out)
+        kept.append(features)
+        return writes
+
+    if not keep:
+        return cached_array(path, shape, np.float32, extract_all), None, None
+    host, done = cached_array_later(path, shape, np.float32, extract_all, _FINISHING)
+    return host, kept[0] if kept else None, done
 
 
 def extract_features(
@@ -302,7 +337,10 @@ def feature_source(
 
     def make() -> FeatureSource:
         made = [_cached_features(network, prepared, key, v, batch_size, keep) for v in range(count)]
-        extracted = [kept for _, kept in made]
-        return FeatureSource([host for host, _ in made], extracted if None not in extracted else ())
+        extracted = [kept for _, kept, _ in made]
+        pending = [done for _, _, done in made if done is not None]
+        return FeatureSource(
+            [host for host, _, _ in made], extracted if None not in extracted else (), pending
+        )
 
     return make() if bases is None else bases.features(key, count, make)

@@ -21,7 +21,15 @@ from leukml.checkpoint import every as checkpoint_every
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset, discover
 from leukml.imagecache import load_images
-from leukml.inputs import ImageSource, Source, extract_features, feature_source, predict_probs, predict_tta
+from leukml.inputs import (
+    FeatureSource,
+    ImageSource,
+    Source,
+    extract_features,
+    feature_source,
+    predict_probs,
+    predict_tta,
+)
 from leukml.loop import LoopState, TrainResult, fit
 from leukml.models import build_network, copy_base
 from leukml.sinks import MetricSink, NullSink
@@ -118,4 +126,7 @@ def train(
         on_epoch = None
         if store_checkpoint is not None:
             on_epoch = checkpoint_every(config.checkpoint_every, config.epochs, store_checkpoint, network)
-        return fit(network, prepared, config, sink, source, resume.state if resume else None, on_epoch)
+        result = fit(network, prepared, config, sink, source, resume.state if resume else None, on_epoch)
+        if isinstance(source, FeatureSource):
+            source.settle()  # the feature cache an extraction wrote beside the training: complete
+        return result

@@ -49,7 +49,7 @@ def test_gpu_head_quick(child_env, tmp_path):
     )
     header, row = lines[-3], lines[-1].strip("|").split("|")
     assert "head epoch img/s, per batch | head epoch img/s, compiled" in header, header
-    per_batch, compiled = float(row[7]), float(row[8])
+    per_batch, compiled = float(row[8]), float(row[9])
     assert per_batch > 0 and compiled > 0, lines[-1]  # nan where no compiled epoch ran
 
 

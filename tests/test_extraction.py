@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import keras
 import numpy as np
+import pytest
 
-from leukml import device
+from leukml import device, inputs
 from leukml.archs import ModelConfig
 from leukml.augment import dihedral
 from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.inputs import FeatureSource, device_need, feature_source, read_ahead
 from leukml.models import build_network
-from leukml.training import prepare_data, train
+from leukml.sinks import NullSink
+from leukml.training import fit, prepare_data, train
 
 
 def test_read_ahead_gives_every_batch_in_order_as_uint8():
@@ -72,6 +75,47 @@ def test_features_extracted_for_training_stay_on_the_device_and_a_worker_reuses_
     monkeypatch.setenv("LEUKML_CACHE", str(tmp_path / "again"))
     alone = train(config.replace(compiled_epoch=False))  # host features, batch by batch, extracted anew
     np.testing.assert_allclose(alone.history["val_loss"], first.history["val_loss"], rtol=1e-5)
+
+
+def test_training_starts_while_the_feature_cache_file_is_still_written(tiny_data, tmp_path, monkeypatch):
+    """Features kept on the device are handed over at once: the head trains on them while no row
+    has reached the cache file yet (the writes wait on a gate); once written, the file is in place
+    and holds the device's features."""
+    monkeypatch.setenv("LEUKML_CACHE", str(tmp_path))
+    gate, writes = threading.Event(), []
+    write = inputs._write_rows
+
+    def gated(out, start, rows):
+        writes.append("after the gate" if gate.wait(timeout=60) else "before the gate")
+        write(out, start, rows)
+
+    monkeypatch.setattr(inputs, "_write_rows", gated)
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    prepared = prepare_data(config)
+    net = build_network(config.model, seed=0)
+    source = feature_source(net, prepared, config)
+    assert len(source.pending) == 1 and not source.pending[0].done()
+    assert not list((tmp_path / "features").glob("*.npy"))
+    result = fit(net, prepared, config, NullSink(), source)  # on the device's features only
+    assert len(result.history["train_loss"]) == 2 and writes == []
+    gate.set()
+    source.settle()
+    assert writes == ["after the gate"]
+    [cached] = (tmp_path / "features").glob("*.npy")
+    np.testing.assert_array_equal(np.load(cached), keras.ops.convert_to_numpy(source.device[1]))
+
+
+def test_a_failed_feature_cache_write_fails_the_training_and_leaves_no_file(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEUKML_CACHE", str(tmp_path))
+
+    def full(out, start, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(inputs, "_write_rows", full)
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
+    with pytest.raises(OSError, match="No space left on device"):
+        train(config)
+    assert list((tmp_path / "features").iterdir()) == []  # neither the file nor its temp
 
 
 def test_features_that_do_not_fit_the_device_train_batch_by_batch(tiny_data, tmp_path, monkeypatch, caplog):
@@ -132,7 +176,7 @@ def test_extraction_batches_take_a_quarter_of_the_free_device_memory():
 
 FORWARD_CHILD = """
 import keras, numpy as np
-from leukml import device
+from leukml import device, inputs
 layers = [keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()]
 model = keras.Sequential(layers)
 x = np.random.default_rng(0).normal(size=(5, 4, 4, 3)).astype("float32")
