@@ -53,12 +53,10 @@ def _curves(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, floa
     }
 
 
-@pytest.mark.parametrize("recipe", list(RECIPES))
-def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, child_env, monkeypatch):
-    monkeypatch.setenv("LEUKML_QUIET", "1")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data),
+def _six_epochs(data_dir: Path, recipe: str) -> TrainConfig:
+    """6 epochs, milestones 3 and 6, a checkpoint every 2 epochs."""
+    return TrainConfig.of(
+        data_dir=str(data_dir),
         weights="none",
         image_size=32,
         epochs=6,
@@ -67,6 +65,13 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, ch
         checkpoint_every=2,
         **RECIPES[recipe],
     )
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, child_env, monkeypatch):
+    monkeypatch.setenv("LEUKML_QUIET", "1")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = _six_epochs(tiny_data, recipe)
     whole, _ = tracked_train(config, experiment="resume", tracking_uri=uri)
     with pytest.raises(RuntimeError, match="worker lost at epoch 5"):
         tracked_train(config, experiment="resume", tracking_uri=uri, observer=Crash(5))
@@ -110,16 +115,7 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(tiny_data, tmp_
     uploaded (its arrays are in the store, its state is not). The run resumes from epoch 2's."""
     monkeypatch.setenv("LEUKML_QUIET", "1")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data),
-        weights="none",
-        image_size=32,
-        epochs=6,
-        eval_epochs="3,6",
-        batch_size=8,
-        checkpoint_every=2,
-        **RECIPES["head"],
-    )
+    config = _six_epochs(tiny_data, "head")
     whole, _ = tracked_train(config, experiment="cut", tracking_uri=uri)
     upload, uploads = MlflowClient.log_artifacts, []
 
