@@ -48,10 +48,13 @@ def compilation_cache() -> None:
         return
     import jax  # this backend's own: only here
 
-    if jax.config.jax_compilation_cache_dir is None:
-        jax.config.update("jax_compilation_cache_dir", str(cache_root() / "xla"))
-        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
+    try:
+        if jax.config.jax_compilation_cache_dir is None:
+            jax.config.update("jax_compilation_cache_dir", str(cache_root() / "xla"))
+            if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+                jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
+    except AttributeError:  # a JAX without these options: it compiles as it always did
+        return
 
 
 def to_device(x):
