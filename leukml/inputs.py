@@ -258,7 +258,6 @@ def _extract_kept(
     and their outputs stay there; each is written into ``out`` on a thread (which waits for it
     there), so the device is never left idle for the host's copy. Returns at once: the outputs,
     joined on the device (None for no images), and the writes still going on."""
-
     forward, parts, writes = device.forward(extractor), [], []
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-write")
     try:

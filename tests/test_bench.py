@@ -61,6 +61,7 @@ def test_gpu_head_quick(child_env, tmp_path):
         ("tracking.py", "headline: MLflow tracking overhead"),
         ("serve.py", "headline: serving overhead"),
         ("gpu.py", "gpu headline: study"),  # extraction, epochs, the whole study, the usual recipe
+        ("compilecache.py", "headline: a later process with JAX's compilation cache"),
     ],
 )
 def test_bench_quick(script, headline, child_env, tmp_path):
