@@ -12,12 +12,14 @@ import tempfile
 
 # TensorFlow >= 2.19 logs these through absl before its logging is set up, so TF_CPP_MIN_LOG_LEVEL
 # cannot silence them (tensorflow/tensorflow#100442): absl INFO/WARNING lines in either format,
-# absl's own notice, the duplicate CUDA plugin registrations, cpu_feature_guard's second line.
+# absl's own notice, the duplicate CUDA plugin registrations, a CPU machine's failed cuInit,
+# cpu_feature_guard's second line.
 NOISE = re.compile(
     r"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"
     r"|\d{4}-\d\d-\d\d [\d:.]+: [IW] \S+:\d+\]"
-    r"|(?:E\d{4} [\d:.]+\s+\d+|\d{4}-\d\d-\d\d [\d:.]+: E) \S+:\d+\] Unable to register cu\w+ factory"
+    r"|(?:E\d{4} [\d:.]+\s+\d+|\d{4}-\d\d-\d\d [\d:.]+: E) \S+:\d+\] "
+    r"(?:Unable to register cu\w+ factory|failed call to cuInit)"
     r"|To enable the following instructions: )"
 )
 
@@ -57,7 +59,12 @@ def import_backend() -> None:
     if "keras" in sys.modules:
         return
     with native_stderr_filtered():
-        import keras  # noqa: F401
+        import keras
+
+        if keras.backend.backend() == "tensorflow":  # its CUDA start-up (cuInit) now, not later
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
     # TensorFlow warns about "tf.function retracing" when a process builds several models (a
     # search, the folds of a CV): expected there, and not the user's to fix
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -23,7 +23,7 @@ from leukml.search import SearchConfig, run_search, selection_metric
 from leukml.sinks import ConsoleSink, FanoutSink, MetricSink
 from leukml.synth import embedded_dataset
 from leukml.tracking_uri import DEFAULT_EXPERIMENT
-from leukml.training import TrainResult, train
+from leukml.training import TrainResult, check_split, train
 
 
 def tracked_train(
@@ -87,8 +87,10 @@ def tracked_search(
 
     The parent logs the search options, the study's best params and value, ``trials.csv`` and
     Optuna's figures; it is tagged with every parent run of the same study (one per worker).
-    ``console`` also receives every trial's results and the search's progress lines.
+    ``console`` also receives every trial's results and the search's progress lines. A split
+    the trials cannot make is refused before any run is made.
     """
+    check_split(search.base)
     tracking.connect(experiment, tracking_uri)
     name = search.name
     search = dataclasses.replace(search, study_name=name)

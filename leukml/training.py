@@ -69,6 +69,17 @@ def prepare_data(config: TrainConfig) -> Prepared:
     return Prepared(dataset, split, load_images(dataset, config.model.image_size))
 
 
+def check_split(config: TrainConfig) -> None:
+    """Split ``config.data_dir`` as ``config`` says, loading no image: a search calls it once
+    before its first trial, since every trial would fail the same way.
+
+    Raises:
+        ValueError: the split cannot work (``split_records``), naming the option to change.
+    """
+    dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
+    split_records(dataset.records, config.split)
+
+
 @contextlib.contextmanager
 def dtype_policy(name: str):
     """Keras' global dtype policy set to ``name`` inside, restored after (layers keep the policy

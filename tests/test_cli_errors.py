@@ -110,6 +110,13 @@ def _no_class_hem(i: Inputs) -> list[str]:
     return ["train", "--data-dir", "data", *TINY_TRAIN]
 
 
+def _subject_search(i: Inputs) -> list[str]:
+    """An extended search (validation: 10% of the training side) split by subject on 6 subjects."""
+    data, storage = str(i.image.parents[3]), f"sqlite:///{i.tmp / 'optuna.db'}"
+    search = ["search", "--mode", "extended", "--storage", storage]
+    return [*search, "--data-dir", data, "--split", "subject", *TINY_TRAIN]
+
+
 # case -> (command line, what the line must say); {port} and {tracker} are filled in
 CASES: dict[str, tuple[Callable[[Inputs], list[str]], tuple[str, ...]]] = {
     "predict-text-file": (_text_file, ("notes.txt", "not a readable image", "BMP")),
@@ -152,6 +159,10 @@ CASES: dict[str, tuple[Callable[[Inputs], list[str]], tuple[str, ...]]] = {
         lambda i: ["train", "--data-dir", str(i.image.parents[3]), "--split", "official", *TINY_TRAIN],
         ("--split official tests on the labelled preliminary test set", "_labels.csv", "--split subject"),
     ),
+    "search-subject-split-without-validation": (  # refused once, before any trial or run
+        _subject_search,
+        ("--val-fraction 0.1 gave no validation images with --split subject", "--split image"),
+    ),
     "cv-too-many-folds": (
         lambda i: ["cv", "--data-dir", str(i.image.parents[3]), "--folds", "9", *TINY_TRAIN],
         ("--folds 9 needs at least 9 subjects; this data has 6",),
@@ -178,6 +189,10 @@ def test_expected_failure_is_one_line(case, tmp_path, tiny_data, child_env, refu
     assert line.startswith("Error: ")
     for text in expected:
         assert text.format(port=port, tracker=refusing_tracker) in line, line
+    if case == "search-subject-split-without-validation":
+        from mlflow.tracking import MlflowClient
+
+        assert MlflowClient(uri).get_experiment_by_name("leukml") is None  # no parent run, no trial
     if case == "train-one-class":  # the CLI's one line comes after the run was marked FAILED
         from mlflow.tracking import MlflowClient
 
@@ -262,3 +277,18 @@ def test_training_beside_a_symlink_loop_never_shows_a_traceback(tmp_path, tiny_d
     if proc.returncode:
         assert "loop.bmp" in error_line(proc.stderr)
     assert "Traceback" not in proc.stderr and not TF_NOISE.search(proc.stderr), proc.stderr[-3000:]
+
+
+def test_the_backends_cuda_start_up_happens_inside_the_filtered_import(child_env):
+    """TensorFlow tries CUDA (cuInit) when devices are first listed; on a machine without a GPU that
+    logs an error line. import_backend does it inside its filtered window, so no later device query
+    (the run's device tag, the precision) puts that line on a command's output."""
+    code = (
+        "from leukml.console import import_backend\n"
+        "import_backend()\n"
+        "import tensorflow as tf\n"
+        "print(tf.config.list_physical_devices('GPU'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not TF_NOISE.search(proc.stderr), proc.stderr[-3000:]
