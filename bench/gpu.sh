@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c "import keras" 2>/dev/null; then
+  if ! compgen -G ".whl/*.whl" >/dev/null; then
+    echo "bench/gpu.sh: no keras here and no wheels in .whl/: fetch them (bench/README.md) and carry .whl" >&2
+    exit 2
+  fi
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_dir=${LEUKML_REHEARSAL_ENV:-/tmp/leukml-gpu-rehearsal}
-if [ ! -x "$env_dir/bin/python3" ]; then
+if [ ! -e "$env_dir/.installed" ]; then
   python=${PYTHON312:-}
   for candidate in python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12; do
     [ -n "$python" ] && break
@@ -19,6 +19,7 @@ if [ ! -x "$env_dir/bin/python3" ]; then
   "$python" -m venv "$env_dir"
   "$env_dir/bin/python3" -m pip install -q jax==0.11.2 jaxlib==0.11.2 numpy scipy scikit-learn pillow \
     psutil tqdm pandas matplotlib h5py ml-dtypes absl-py rich packaging typing-extensions
+  touch "$env_dir/.installed"
 fi
 if "$env_dir/bin/python3" -c "import tensorflow" 2>/dev/null; then
   echo "$env_dir holds TensorFlow: not like the GPU image; remove it and run again" >&2
