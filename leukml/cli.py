@@ -6,13 +6,12 @@ import functools
 import json
 import os
 import signal
-import threading
 import warnings
 from pathlib import Path
 
 import click
 
-from leukml import options
+from leukml import options, signals
 from leukml.config import SearchConfig, TrainConfig
 from leukml.console import import_backend
 from leukml.errors import one_line
@@ -32,15 +31,6 @@ warnings.filterwarnings("ignore", message=r".*(is experimental \(supported from|
 STUDY_NAME_HELP = "Every trial of this Optuna study, from each worker's search (not with --parent-run)."
 
 
-class Terminated(SystemExit):
-    """SIGTERM (a killed worker, a stopped container): unwinds like Ctrl-C, so the MLflow run is
-    marked FAILED instead of staying RUNNING forever."""
-
-
-def _terminate(signum, frame):
-    raise Terminated(128 + signum)
-
-
 class Stopped(click.ClickException):
     """Ctrl-C or SIGTERM: one line, and the shell's exit status for the signal."""
 
@@ -55,13 +45,12 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
-            return fn(*args, **kwargs)
+            with signals.handled():
+                return fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise Stopped("interrupted", 128 + signal.SIGINT) from None
-        except Terminated as exc:
+        except signals.Terminated as exc:
             raise Stopped("terminated (SIGTERM)", exc.code) from None
         except click.ClickException:
             raise
@@ -70,9 +59,6 @@ def friendly_errors(fn):
             if message is None:
                 raise
             raise click.ClickException(message) from None
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
     return wrapper
 

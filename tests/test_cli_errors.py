@@ -265,6 +265,109 @@ def test_terminated_training_is_one_line_and_failed(tmp_path, tiny_data, child_e
     assert run.data.tags["error"].startswith("Terminated")
 
 
+# Loaded by the child's Python at start (sitecustomize on PYTHONPATH): once the leukml command has
+# its signal handlers, the process signals itself from where a raised exception goes wrong. "gc":
+# inside the garbage collector's callback on the main thread, as the training loop runs (outside
+# MLflow's calls), where Python reports what the handler raises as "Exception ignored in ..." and
+# goes on (the signal would be lost). "sql": as SQLAlchemy writes the run's params into the SQLite
+# store, where a cut write can keep its transaction's lock (the run could not be marked FAILED).
+SIGNAL_FROM = {
+    "gc": """
+import gc, os, signal, sys, threading
+
+fired, threshold = [], gc.get_threshold()
+
+def run_active():
+    active_run = getattr(sys.modules.get("mlflow"), "active_run", None)  # None while mlflow imports
+    return active_run is not None and active_run() is not None
+
+def training_outside_mlflow():
+    modules, frame = set(), sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name != "<module>":  # not a module's import
+            modules.add(frame.f_globals.get("__name__", ""))
+        frame = frame.f_back
+    return "leukml.loop" in modules and not any(m.startswith(("mlflow.", "sqlalchemy.")) for m in modules)
+
+def signal_inside_gc(phase, info):
+    if fired or phase != "start" or threading.current_thread() is not threading.main_thread():
+        return
+    handler = getattr(signal.getsignal(signal.SIGTERM), "__module__", None) or ""
+    if not handler.startswith("leukml.") or not run_active():
+        return
+    gc.set_threshold(10)  # collections often enough that one comes while the loop runs
+    if training_outside_mlflow():
+        fired.append(True)
+        gc.set_threshold(*threshold)
+        os.kill(os.getpid(), signal.{name})  # its handler runs here, inside this callback
+
+gc.callbacks.append(signal_inside_gc)
+""",
+    "sql": """
+import os, signal, sqlite3
+
+fired = []
+
+def maybe_signal(sql):
+    handler = getattr(signal.getsignal(signal.SIGTERM), "__module__", None) or ""
+    if not fired and handler.startswith("leukml.") and sql.lstrip().upper().startswith("INSERT INTO PARAMS"):
+        fired.append(True)
+        os.kill(os.getpid(), signal.{name})  # its handler runs here, SQLAlchemy's frames below
+
+class Cursor(sqlite3.Cursor):  # the write done, its transaction still open (and locked)
+    def execute(self, sql, *args):
+        done = super().execute(sql, *args)
+        maybe_signal(sql)
+        return done
+
+    def executemany(self, sql, *args):
+        done = super().executemany(sql, *args)
+        maybe_signal(sql)
+        return done
+
+class Connection(sqlite3.Connection):
+    def cursor(self, factory=Cursor):
+        return super().cursor(factory)
+
+def connect(*args, _connect=sqlite3.connect, **kwargs):
+    return _connect(*args, **{{"factory": Connection, **kwargs}})
+
+sqlite3.connect = sqlite3.dbapi2.connect = connect  # SQLAlchemy calls the second
+""",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["gc", "sql"])
+@pytest.mark.parametrize(
+    "name, code, text", [("SIGTERM", 143, "terminated (SIGTERM)"), ("SIGINT", 130, "interrupted")]
+)
+def test_a_signal_where_an_exception_goes_wrong_still_stops_the_training_and_fails_its_run(
+    where, name, code, text, tmp_path, tiny_data, child_env
+):
+    from mlflow.tracking import MlflowClient
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SIGNAL_FROM[where].format(name=name))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = child_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(site))
+    child = subprocess.run(  # epochs enough that a lost signal shows: the training would go on to its end
+        [str(LEUKML), "train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--epochs", "30"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    assert child.returncode == code, child.stderr[-3000:]
+    assert text in error_line(child.stderr)
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])
+    assert run.info.status == "FAILED"
+
+
 @pytest.mark.slow
 def test_training_beside_a_symlink_loop_never_shows_a_traceback(tmp_path, tiny_data, child_env):
     """Discovery may skip the looping file (with its reason) or refuse it: either way, no traceback."""
