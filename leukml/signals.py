@@ -9,10 +9,10 @@ are wrong for the exception it raises:
   then fails with "database is locked"; or a run is created but ``start_run`` never returns it, and
   it stays RUNNING. There the signal waits: it is sent again a moment later, until the main thread
   is out of those modules, for at most ``DEFER_AT_MOST_S`` (a hung server must not hold it off);
-- inside a garbage-collector callback or a ``__del__`` (JAX and TensorFlow register such
-  callbacks): Python reports what those raise as "Exception ignored in ..." and goes on, so the
-  training would carry on as if no signal had come. A ``Terminated`` or ``KeyboardInterrupt``
-  swallowed there is not printed: the signal is sent again.
+- inside a garbage-collector callback (JAX registers one) or a ``__del__``: Python reports what
+  those raise as "Exception ignored in ..." and goes on, so the training would carry on as if no
+  signal had come. A ``Terminated`` or ``KeyboardInterrupt`` swallowed there is not printed: the
+  signal is sent again.
 """
 
 from __future__ import annotations
