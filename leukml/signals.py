@@ -109,5 +109,6 @@ def handled() -> Iterator[None]:
         yield
     finally:
         sys.unraisablehook = previous_hook
+        _first_deferred.clear()  # a later command's signals start afresh
         for signum, previous in handlers.items():
             signal.signal(signum, signal.SIG_DFL if previous is None else previous)

@@ -62,22 +62,21 @@ class Prepared:
     images: np.ndarray  # (N, S, S, 3) uint8, memory-mapped
 
 
-def prepare_data(config: TrainConfig) -> Prepared:
-    """Discover, split and load (cached) the images of ``config.data_dir``."""
-    dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
-    split = split_records(dataset.records, config.split)
-    return Prepared(dataset, split, load_images(dataset, config.model.image_size))
-
-
-def check_split(config: TrainConfig) -> None:
-    """Split ``config.data_dir`` as ``config`` says, loading no image: a search calls it once
-    before its first trial, since every trial would fail the same way.
+def check_split(config: TrainConfig) -> tuple[Dataset, Split]:
+    """Discover and split ``config.data_dir`` as ``config`` says, loading no image (a search calls
+    it once before its first trial, since every trial would fail the same way).
 
     Raises:
         ValueError: the split cannot work (``split_records``), naming the option to change.
     """
     dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
-    split_records(dataset.records, config.split)
+    return dataset, split_records(dataset.records, config.split)
+
+
+def prepare_data(config: TrainConfig) -> Prepared:
+    """Discover, split and load (cached) the images of ``config.data_dir``."""
+    dataset, split = check_split(config)
+    return Prepared(dataset, split, load_images(dataset, config.model.image_size))
 
 
 @contextlib.contextmanager
