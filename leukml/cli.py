@@ -12,13 +12,14 @@ from pathlib import Path
 import click
 
 from leukml import options, signals
+from leukml.comparison import PROTOCOL_CHOICES
 from leukml.config import SearchConfig, TrainConfig
 from leukml.console import import_backend
 from leukml.errors import one_line
 from leukml.options import Option, options_of
-from leukml.protocols import HEADLINE, SPLIT_OPTIONS, CvConfig
+from leukml.protocols import HEADLINE, PROTOCOLS_SETS, SPLIT_OPTIONS, CvConfig
 from leukml.splits import SPLIT_METHODS, SplitConfig
-from leukml.tracking_uri import DEFAULT_EXPERIMENT
+from leukml.tracking_uri import default_experiment
 
 # Read once, when TensorFlow loads (the commands import it lazily, after this). 3, not 2: without a
 # GPU, TensorFlow's CUDA build logs "failed call to cuInit" as an error on its first operation;
@@ -28,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", message=r".*(is experimental \(supported from|is an experimental feature)")
 
 
+# training options a search sets per trial itself (--archs, --optimizers): not options of `search`
+SEARCHED = ("arch", "optimizer")
 STUDY_NAME_HELP = "Every trial of this Optuna study, from each worker's search (not with --parent-run)."
 
 
@@ -197,10 +200,30 @@ def train_options(fn=None, skip: tuple[str, ...] = ()):
     fn = click.option(
         "--tracking-uri",
         default="",
+        callback=_not_under_mlflow_run("the tracking store ($MLFLOW_TRACKING_URI)"),
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
     )(fn)
-    fn = click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)(fn)
+    fn = click.option(
+        "--experiment",
+        default="",
+        callback=_not_under_mlflow_run("the experiment (mlflow run --experiment-name)", default_experiment),
+        help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else leukml).",
+    )(fn)
     return config_options(TrainConfig, skip)(fn)
+
+
+def _not_under_mlflow_run(what: str, default=None):
+    """A click callback refusing an option that ``mlflow run`` decides (it made the run: the
+    option would be ignored); an empty value becomes ``default()``."""
+
+    def check(ctx, param, value):
+        if value and os.environ.get("MLFLOW_RUN_ID"):
+            raise click.BadParameter(
+                f"mlflow run decides {what}: drop -P {param.name} and use mlflow run's own option"
+            )
+        return value or (default() if default else value)
+
+    return check
 
 
 def _train_options(jit: str, no_jit: bool, **values) -> dict:
@@ -279,7 +302,7 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
 
 @main.command()
 @config_options(SearchConfig)
-@train_options
+@train_options(skip=SEARCHED)
 @friendly_errors
 def search(
     mode: str,
@@ -348,7 +371,7 @@ def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
 
 
 @main.command()
-@train_options(skip=SPLIT_OPTIONS)
+@train_options(skip=PROTOCOLS_SETS)
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
 )
@@ -374,6 +397,7 @@ def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
         if t.key != "image" and "test_accuracy" in values and "test_accuracy" in image:
             gap = f"  ({values['test_accuracy'] - image['test_accuracy']:+.4f} accuracy vs image)"
         click.echo(f"{t.key:<9}  {t.run_id:<32}  " + _values(values) + gap)
+        click.echo(f"{'':<9}  {t.sizes}")
     path = write_report(
         fetch_runs(experiment, parent, uri), out, f"protocols of {config.model.arch} + {config.optimizer}"
     )
@@ -400,8 +424,14 @@ def _short(metric: str) -> str:
     }.get(metric, metric)
 
 
+READ_EXPERIMENT_HELP = (
+    "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME or _ID, else the one experiment holding "
+    "leukml training runs)."
+)
+
+
 @main.command()
-@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@click.option("--experiment", default="", help=READ_EXPERIMENT_HELP)
 @click.option("--parent-run", default="", help="Only the trials of this search's parent run.")
 @click.option("--study-name", default="", help=STUDY_NAME_HELP)
 @click.option(
@@ -413,10 +443,11 @@ def report(experiment: str, parent_run: str, study_name: str, out: Path, trackin
     """Rebuild the paper's tables and Figure 9 from tracked runs, beside the paper's numbers."""
     import_backend()
     from leukml.report import write_report
-    from leukml.runreader import fetch_runs, study_parent_ids
+    from leukml.runreader import experiment_name, fetch_runs, study_parent_ids
     from leukml.tracking import log_report_artifacts
 
     uri = tracking_uri or None
+    experiment = experiment_name(experiment or None, uri)
     runs = fetch_runs(experiment, parent_run or None, uri, study_name or None)
     parents = [parent_run] if parent_run else []
     title = f"experiment {experiment}" + (f", search {parent_run}" if parent_run else "")
@@ -430,7 +461,7 @@ def report(experiment: str, parent_run: str, study_name: str, out: Path, trackin
 
 
 @main.command()
-@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@click.option("--experiment", default="", help=READ_EXPERIMENT_HELP)
 @click.option("--parent-run", default="", help="Only the trials of this search.")
 @click.option("--study-name", default="", help=STUDY_NAME_HELP)
 @click.option(
@@ -450,6 +481,14 @@ def report(experiment: str, parent_run: str, study_name: str, out: Path, trackin
     metavar="[none|dihedral]",
     help="dihedral: the registered model averages each image's 8 turns and mirrors (one batched call).",
 )
+@click.option(
+    "--protocol",
+    default="auto",
+    show_default=True,
+    metavar="[" + "|".join(PROTOCOL_CHOICES) + "]",
+    help="Rank only runs of this split protocol and one test set; auto: the most faithful present "
+    "(official, subject, kfold, fold, image); mixed: every run, numbers on different test sets.",
+)
 @bool_flag("--rollback", "Point the alias back at the 'previous' version instead.")
 @click.option("--tracking-uri", default="")
 @friendly_errors
@@ -463,6 +502,7 @@ def promote(
     alias,
     allow_test_selection,
     tta,
+    protocol,
     rollback,
     tracking_uri,
 ) -> None:
@@ -485,13 +525,17 @@ def promote(
         tracking_uri or None,
         study_name=study_name or None,
         tta=tta,
+        protocol=protocol,
     )
     verb = "registered" if done.created else "already registered as"
+    click.echo(f"experiment {done.experiment}: {done.how}")
     click.echo(
         f"run {done.run_id} ({done.metric} {done.value:.4f}) {verb} {done.name} "
         f"version {done.version}; alias {alias} -> {done.version}"
     )
-    click.echo(f'serve: mlflow models serve -m "models:/{name}@{alias}" --env-manager local -p 5001')
+    from leukml.tracking_uri import serve_command
+
+    click.echo(f"serve: {serve_command(name, alias, tracking_uri or None)}")
 
 
 @main.command()

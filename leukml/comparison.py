@@ -7,10 +7,12 @@ entry per parent, "cv, K folds (kfold)" or "cv, official folds (fold)": the mean
 folds, each fold at its last milestone (population std, a NaN fold left out, as the CV parent's
 ``cv_std_*``).
 
-Runs are one *configuration* when their params agree on everything except ``NOT_CONFIGURATION``:
-the split's own params (``SPLIT_PARAMS``) and those that say where or how a run was computed,
-not what it trained (``BOOKKEEPING_PARAMS``). Any other param, present or future, tells
-configurations apart.
+Runs are one *configuration* when their training options (``TRAINING_OPTIONS``: the params
+``leukml train`` logs from its options) agree on everything except ``NOT_CONFIGURATION``: the
+split's own params (``SPLIT_PARAMS``) and those that say where or how a run was computed, not what
+it trained (``BOOKKEEPING_PARAMS``). Any other training option, present or future, tells
+configurations apart; a param that is no training option (one MLflow logged for a pyfunc, one
+``mlflow run`` logged for its entry point) never does.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from leukml import paper
+from leukml import options, paper
+from leukml.config import TrainConfig
 from leukml.reportpage import Table, fmt, signed
 
 if TYPE_CHECKING:
     from leukml.report import RunRecord
 
-SPLIT_PARAMS = ("split", "test_fraction", "val_fraction", "test_fold", "folds", "seed")
+SPLIT_PARAMS = ("split", "test_fraction", "val_fraction", "test_fold", "folds", "seed", "pool")
 BOOKKEEPING_PARAMS = (
     "experiment",
     "data_dir",  # the dataset's identity is its fingerprint, flagged when it differs
@@ -38,8 +41,12 @@ BOOKKEEPING_PARAMS = (
     "compiled_epoch",  # likewise
     "jit",
     "precision",  # the device's dtype policy: so a CPU image run and a GPU CV still line up
+    "checkpoint_every",  # when the run saved itself, not what it trained
+    "system_metrics",
 )
 NOT_CONFIGURATION = frozenset(SPLIT_PARAMS + BOOKKEEPING_PARAMS)
+# the params a training run logs from its options (``TrainConfig.as_dict``'s keys)
+TRAINING_OPTIONS = frozenset(options.flat_values(TrainConfig()))
 SPLIT_ORDER = ("image", "subject", "official", "fold", "kfold")
 REFERENCE = "image"  # the gap is measured to the paper's protocol
 COMPARED = (
@@ -71,7 +78,10 @@ def at_last_milestone(run: RunRecord, metric: str) -> float | None:
 
 
 def configuration(run: RunRecord) -> Config:
-    return tuple(sorted((k, v) for k, v in run.params.items() if k not in NOT_CONFIGURATION))
+    """The run's training options but the split's and the bookkeeping ones, sorted."""
+    return tuple(
+        sorted((k, v) for k, v in run.params.items() if k in TRAINING_OPTIONS and k not in NOT_CONFIGURATION)
+    )
 
 
 @dataclass
@@ -106,6 +116,20 @@ class Entry:
             return f"run {self.runs[0].run_id[:8]}"
         n, k = len(self.runs), self.declared_folds
         return (f"{n} folds" if n == k else f"{n} of {k} folds") + f" of cv run {self.parent[:8]}"
+
+    @property
+    def sizes(self) -> str:
+        """The training and test sides in cells and subjects (a CV: each fold's test side, summed),
+        from the runs' tags; "?" where an older run did not log them."""
+        if self.parent is None:
+            t = self.runs[0].tags
+            return (
+                f"train {t.get('n_train', '?')} cells / {t.get('n_train_subjects', '?')} subjects, "
+                f"test {t.get('n_test', '?')} / {t.get('n_test_subjects', '?')}"
+            )
+        tests = [r.tags.get("n_test", "") for r in self.runs]
+        total = sum(int(n) for n in tests) if all(n.isdigit() for n in tests) else "?"
+        return f"test {total} cells over {len(self.runs)} folds"
 
     def stat(self, metric: str) -> tuple[float | None, float | None, int]:
         """(value or mean over folds, std over folds (None for one run), folds with a value)."""
@@ -199,7 +223,8 @@ def protocol_table(label: str, entries: list[Entry]) -> Table:
     its gap to the image split."""
     reference = reference_entry(entries)
     rows = [
-        [f"{e.protocol}\n{e.where}", e.epochs, *(cell(e, m, reference) for m, _ in COMPARED)] for e in entries
+        [f"{e.protocol}\n{e.where}\n{e.sizes}", e.epochs, *(cell(e, m, reference) for m, _ in COMPARED)]
+        for e in entries
     ]
     header = ["Protocol", "Epoch", *(name for _, name in COMPARED)]
     return Table(f"{label}: test metrics at the last milestone, per protocol", header, rows)
@@ -215,3 +240,76 @@ def best(grouped: dict[Config, list[Entry]]) -> tuple[Config, str] | None:
     scored = [(e.stat("test_accuracy")[0], e.config) for e in present if e.protocol == protocol]
     top = max(scored, key=lambda s: -math.inf if s[0] is None else s[0])
     return top[1], protocol
+
+
+# -- promotion: rank like with like ------------------------------------------------------------------
+# the protocols by how faithfully their test set stands for unseen patients, most faithful first
+FAITHFULNESS = ("official", "subject", "kfold", "fold", "image")
+MIXED = "mixed"  # rank across protocols and test sets (asked for explicitly)
+PROTOCOL_CHOICES = ("auto", *FAITHFULNESS, MIXED)
+
+
+def which_test_set(tags: dict[str, str], params: dict[str, str]) -> str:
+    """A run's test set: its ``test_set`` tag, or for a run that predates it, what decided the
+    test side (dataset, split and its options) as text."""
+    if "test_set" in tags:
+        return tags["test_set"]
+    keys = ("split", "seed", "test_fraction", "test_fold", "folds")
+    return ":".join([tags.get("dataset_fingerprint", "?"), *(params.get(k, "") for k in keys)])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A run promote may choose, as plain data."""
+
+    run_id: str
+    protocol: str
+    test_set: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The runs ranked, best first, and what they have in common."""
+
+    protocol: str  # one of FAITHFULNESS, or MIXED
+    test_set: str  # the one test set, or MIXED
+    runs: list[Candidate]
+    chosen_by: str  # how the protocol was chosen, for a person
+
+
+def rank_like_with_like(candidates: list[Candidate], protocol: str = "auto") -> Ranking:
+    """The candidates of one protocol and one test set, best value first. ``auto``: the most
+    faithful protocol present (``FAITHFULNESS``); ``mixed``: every candidate, whatever its protocol.
+
+    Raises:
+        ValueError: no candidate of the asked protocol, or the protocol's candidates were tested on
+            different test sets (different data, seeds or folds): their values do not compare.
+    """
+    if protocol not in PROTOCOL_CHOICES:
+        raise ValueError(f"protocol={protocol!r}; choose one of: {', '.join(PROTOCOL_CHOICES)}")
+    ranked = sorted(candidates, key=lambda c: -c.value)
+    if protocol == MIXED:
+        return Ranking(MIXED, MIXED, ranked, "asked: every protocol and test set, not like with like")
+    present = [p for p in FAITHFULNESS if any(c.protocol == p for c in ranked)]
+    if protocol == "auto":
+        if not present:
+            raise ValueError("no candidate run names its split protocol; pass --protocol mixed")
+        protocol, how = present[0], f"the most faithful protocol present ({', '.join(present)})"
+    elif protocol not in present:
+        raise ValueError(
+            f"--protocol {protocol}: no matching run was trained under it (present: "
+            f"{', '.join(present) or 'none'}); choose one of those"
+        )
+    else:
+        how = "asked"
+    mine = [c for c in ranked if c.protocol == protocol]
+    sets = list(dict.fromkeys(c.test_set for c in mine))
+    if len(sets) > 1:
+        raise ValueError(
+            f"the {len(mine)} {protocol}-protocol runs were tested on {len(sets)} different test sets "
+            "(other data, seeds, test fractions or folds), so their numbers do not compare: choose one "
+            "search with --parent-run or --study-name, another --protocol, or --protocol mixed to rank "
+            "them anyway"
+        )
+    return Ranking(protocol, sets[0], mine, how)

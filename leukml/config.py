@@ -10,7 +10,7 @@ from leukml import options, paper
 from leukml.archs import ARCHS, ModelConfig
 from leukml.options import option, part
 from leukml.recipe import RecipeConfig
-from leukml.splits import SplitConfig
+from leukml.splits import USED_OPTIONS, SplitConfig
 
 # name -> keras.optimizers class; the one table of optimizers.
 OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
@@ -177,9 +177,12 @@ class TrainConfig:
         return cls.of(**values)
 
     def as_dict(self) -> dict:
-        """Every option, flat and resolved (milestones, precision, the first fine-tuning epoch): the
-        run's params and config.json."""
+        """Every option its run reads, flat and resolved (milestones, precision, the first fine-tuning
+        epoch; of the split options only those of its split): the run's params and config.json."""
         out = options.flat_values(self)
+        for o in options.options_of(SplitConfig):  # a run logs only the split options its split reads
+            if o.name != "split" and o.name not in USED_OPTIONS[self.split.method]:
+                del out[o.name]
         out["eval_epochs"] = ",".join(map(str, self.milestones))
         if self.fine_tune_epoch is not None:
             out["fine_tune_from"] = self.fine_tune_epoch

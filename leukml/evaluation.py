@@ -128,3 +128,60 @@ def per_subject_csv(rows: Sequence[SubjectScore]) -> str:
             [r.subject, CLASS_NAMES[r.label], r.cells, f"{r.accuracy:.6g}", f"{r.mean_p_all:.6g}"]
         )
     return out.getvalue()
+
+
+SHOWN_NAMES = ("hem", "ALL")
+"""Class index -> the name a person reads in a warning (``CLASS_NAMES`` are folder names)."""
+
+
+def one_class_predicted(confusion: np.ndarray) -> int | None:
+    """The class a model predicted for every test image, from its confusion matrix
+    ``[[tn, fp], [fn, tp]]`` (1 = ALL), or None.
+
+    None also when the test split itself has one class: predicting that class everywhere is then
+    right, no sign of a collapsed model (the ``test_one_class`` tag already says so).
+    """
+    cm = np.asarray(confusion)
+    if cm.sum(axis=1).min() == 0:
+        return None
+    predicted = cm.sum(axis=0)  # column 0: predicted hem, column 1: predicted ALL
+    return int(np.argmax(predicted)) if predicted.min() == 0 else None
+
+
+def one_class_text(epoch: int, label: int, n_images: int) -> str:
+    """The warning a person reads at the first milestone where one class is predicted everywhere."""
+    name = SHOWN_NAMES[label]
+    return (
+        f"at epoch {epoch} the model predicts {name} for every one of the {n_images} test images: its "
+        f"accuracy is the share of {name} cells, not skill; likely causes: random base weights "
+        "(--weights none) or a learning rate too large or too small (--lr)"
+    )
+
+
+FLAT_LOSS_EPOCHS = 5
+"""The flat-loss check reads the training loss of epochs 1 to this: a model that learns anything
+has moved its loss by then, and the warning comes early enough to stop a long run."""
+FLAT_LOSS_TOLERANCE = 1e-4
+"""Relative spread under which the loss counts as not moving: agreement to 4 significant digits
+(the console's precision). A learning model moves by percents per early epoch; a collapsed one
+(dead units, saturated softmax) repeats the same value to float32 precision, far below this."""
+
+
+def flat_loss(train_losses: Sequence[float]) -> str | None:
+    """A warning when the training loss did not move over the first ``FLAT_LOSS_EPOCHS`` epochs
+    (``train_losses``: epoch 1 first), else None; None too with fewer epochs or a NaN loss.
+
+    Epoch 1 is left out: its loss averages the batches before and after a collapse in its first
+    steps (4.67, then 5.3434 every epoch), so a collapse in epoch 1 would never look flat.
+    """
+    losses = np.asarray(train_losses[1:FLAT_LOSS_EPOCHS], dtype=np.float64)
+    if len(train_losses) < FLAT_LOSS_EPOCHS or not np.isfinite(losses).all():
+        return None
+    if np.ptp(losses) > FLAT_LOSS_TOLERANCE * np.abs(losses).mean():
+        return None
+    return (
+        f"the training loss stayed at {losses[-1]:.4f} from epoch 2 to {FLAT_LOSS_EPOCHS}: the model "
+        "is not learning; likely causes: random base weights (--weights none: the frozen base's "
+        "features carry no signal), or a learning rate too large (units saturated or dead: a smaller "
+        "--lr) or too small (a larger --lr)"
+    )

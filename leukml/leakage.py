@@ -8,6 +8,7 @@ labelled with its protocol. The protocols section gives every configuration's pr
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from leukml import challenge, plots
@@ -111,6 +112,7 @@ def protocols_section(entries: list[Entry]) -> Section:
     for config, mine in grouped.items():
         blocks.append(protocol_table(names[config], mine))
         blocks += _dataset_notes(names[config], mine)
+        blocks += _degenerate_notes(names[config], mine)
         images, lacking = _confusions(names[config], mine, taken)
         if images:
             blocks.append(Gallery(images))
@@ -153,6 +155,26 @@ def _dataset_notes(name: str, entries: list[Entry]) -> list[str]:
     ]
 
 
+def _degenerate_notes(name: str, entries: list[Entry]) -> list[str]:
+    """A note per protocol whose runs predicted one class for every test image at a milestone
+    (tag ``test_one_class_predicted``): their numbers describe a collapsed model, not a gap."""
+    notes = []
+    for entry in entries:
+        hits = [r for r in entry.runs if r.tags.get("test_one_class_predicted") == "true"]
+        if not hits:
+            continue
+        which = "; ".join(
+            f"run {r.run_id[:8]} predicts {r.tags.get('test_one_class_predicted_class', '?')} "
+            f"at epoch(s) {r.tags.get('test_one_class_predicted_epochs', '?').replace(',', ', ')}"
+            for r in hits
+        )
+        notes.append(
+            f"{name}, {entry.protocol}: predicts one class for every test image ({which}): a "
+            "collapsed model, its metrics only count the classes of the test split."
+        )
+    return notes
+
+
 def _confusions(name: str, entries: list[Entry], taken: set[str]) -> tuple[list[Image], list[str]]:
     """Each protocol's confusion matrix at the last milestone (summed over CV folds), and the
     protocols whose runs logged no counts."""
@@ -166,13 +188,25 @@ def _confusions(name: str, entries: list[Entry], taken: set[str]) -> tuple[list[
         folds = f"summed over {len(entry.runs)} folds" if entry.parent else ""
         figure = plots.confusion_figure(matrix, "\n".join(filter(None, (name, what, folds))))
         what += f", {folds}" if folds else ""
-        filename = _unique(f"confusion_{_slug(name)}_{_slug(entry.protocol)}", taken)
+        filename = _unique(f"confusion_{short_slug(name)}_{_slug(entry.protocol)}", taken)
         images.append(Image(filename, f"Confusion matrix, {name}: {what}", plots.png_bytes(figure)))
     return images, lacking
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+SLUG_CHARS = 40  # a file name stays far below any file system's 255 bytes, whatever the params
+
+
+def short_slug(text: str) -> str:
+    """A short, stable file-name part for any text: its slug cut to ``SLUG_CHARS`` and, when cut,
+    8 hex characters of the text's SHA-256, so two long names that share a start still differ."""
+    slug = _slug(text)
+    if len(slug) <= SLUG_CHARS:
+        return slug
+    return f"{slug[:SLUG_CHARS].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def _unique(stem: str, taken: set[str]) -> str:

@@ -20,6 +20,10 @@ ENTRY_POINTS = {
 }
 # not parameters: `mlflow run` starts a new run, and continuing one is `leukml train --resume`
 NOT_IN_PROJECT = ("resume",)
+# decided by `mlflow run` for the entry points that train (its --experiment-name and
+# $MLFLOW_TRACKING_URI): as parameters they would be ignored, so they are none (and refused)
+DECIDED_BY_MLFLOW_RUN = ("experiment", "tracking_uri")
+TRAINING_ENTRY_POINTS = ("main", "search", "cv", "protocols")
 HEADER = """\
 name: leukml
 
@@ -32,14 +36,11 @@ entry_points:
 """
 
 
-def _parameters(command: click.Command) -> list[click.Option]:
+def _parameters(name: str, command: click.Command) -> list[click.Option]:
     """The options an entry point passes: every option but pure switches (``--no-jit``, ``--json``),
-    which have a value-taking twin or no use in a project run."""
-    return [
-        p
-        for p in command.params
-        if isinstance(p, click.Option) and not p.is_flag and p.name not in ("help", *NOT_IN_PROJECT)
-    ]
+    which have a value-taking twin or no use in a project run, and those ``mlflow run`` decides."""
+    skip = ("help", *NOT_IN_PROJECT, *(DECIDED_BY_MLFLOW_RUN if name in TRAINING_ENTRY_POINTS else ()))
+    return [p for p in command.params if isinstance(p, click.Option) and not p.is_flag and p.name not in skip]
 
 
 def _yaml_default(option: click.Option) -> tuple[str, str]:
@@ -65,7 +66,7 @@ def _quoted(option: click.Option) -> bool:
 def entry_point(name: str, command: click.Command) -> str:
     lines = [f"  {name}:", "    parameters:"]
     args = []
-    for p in _parameters(command):
+    for p in _parameters(name, command):
         kind, default = _yaml_default(p)
         lines.append(f"      {p.name}: {{type: {kind}, default: {default}}}")
         value = f"'{{{p.name}}}'" if _quoted(p) else f"{{{p.name}}}"

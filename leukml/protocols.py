@@ -16,6 +16,8 @@ from leukml.options import option
 
 # the split options a protocol sets itself: `cv` and `protocols` take every other `train` option
 SPLIT_OPTIONS = ("split", "test_fold", "folds")
+# and `protocols` chooses the pool every protocol draws from
+PROTOCOLS_SETS = (*SPLIT_OPTIONS, "pool")
 # the protocols `leukml protocols` compares, in order; official only when the data has its test set
 COMPARED = ("image", "subject", "official")
 # metrics summed up per fold and shown per protocol, the challenge's metric first

@@ -161,6 +161,12 @@ def provenance(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
             warn += f" — not the paper's {REFERENCE} split (no {REFERENCE}-split run of this cell)"
         if t.get("test_one_class") == "true":
             warn += " — its test split has one class (no AUC; metrics describe one class)"
+        if t.get("test_one_class_predicted") == "true":
+            epochs = t.get("test_one_class_predicted_epochs", "?").replace(",", ", ")
+            warn += (
+                f" — predicts one class ({t.get('test_one_class_predicted_class', '?')}) for every "
+                f"test image at epoch(s) {epochs}"
+            )
         lines.append(
             f"{arch} + {opt}: run {run.run_id}, {describe_split(run)}, "
             f"selection_on_test={t.get('selection_on_test', '?')}, dataset "

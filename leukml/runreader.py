@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import keras
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from leukml.report import RunRecord
 from leukml.tracking import filter_string, study_parent_runs
-from leukml.tracking_uri import resolve_tracking_uri
+from leukml.tracking_uri import resolve_tracking_uri, shown_uri
 
 REPORT_METRICS = (
     "train_accuracy",
@@ -29,6 +31,53 @@ REPORT_METRICS = (
     "test_fp",
     "test_fn",
 )
+
+
+# runs that are no training: a search's, a cross-validation's or a protocols call's parent run and
+# a promotion's run. Under `mlflow run` a parent also holds every training option as a param.
+NOT_TRAINING_TAGS = ("leukml_search", "leukml_cv", "leukml_protocols", "leukml_promotion")
+
+
+def is_training(tags: dict[str, str], params: dict[str, str]) -> bool:
+    """Whether a run is one training (its params are one configuration), not a parent or a
+    promotion."""
+    return "arch" in params and not any(tags.get(t) == "true" for t in NOT_TRAINING_TAGS)
+
+
+def find_experiment(client: MlflowClient, experiment: str | None):
+    """The experiment to read: ``experiment``, else ``$MLFLOW_EXPERIMENT_NAME`` or
+    ``$MLFLOW_EXPERIMENT_ID`` (as MLflow follows them), else the one experiment that holds leukml
+    training runs (``mlflow run .`` without ``--experiment-name`` puts them in Default).
+
+    Raises:
+        ValueError: an experiment that does not exist; none or several holding leukml's runs.
+    """
+    where = shown_uri(client.tracking_uri)
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if name:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise ValueError(
+                f"experiment {name!r} not found in {where}; pass --experiment with an existing name "
+                "(or --tracking-uri)"
+            )
+        return found
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return client.get_experiment(os.environ["MLFLOW_EXPERIMENT_ID"])
+    holding = [
+        e
+        for e in client.search_experiments()
+        if client.search_runs([e.experiment_id], "tags.split_protocol LIKE '%'", max_results=1)
+    ]
+    if len(holding) == 1:
+        return holding[0]
+    if not holding:
+        raise ValueError(f"no leukml training run in {where}; train first (leukml train, or mlflow run .)")
+    names = ", ".join(sorted(repr(e.name) for e in holding))
+    raise ValueError(
+        f"leukml training runs are in {len(holding)} experiments of {where} ({names}); choose one with "
+        "--experiment NAME (or set MLFLOW_EXPERIMENT_NAME)"
+    )
 
 
 def search_filter(
@@ -59,26 +108,22 @@ def search_filter(
 
 
 def fetch_runs(
-    experiment: str,
+    experiment: str | None,
     parent_run: str | None = None,
     tracking_uri: str | None = None,
     study_name: str | None = None,
 ) -> list[RunRecord]:
     """The FINISHED training runs of an experiment, of one search (``parent_run``) or of every
-    worker's search of a study (``study_name``), newest first.
+    worker's search of a study (``study_name``), newest first; parent runs and promotions are
+    left out (``is_training``).
 
     Raises:
         ValueError: unknown experiment or study; both ``parent_run`` and ``study_name``.
     """
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ValueError(
-            f"experiment {experiment!r} not found on the tracking server; "
-            f"pass --experiment with an existing name (or --tracking-uri)"
-        )
+    exp = find_experiment(client, experiment)
     query = "attributes.status = 'FINISHED' and params.arch != ''"
-    query += search_filter(client, experiment, exp.experiment_id, parent_run, study_name)
+    query += search_filter(client, exp.name, exp.experiment_id, parent_run, study_name)
     runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
     return [
         RunRecord(
@@ -91,7 +136,13 @@ def fetch_runs(
             },
         )
         for r in runs
+        if is_training(r.data.tags, r.data.params)
     ]
+
+
+def experiment_name(experiment: str | None, tracking_uri: str | None = None) -> str:
+    """The name of the experiment a reader reads (``find_experiment``)."""
+    return find_experiment(MlflowClient(resolve_tracking_uri(tracking_uri)), experiment).name
 
 
 def study_parent_ids(experiment: str, study_name: str, tracking_uri: str | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from leukml.bases import BaseCache
 from leukml.config import TrainConfig
 from leukml.discovery import discover
 from leukml.protocols import CvConfig, compared_protocols, cv_summary, fold_table
-from leukml.search import SearchConfig, run_search, selection_metric
+from leukml.search import SearchConfig, run_search, search_objective, searched_options
 from leukml.sinks import ConsoleSink, FanoutSink, MetricSink
+from leukml.splits import n_subjects, summarize
 from leukml.synth import embedded_dataset
 from leukml.tracking_uri import DEFAULT_EXPERIMENT
 from leukml.training import TrainResult, check_split, train
@@ -42,7 +44,9 @@ def tracked_train(
     """
     flush_s = tracking.metric_flush_s()  # a bad value is refused before any run is made
     tracking.connect(experiment, tracking_uri)
-    name = f"{config.model.arch}-{config.optimizer}"
+    # runs of one configuration differ in the UI: by split and seed, else by the random suffix
+    name = f"{config.model.arch}-{config.optimizer}-{config.split.method}-s{config.seed}"
+    name += f"-{secrets.token_hex(2)}"
     with tracking.mlflow_run(tags, run_name=name, system_metrics=config.system_metrics) as run:
         tracking.start_training_run(run, config, experiment)
         with tracking.MlflowSink(config, run.info.run_id, flush_s) as sink:
@@ -85,8 +89,9 @@ def tracked_search(
 ) -> tuple[str, optuna.Study]:
     """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
 
-    The parent logs the search options, the study's best params and value, ``trials.csv`` and
-    Optuna's figures; it is tagged with every parent run of the same study (one per worker).
+    The parent logs the options its mode uses and its ``objective``, the study's best params, value
+    and run (``best_run_id``), ``trials.csv`` and Optuna's figures; it is tagged with every parent
+    run of the same study (one per worker).
     ``console`` also receives every trial's results and the search's progress lines. A split
     the trials cannot make is refused before any run is made.
     """
@@ -96,23 +101,7 @@ def tracked_search(
     search = dataclasses.replace(search, study_name=name)
     tags = {"study_name": name, "search_mode": search.mode, "leukml_search": "true"}
     with tracking.mlflow_run(tags, run_name=f"search-{name}") as parent:
-        tracking.start_search_run(
-            parent,
-            tags,
-            {
-                "mode": search.mode,
-                "archs": ",".join(search.archs),
-                "optimizers": ",".join(search.optimizers),
-                "trials": search.trials,
-                "study_name": name,
-                "storage": _redact(search.storage_url),
-                "pruner": search.pruner,
-                # the plan: a requested validation split that comes out empty is refused, so every
-                # trial that trains selects on this (each trial's user attr says what it used)
-                "selection_metric": selection_metric(not search.base.requests_validation),
-                **{f"base.{k}": v for k, v in search.base.as_dict().items()},
-            },
-        )
+        tracking.start_search_run(parent, tags, _search_params(search))
         tracking.link_study_parents(name)  # the other workers' parents of this study, and this one
 
         def run_trial(config, tags, reporter, bases):
@@ -131,6 +120,23 @@ def tracked_search(
     return parent.info.run_id, study
 
 
+def _search_params(search: SearchConfig) -> dict:
+    """A search parent's params: what it maximises, the options its mode uses, and the trials'
+    shared options (``base.*``) but those each trial sets itself, which would read as if they acted."""
+    params = {
+        "mode": search.mode,
+        "objective": search_objective(search),
+        "archs": ",".join(search.archs),
+        "optimizers": ",".join(search.optimizers),
+        "study_name": search.study_name,
+        "storage": _redact(search.storage_url),
+    }
+    if search.mode != "grid":  # a grid trains each cell once, unpruned, whatever these say
+        params |= {"trials": search.trials, "pruner": search.pruner}
+    searched = set(searched_options(search))
+    return params | {f"base.{k}": v for k, v in search.base.as_dict().items() if k not in searched}
+
+
 def _redact(url: str) -> str:
     """A storage URL without its password, fit for a param."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
@@ -143,6 +149,17 @@ class Trained:
     key: str  # the fold number or the protocol
     run_id: str
     result: TrainResult
+
+    @property
+    def sizes(self) -> str:
+        """The training and test sides in cells and subjects: ``train 200 cells / 8 subjects, test
+        40 / 4``, so that rows on different test sets say so."""
+        split, records = self.result.prepared.split, self.result.prepared.dataset.records
+        train, test = summarize(records, split.train), summarize(records, split.test)
+        return (
+            f"train {train['n_images']} cells / {n_subjects(train)} subjects, "
+            f"test {test['n_images']} / {n_subjects(test)}"
+        )
 
 
 def tracked_cv(
@@ -204,20 +221,27 @@ def tracked_protocols(
 ) -> tuple[str, list[Trained]]:
     """The same training under the image, subject and (when the data has the labelled preliminary
     test set) official splits, as nested runs (tag ``protocol``) of one parent; returns (parent id,
-    the trainings in that order)."""
+    the trainings in that order). Every protocol draws from one pool: with the official split
+    there, the image and subject splits leave its preliminary test set out (``pool=training``), as
+    the official split trains on ``training_data`` only."""
     dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
     tracking.connect(experiment, tracking_uri)
     tags = {"leukml_protocols": "true"}
     chosen = compared_protocols(any(r.listed for r in dataset.records))
+    pool = "training" if "official" in chosen else "all"
     bases, done = BaseCache(), []
     with tracking.mlflow_run(tags, run_name=f"protocols-{config.model.arch}-{config.optimizer}") as parent:
-        params = {"protocols": ",".join(chosen), **{f"base.{k}": v for k, v in config.as_dict().items()}}
+        params = {
+            "protocols": ",".join(chosen),
+            "pool": pool,
+            **{f"base.{k}": v for k, v in config.as_dict().items()},
+        }
         tracking.start_search_run(parent, tags, params)
         for protocol in chosen:
             if console:
                 console.say(f"protocol {protocol}")
             run_id, result = tracked_train(
-                config.replace(method=protocol),
+                config.replace(method=protocol, pool=pool),
                 experiment,
                 tags={"protocol": protocol},
                 observer=console,

@@ -66,6 +66,28 @@ def suggest(trial: optuna.Trial, search: SearchConfig) -> dict:
     }
 
 
+class _FirstChoices:
+    """Stands in for a trial to read which options ``suggest`` sets: it suggests the first choice."""
+
+    def suggest_categorical(self, name: str, choices: list):
+        return choices[0]
+
+    def suggest_float(self, name: str, low: float, high: float, **kwargs) -> float:
+        return low
+
+
+def searched_options(search: SearchConfig) -> tuple[str, ...]:
+    """The training options every trial of ``search`` sets itself (``suggest``'s): the base's values
+    of these never act. Read from ``suggest``, so the two cannot drift apart."""
+    return tuple(suggest(_FirstChoices(), search))
+
+
+def search_objective(search: SearchConfig) -> str:
+    """What the search maximises, from its plan: a requested validation split that comes out empty
+    is refused, so every trial that trains selects on this (each trial's user attr says what it used)."""
+    return selection_metric(not search.base.requests_validation)
+
+
 class TrialReporter:
     """A metric sink that reports the selection metric at each milestone and prunes."""
 
@@ -121,7 +143,7 @@ def make_study(search: SearchConfig, storage: RDBStorage) -> optuna.Study:
             if search.pruner == "median"
             else optuna.pruners.NopPruner()
         )
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=search.name,
         storage=storage,
         sampler=sampler,
@@ -129,6 +151,11 @@ def make_study(search: SearchConfig, storage: RDBStorage) -> optuna.Study:
         direction="maximize",
         load_if_exists=True,
     )
+    with warnings.catch_warnings():  # marked experimental (since Optuna 3.2): a warning per search is noise
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # named, the study's value reads as what it is in its figures, trials tables and dashboard
+        study.set_metric_names([search_objective(search)])
+    return study
 
 
 def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial, bases: BaseCache):

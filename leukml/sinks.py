@@ -13,7 +13,13 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from leukml.discovery import Dataset
-from leukml.evaluation import SubjectScore
+from leukml.evaluation import (
+    FLAT_LOSS_EPOCHS,
+    SubjectScore,
+    flat_loss,
+    one_class_predicted,
+    one_class_text,
+)
 from leukml.splits import Split
 
 
@@ -68,28 +74,55 @@ class NullSink:
         pass
 
 
+class FlatLossWatch:
+    """A sink's memory of one training's first epochs, for ``leukml.evaluation.flat_loss``."""
+
+    def __init__(self) -> None:
+        self.losses: dict[int, float] = {}
+
+    def see(self, epoch: int, metrics: dict[str, float]) -> str | None:
+        """The flat-loss warning at epoch ``FLAT_LOSS_EPOCHS``, else None; None also when this
+        sink did not see every epoch before it (a resumed run: its first run checked)."""
+        if epoch <= FLAT_LOSS_EPOCHS and "train_loss" in metrics:
+            self.losses[epoch] = metrics["train_loss"]
+        if epoch != FLAT_LOSS_EPOCHS or len(self.losses) < FLAT_LOSS_EPOCHS:
+            return None
+        return flat_loss([self.losses[e] for e in range(1, FLAT_LOSS_EPOCHS + 1)])
+
+
 class ConsoleSink:
-    """Prints a training's progress for a person: the split's warning (to ``err``) and one line
-    per epoch (to ``out``)."""
+    """Prints a training's progress for a person: warnings (the split's, a flat loss, the first
+    milestone predicting one class everywhere) to ``err`` and one line per epoch to ``out``."""
 
     def __init__(
         self, epochs: int | None = None, out: TextIO | None = None, err: TextIO | None = None
     ) -> None:
         self.epochs, self.out, self.err = epochs, out, err
+        self._loss, self._one_class_said = FlatLossWatch(), False
+
+    def _warn(self, text: str) -> None:
+        print(f"warning: {text}", file=self.err or sys.stderr, flush=True)
 
     def log_data(self, dataset: Dataset, split: Split) -> None:
+        # a new training begins (a search or CV shares one console): its warnings are its own
+        self._loss, self._one_class_said = FlatLossWatch(), False
         if split.warning:
-            print(f"warning: {split.warning}", file=self.err or sys.stderr, flush=True)
+            self._warn(split.warning)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         total = f"/{self.epochs}" if self.epochs else ""
         line = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"epoch {epoch}{total}  {line}", file=self.out or sys.stdout, flush=True)
+        if text := self._loss.see(epoch, metrics):
+            self._warn(text)
 
     def log_milestone(
         self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
     ) -> None:
-        pass
+        label = one_class_predicted(confusion)
+        if label is not None and not self._one_class_said:  # once: later milestones add no news
+            self._one_class_said = True
+            self._warn(one_class_text(epoch, label, int(np.sum(confusion))))
 
     def say(self, text: str) -> None:
         """Any other progress line (a search's trials)."""

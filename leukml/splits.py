@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -13,6 +14,15 @@ from leukml.discovery import Record
 from leukml.options import option
 
 SPLIT_METHODS = ("image", "subject", "fold", "official", "kfold")
+POOLS = ("all", "training")
+# the split options each method reads (besides ``split``): a run logs only these
+USED_OPTIONS = {
+    "image": ("test_fraction", "val_fraction", "seed", "pool"),
+    "subject": ("test_fraction", "val_fraction", "seed", "pool"),
+    "fold": ("test_fold", "val_fraction", "seed"),
+    "official": ("val_fraction", "seed"),
+    "kfold": ("folds", "test_fold", "val_fraction", "seed", "pool"),
+}
 # what --split official needs: the C-NMC release's labelled preliminary test set
 PRELIM_HELP = (
     "the labelled preliminary test set of the C-NMC release (validation_data/"
@@ -52,10 +62,19 @@ class SplitConfig:
     )
     folds: int = option(5, "Folds of --split kfold: grouped by subject, stratified by class.")
     seed: int = option(42, "Seed of the split, the batch order and the head's initial weights.")
+    pool: str = option(
+        "all",
+        "The cells the image, subject and kfold splits draw from: all labelled cells, or training: "
+        "C-NMC's training_data only, without the labelled preliminary test set (what leukml protocols "
+        "uses beside the official split, so every protocol draws from one pool).",
+        choices=POOLS,
+    )
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
             raise ValueError(f"split={self.method!r}; choose one of: {', '.join(SPLIT_METHODS)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool={self.pool!r}; choose one of: {', '.join(POOLS)}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"test_fraction={self.test_fraction}; use a value between 0 and 1")
         if self.folds < 2:
@@ -204,6 +223,8 @@ def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
     """
     rng = np.random.default_rng(config.seed)
     all_idx = np.arange(len(records), dtype=np.int64)
+    if config.pool == "training" and "pool" in USED_OPTIONS[config.method]:
+        all_idx = np.array([i for i in all_idx if not records[i].listed], dtype=np.int64)
     excluded: tuple[str, ...] = ()
     if config.method == "fold":
         train, test = _official_fold(records, all_idx, config)
@@ -364,3 +385,15 @@ def manifest(records: Sequence[Record], split: Split) -> dict:
         "config": asdict(split.config),
         **{side: [records[i].relpath for i in idx] for side, idx in split.sides().items()},
     }
+
+
+def test_set_id(fingerprint: str, records: Sequence[Record], split: Split) -> str:
+    """The test set's identity: 12 hex characters of a hash of the dataset's fingerprint and the
+    test side's paths. Two runs with the same id were tested on the same cells (the same bytes)."""
+    paths = "\n".join(sorted(records[i].relpath for i in split.test))
+    return hashlib.sha256(f"{fingerprint}\n{paths}".encode()).hexdigest()[:12]
+
+
+def n_subjects(counts: dict) -> int:
+    """Distinct subjects of a ``summarize`` result (a subject may have cells of both classes)."""
+    return len({s for names in counts["subjects"].values() for s in names})

@@ -33,10 +33,10 @@ from leukml import CLASS_NAMES, plots, studyfigures
 from leukml.checkpoint import Snapshot
 from leukml.config import TrainConfig
 from leukml.discovery import Dataset
-from leukml.evaluation import SubjectScore, per_subject_csv
+from leukml.evaluation import SHOWN_NAMES, SubjectScore, one_class_predicted, per_subject_csv
 from leukml.runtime import backend_requirements, device_name, package_version
-from leukml.sinks import EarlyStop
-from leukml.splits import Split, manifest, summarize
+from leukml.sinks import EarlyStop, FlatLossWatch
+from leukml.splits import Split, manifest, n_subjects, summarize, test_set_id
 from leukml.tracking_uri import UiLink, resolve_tracking_uri, ui_link
 from leukml.training import TrainResult
 
@@ -107,6 +107,8 @@ class MlflowSink:
         self._slot: str | None = None  # the slot the last checkpoint went to
         self._metrics: list[Metric] = []
         self._flushed = time.monotonic()
+        self._loss = FlatLossWatch()
+        self._one_class: tuple[set[int], set[str]] | None = None  # milestone epochs, class names
 
     def __enter__(self) -> MlflowSink:
         return self
@@ -156,6 +158,9 @@ class MlflowSink:
                 "data_dir": str(dataset.root),
                 "n_images": str(len(dataset)),
                 **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()},
+                **{f"n_{side}_subjects": str(n_subjects(c)) for side, c in counts.items()},
+                # what promote ranks within: runs with one test_set were tested on the same cells
+                "test_set": test_set_id(dataset.fingerprint, dataset.records, split),
                 # facts of the split actually made (leukml.splits.Split), not of the options
                 "selection_on_test": str(split.selection_on_test).lower(),
                 "test_one_class": str(split.test_one_class).lower(),
@@ -189,6 +194,8 @@ class MlflowSink:
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(epoch, metrics)
+        if text := self._loss.see(epoch, metrics):
+            self.in_background(self._client.set_tag, self.run_id, "warning_flat_loss", text)
 
     def log_checkpoint(self, snapshot: Snapshot) -> None:
         """Store a checkpoint in the run on the background thread, after every metric and figure
@@ -236,6 +243,30 @@ class MlflowSink:
         self.in_background(self._client.log_text, self.run_id, per_subject_csv(subjects), f"{table}.csv")
         heading = f"{cell}, epoch {epoch}: accuracy per subject"
         self.log_figure(lambda: plots.subject_accuracy_figure(subjects, heading), f"{table}.png")
+        label = one_class_predicted(confusion)
+        if label is not None:
+            self._tag_one_class(epoch, SHOWN_NAMES[label])
+
+    def _tag_one_class(self, epoch: int, name: str) -> None:
+        """Tags naming every milestone so far that predicted one class for every test image (the
+        report marks the run); a resumed run keeps the epochs its first part tagged."""
+        if self._one_class is None:
+            tags = self._client.get_run(self.run_id).data.tags if self._logged else {}
+            self._one_class = (
+                {int(e) for e in tags.get("test_one_class_predicted_epochs", "").split(",") if e},
+                {c for c in tags.get("test_one_class_predicted_class", "").split(",") if c},
+            )
+        epochs, names = self._one_class
+        epochs.add(epoch)
+        names.add(name)
+        tags = {
+            "test_one_class_predicted": "true",
+            "test_one_class_predicted_epochs": ",".join(map(str, sorted(epochs))),
+            "test_one_class_predicted_class": ",".join(sorted(names)),
+        }
+        self.in_background(
+            self._client.log_batch, self.run_id, (), (), [RunTag(k, v) for k, v in tags.items()]
+        )
 
 
 def log_params(run: mlflow.ActiveRun, params: dict) -> None:
@@ -426,12 +457,16 @@ def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None
 
 
 def log_study(study: optuna.Study) -> None:
-    """The active (search parent) run gets the study's best params and value, ``trials.csv``, and
-    Optuna's figures of the study under ``study/`` with ``study/README.txt`` saying why any is missing."""
+    """The active (search parent) run gets the study's best params and value, the best trial's run
+    (tag ``best_run_id``: any worker's), ``trials.csv``, and Optuna's figures of the study under
+    ``study/`` with ``study/README.txt`` saying why any is missing."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
-        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
-        mlflow.log_metric("best_value", study.best_value)
+        best = study.best_trial
+        mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+        mlflow.log_metric("best_value", best.value)
+        if "mlflow_run_id" in best.user_attrs:  # a trial added by hand has none
+            mlflow.set_tag("best_run_id", best.user_attrs["mlflow_run_id"])
     mlflow.log_text(study.trials_dataframe().to_csv(index=False), "trials.csv")
     figures, skipped = studyfigures.study_figures(study)
     for name, figure in figures.items():

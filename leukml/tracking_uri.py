@@ -19,7 +19,19 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
-LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+def default_experiment() -> str:
+    """The experiment a training goes to when none is given: ``$MLFLOW_EXPERIMENT_NAME`` (as MLflow
+    follows it), else ``leukml``."""
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+UI_PORT = 5000  # `mlflow ui`'s default, named in the start command so that it and the URL agree
+LOCAL_UI = f"http://127.0.0.1:{UI_PORT}"  # where `mlflow ui` serves (its default host)
+SERVE_PORT = 5001  # `mlflow models serve`: beside the UI's
+# MLflow 3's UI opens in its GenAI view (traces, no training runs) unless the URL asks otherwise;
+# its workflow-type switch reads this query on every page, a run's included, before the choice the
+# browser remembers
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 class UiLink(NamedTuple):
@@ -35,14 +47,12 @@ class UiLink(NamedTuple):
 
 
 def ui_link(tracking_uri: str | None, experiment_id: str, run_id: str | None = None) -> UiLink:
-    """The MLflow UI's page of a run, or (no ``run_id``) of the experiment's runs table in the
-    model-training view: MLflow 3's UI opens on its GenAI overview, where training runs are not
-    listed. An http(s) tracking URI is its own UI; any other store is served by ``mlflow ui
-    --backend-store-uri URI`` on ``LOCAL_UI`` (a database password in the URI is masked)."""
+    """The MLflow UI's page of a run, or (no ``run_id``) of the experiment's runs table, both in the
+    model-training view (``TRAINING_VIEW``). An http(s) tracking URI is its own UI; any other store
+    is served by ``mlflow ui --backend-store-uri URI --port UI_PORT`` at ``LOCAL_UI`` (the URI
+    absolute, a database password in it masked)."""
     uri = resolve_tracking_uri(tracking_uri)
-    page = f"#/experiments/{experiment_id}/runs" + (
-        f"/{run_id}" if run_id else "?workflowType=machine_learning"
-    )
+    page = f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "") + f"?{TRAINING_VIEW}"
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
         host = parts.hostname or ""
@@ -50,8 +60,27 @@ def ui_link(tracking_uri: str | None, experiment_id: str, run_id: str | None = N
         netloc += f":{parts.port}" if parts.port else ""
         base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         return UiLink(f"{base}/{page}", None)
-    shown = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
-    return UiLink(f"{LOCAL_UI}/{page}", f"{_mlflow_command()} ui --backend-store-uri {shlex.quote(shown)}")
+    start = f"{_mlflow_command()} ui --backend-store-uri {shlex.quote(shown_uri(uri))} --port {UI_PORT}"
+    return UiLink(f"{LOCAL_UI}/{page}", start)
+
+
+def serve_command(model: str, alias: str, tracking_uri: str | None) -> str:
+    """The shell command that serves ``models:/MODEL@ALIAS`` of this tracking store from any folder:
+    without ``MLFLOW_TRACKING_URI`` MLflow looks for the model in ``./mlflow.db`` there, fails with a
+    traceback and leaves that file behind, empty. A database password in the URI is masked."""
+    uri = shlex.quote(shown_uri(resolve_tracking_uri(tracking_uri)))
+    model_uri = shlex.quote(f"models:/{model}@{alias}")
+    return f"MLFLOW_TRACKING_URI={uri} mlflow models serve -m {model_uri} --env-manager local -p {SERVE_PORT}"
+
+
+def shown_uri(uri: str) -> str:
+    """A tracking URI fit to print in a command run from any folder: a relative SQLite or folder
+    path made absolute (MLflow reads it from the current folder), a password replaced by ``***``."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{os.path.abspath(uri[len('sqlite:///') :])}"
+    elif not urlsplit(uri).scheme:
+        uri = os.path.abspath(uri)
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
 
 
 def _mlflow_command() -> str:

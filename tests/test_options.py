@@ -96,7 +96,24 @@ def test_params_keep_their_names():
     assert names == {
         "data_dir", "arch", "optimizer", "epochs", "eval_epochs", "lr", "batch_size", "decay_steps",
         "decay_rate", "image_size", "weights", "pooling", "dense_units", "dropout", "class_weight", "split",
-        "test_fraction", "val_fraction", "test_fold", "folds", "seed", "strict", "feature_cache", "precision",
+        "test_fraction", "val_fraction", "seed", "pool", "strict", "feature_cache", "precision",
         "jit", "compiled_epoch", "augment", "tta", "fine_tune_layers", "fine_tune_from", "fine_tune_lr",
         "early_stopping", "keep", "system_metrics", "checkpoint_every",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "split, logged",
+    [
+        ("image", {"test_fraction", "val_fraction", "seed", "pool"}),
+        ("subject", {"test_fraction", "val_fraction", "seed", "pool"}),
+        ("official", {"val_fraction", "seed"}),
+        ("fold", {"test_fold", "val_fraction", "seed"}),
+        ("kfold", {"folds", "test_fold", "val_fraction", "seed", "pool"}),
+    ],
+)
+def test_a_run_logs_only_the_split_options_its_split_reads(split, logged):
+    config = TrainConfig.of(split=split)
+    split_options = {"test_fraction", "val_fraction", "test_fold", "folds", "seed", "pool"}
+    assert set(config.as_dict()) & split_options == logged
+    assert TrainConfig.from_params(config.as_dict()).as_dict() == config.as_dict()  # resume: the same run

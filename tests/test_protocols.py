@@ -180,11 +180,21 @@ def test_protocols_trains_each_split_and_writes_the_report(release, tmp_path, ch
     assert {r.data.tags["protocol"] for r in runs} == {"image", "official", "subject"}
     official = next(r for r in runs if r.data.params["split"] == "official")
     assert official.data.tags["n_test"] == "20"
+    # one pool: the image and subject splits draw from the 48 training cells, as official trains on
+    # them; the 20 preliminary cells are official's test set only
+    for run in runs:
+        sides = sum(int(run.data.tags[f"n_{s}"]) for s in ("train", "val", "test"))
+        assert sides == (68 if run.data.params["split"] == "official" else 48), run.data.params["split"]
+        assert run.data.params.get("pool") == (None if run.data.params["split"] == "official" else "training")
+    assert "folds" not in official.data.params and "test_fraction" not in official.data.params
     assert (tmp_path / "report" / "report.html").is_file()
     assert "report/report.html" in [
         f"report/{a.path.split('/')[-1]}" for a in client.list_artifacts(parent.info.run_id, "report")
     ]
     lines = done.stdout.splitlines()
+    sizes = [line.strip() for line in lines if line.strip().startswith("train ")]
+    assert sizes[2] == "train 48 cells / 6 subjects, test 20 / 4", done.stdout  # official
+    assert "train 48 cells / 6 subjects, test 20 / 4" in (tmp_path / "report" / "report.md").read_text()
     assert [
         line.split()[0] for line in lines if line.split()[:1] in (["image"], ["subject"], ["official"])
     ] == [

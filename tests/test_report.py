@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import base64
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 
 from leukml import paper
-from leukml.comparison import by_configuration, protocol_entries, protocol_table
+from leukml.comparison import (
+    Candidate,
+    by_configuration,
+    protocol_entries,
+    protocol_table,
+    rank_like_with_like,
+    which_test_set,
+)
 from leukml.leakage import summary_section
 from leukml.report import RunRecord, figure9_figure, pick_runs, provenance, train_tables, write_report
+from leukml.runreader import fetch_runs, find_experiment
 
 
 def _run(run_id: str, arch: str, fingerprint: str) -> RunRecord:
@@ -49,7 +61,14 @@ def _trained(
         **{f"test_{k}": {20: float(v)} for k, v in zip(("tp", "tn", "fp", "fn"), counts, strict=True)},
     }
     base = {"arch": "vgg16", "optimizer": "adam", "lr": "0.0001", "epochs": "20", "seed": "42"}
-    tags = {"dataset_fingerprint": "fp", "n_images": "10661", "split_protocol": split, **(tags or {})}
+    sizes = {"n_train": "80", "n_train_subjects": "8", "n_test": "20", "n_test_subjects": "2"}
+    tags = {
+        "dataset_fingerprint": "fp",
+        "n_images": "10661",
+        "split_protocol": split,
+        **sizes,
+        **(tags or {}),
+    }
     return RunRecord(run_id, {**base, "split": split, **params}, tags, curves)
 
 
@@ -76,7 +95,8 @@ def test_one_configuration_is_shown_under_each_protocol_with_its_gap_to_the_imag
     same = next(entries for config, entries in grouped.items() if dict(config)["lr"] == "0.0001")
     rows = _rows(protocol_table("vgg16 + adam", same))
     assert list(rows) == ["image", "subject", "official"]
-    assert rows["image"][0] == "image\nrun i1" and rows["image"][1] == "20"
+    assert rows["image"][0] == "image\nrun i1\ntrain 80 cells / 8 subjects, test 20 / 2"
+    assert rows["image"][1] == "20"
     assert rows["image"][2:4] == ["0.8700", "0.8600"]  # test accuracy, weighted F1
     assert rows["subject"][2] == "0.6100\n\N{MINUS SIGN}0.2600 vs image"
     assert rows["official"][3] == "0.6500\n\N{MINUS SIGN}0.2100 vs image"
@@ -110,7 +130,9 @@ def test_cv_fold_runs_are_one_protocol_entry_with_mean_and_std_over_the_folds():
     rows = _rows(protocol_table("vgg16 + adam", entries))
     # accuracies 0.60..0.68: mean 0.64, population std sqrt(0.0008) = 0.0283
     assert rows["cv, 5 folds (kfold)"][2] == "0.6400 ± 0.0283\n\N{MINUS SIGN}0.2300 vs image"
-    assert rows["cv, 5 folds (kfold)"][0] == "cv, 5 folds (kfold)\n5 folds of cv run cvparent"
+    assert rows["cv, 5 folds (kfold)"][0] == (
+        "cv, 5 folds (kfold)\n5 folds of cv run cvparent\ntest 100 cells over 5 folds"
+    )
     assert rows["cv, official folds (fold)"][2].startswith("0.7000 ± 0.0000")
     assert np.array_equal(kfold.confusion(), [[250, 25], [25, 200]])  # [[tn, fp], [fn, tp]] summed
 
@@ -215,3 +237,132 @@ def test_figure9_draws_the_papers_points_beside_ours_in_the_same_colour(cell):
     ours, theirs = lines[f"{cell[0]} + {cell[1]}"], lines[f"{cell[0]} + {cell[1]}, paper"]
     assert theirs.get_color() == ours.get_color() and theirs.get_linestyle() == "None"
     assert dict(zip(theirs.get_xdata(), theirs.get_ydata(), strict=True)) == paper.TEST_ACCURACY[cell]
+
+
+def test_figure_file_names_are_short_and_stable_whatever_the_params(tmp_path):
+    """Two configurations told apart by a long option (a weights file's path) once made a file name
+    longer than the file system allows ("File name too long")."""
+    long = "/data/" + "weights-of-a-base-fine-tuned-elsewhere/" * 8 + "vgg16.weights.h5"
+    runs = [_trained("a", "image", 0.8, weights=long), _trained("b", "image", 0.7, weights=long + "x")]
+    write_report(runs, tmp_path, "two configurations")
+    names = sorted(p.name for p in tmp_path.glob("confusion_*.png"))
+    assert len(names) == 2 and len(set(names)) == 2
+    assert all(len(name) <= 80 for name in names), names
+    write_report(runs, tmp_path / "again", "two configurations")
+    assert sorted(p.name for p in (tmp_path / "again").glob("confusion_*.png")) == names
+
+
+def test_a_configuration_is_its_training_options_only():
+    """A param that is no training option (a pyfunc's model_config, which MLflow logged as params
+    of the promoted run) does not split one configuration in two."""
+    runs = [_trained("a", "image", 0.8, model_version="1"), _trained("b", "subject", 0.6)]
+    grouped = by_configuration(protocol_entries(runs))
+    assert len(grouped) == 1
+    (entries,) = grouped.values()
+    assert [e.protocol for e in entries] == ["image", "subject"]
+
+
+def _candidate(run_id: str, protocol: str, value: float, test_set: str = "t1") -> Candidate:
+    return Candidate(run_id, protocol, test_set, value)
+
+
+def test_promotion_ranks_within_the_most_faithful_protocol_and_one_test_set():
+    runs = [_candidate("img", "image", 0.95), _candidate("off", "official", 0.70, "p"),
+            _candidate("off2", "official", 0.75, "p"), _candidate("sub", "subject", 0.80, "s")]  # fmt: skip
+    ranking = rank_like_with_like(runs)
+    assert (ranking.protocol, ranking.test_set) == ("official", "p")
+    assert [c.run_id for c in ranking.runs] == ["off2", "off"]  # not the image run's 0.95
+    assert "most faithful" in ranking.chosen_by
+    assert rank_like_with_like(runs, "image").runs[0].run_id == "img"
+    assert [c.run_id for c in rank_like_with_like(runs, "mixed").runs][:2] == ["img", "sub"]
+    with pytest.raises(
+        ValueError, match="--protocol kfold: no matching run .*present: official, subject, image"
+    ):
+        rank_like_with_like(runs, "kfold")
+    other = [*runs, _candidate("off3", "official", 0.9, "another-test-set")]
+    with pytest.raises(ValueError, match="2 different test sets .* --parent-run .* --protocol mixed"):
+        rank_like_with_like(other)
+
+
+def test_a_run_without_a_test_set_tag_is_known_by_its_data_and_split_options():
+    old = which_test_set(
+        {"dataset_fingerprint": "fp"}, {"split": "subject", "seed": "1", "test_fraction": "0.2"}
+    )
+    assert old == which_test_set(
+        {"dataset_fingerprint": "fp"}, {"split": "subject", "seed": "1", "test_fraction": "0.2"}
+    )
+    assert old != which_test_set(
+        {"dataset_fingerprint": "fp"}, {"split": "subject", "seed": "2", "test_fraction": "0.2"}
+    )
+    assert which_test_set({"test_set": "abc", "dataset_fingerprint": "fp"}, {}) == "abc"
+
+
+def test_report_over_a_whole_experiment_reads_its_trainings_only(tmp_path, child_env):
+    """A cross-validation's, a protocols call's or a search's parent run (under `mlflow run` it holds
+    every training option as a param) and a promotion's run are no configurations; the installed
+    `leukml report`, given no experiment, finds the one that holds leukml's trainings."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("lab")
+    options = {
+        "arch": "vgg16",
+        "optimizer": "adam",
+        "split": "image",
+        **{f"option_{i}": "x" * 40 for i in range(40)},
+    }
+    made = {}
+    for kind, tags in (
+        ("training", {"split_protocol": "image", "dataset_fingerprint": "fp"}),
+        ("cv", {"leukml_cv": "true"}),
+        ("protocols", {"leukml_protocols": "true"}),
+        ("search", {"leukml_search": "true"}),
+        ("promotion", {"leukml_promotion": "true"}),
+    ):
+        run = client.create_run(exp, tags=tags, run_name=kind)
+        for key, value in options.items():
+            client.log_param(run.info.run_id, key, value)
+        client.log_metric(run.info.run_id, "test_accuracy", 0.8, step=2)
+        client.set_terminated(run.info.run_id)
+        made[kind] = run.info.run_id
+    assert [r.run_id for r in fetch_runs("lab", tracking_uri=uri)] == [made["training"]]
+    leukml = str(Path(sys.executable).parent / "leukml")
+    done = subprocess.run(
+        [leukml, "report", "--out", "r"],
+        cwd=tmp_path,
+        env=child_env(MLFLOW_TRACKING_URI=uri),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from 1 run(s)" in done.stdout
+    assert (tmp_path / "r" / "report.md").read_text().startswith("# leukml report: experiment lab")
+
+
+def test_readers_find_the_experiment_holding_leukml_runs_or_name_the_choices(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    for name in ("Default-like", "lab", "team"):
+        client.create_experiment(name)
+    for name in ("lab", "team"):
+        run = client.create_run(
+            client.get_experiment_by_name(name).experiment_id, tags={"split_protocol": "image"}
+        )
+        client.set_terminated(run.info.run_id)
+    for var in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(
+        ValueError, match=r"2 experiments .*\('lab', 'team'\); choose one with --experiment NAME"
+    ):
+        find_experiment(client, None)
+    assert find_experiment(client, "team").name == "team"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lab")  # as MLflow follows it
+    assert find_experiment(client, None).name == "lab"
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", client.get_experiment_by_name("team").experiment_id)
+    assert find_experiment(client, None).name == "team"
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
+    client.delete_experiment(client.get_experiment_by_name("team").experiment_id)
+    assert find_experiment(client, None).name == "lab"
+    with pytest.raises(ValueError, match="experiment 'nope' not found"):
+        find_experiment(client, "nope")

@@ -80,6 +80,9 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, ch
         [client.get_experiment_by_name("resume").experiment_id], "attributes.status = 'FAILED'"
     )
     broken_id = broken.info.run_id
+    # two runs of one configuration: told apart in the UI, each name saying its split and seed
+    names = [client.get_run(whole).info.run_name, broken.info.run_name]
+    assert names[0] != names[1] and all(n.startswith("vgg16-adam-image-s42-") for n in names), names
     assert broken.data.tags["checkpoint_epoch"] == "4"
     assert max(s for s, _ in _curves(client, broken_id)["train_loss"]) == 5  # logged past its checkpoint
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
-from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 import leukml.search
 import leukml.training
-from leukml.cli import main
 from leukml.config import TrainConfig
 from leukml.runs import tracked_search
 from leukml.search import SearchConfig, incomplete_cells
@@ -99,23 +98,23 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
     assert sorted(c.data.tags["trial_number"] for c in children) == ["0", "1", "2", "3"]
     assert {c.info.run_id for c in children} == {t.user_attrs["mlflow_run_id"] for t in complete}
 
+    # the README's flow: a report over the whole experiment, naming neither it nor the search; the
+    # search's parent (under mlflow run it holds every option it was given as a param) is no
+    # configuration of its own
     out = tmp_path / "report"
-    result = CliRunner().invoke(
-        main,
-        [
-            "report",
-            "--experiment",
-            "leukml",
-            "--parent-run",
-            parent.info.run_id,
-            "--out",
-            str(out),
-            "--tracking-uri",
-            uri,
-        ],
+    leukml = str(Path(sys.executable).parent / "leukml")
+    done = subprocess.run(
+        [leukml, "report", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert result.exit_code == 0, result.output
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "from 4 run(s)" in done.stdout
     md = (out / "report.md").read_text()
+    assert md.startswith("# leukml report: experiment leukml")
     vgg_adam = next(
         c for c in children if c.data.params["arch"] == "vgg16" and c.data.params["optimizer"] == "adam"
     )
@@ -127,8 +126,6 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
     assert "NOT the C-NMC 2019 training set" in md
     assert "no milestone at epoch(s) 10" in md
     assert (out / "report.html").is_file() and (out / "figure9_test_accuracy.png").is_file()
-    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert "report/report.md" in logged
 
 
 class _ValAccuracy(FanoutSink):
@@ -223,6 +220,15 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
     assert re.fullmatch(r"leukml-grid-\d{8}-\d{6}", study.study_name), study.study_name
     assert MlflowClient(uri).get_run(parent).data.tags["study_name"] == study.study_name
     assert {c.data.tags["study_name"] for c in children} == {study.study_name}
+    # the parent says what the grid maximised and where its best run is, and logs no option it ignores
+    logged = MlflowClient(uri).get_run(parent).data
+    assert logged.params["objective"] == "test_accuracy"  # no validation split: the paper's selection
+    assert not {"trials", "pruner", "base.arch", "base.optimizer"} & logged.params.keys()
+    assert logged.params["base.epochs"] == "1"
+    adam = next(c for c in children if c.data.params["optimizer"] == "adam")  # the one that completed
+    assert logged.tags["best_run_id"] == adam.info.run_id
+    loaded = optuna.load_study(study_name=study.study_name, storage=search.storage_url)
+    assert loaded.metric_names == ["test_accuracy"]
 
 
 def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_forever(

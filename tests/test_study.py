@@ -19,7 +19,7 @@ from PIL import Image
 
 from leukml.discovery import discover
 from leukml.studyfigures import FIGURES, study_figures
-from leukml.tracking_uri import LOCAL_UI, ui_link
+from leukml.tracking_uri import LOCAL_UI, serve_command, ui_link
 
 LEUKML = Path(sys.executable).parent / "leukml"
 STUDY = "tiny-study"
@@ -94,7 +94,7 @@ def study(tmp_path_factory, tiny_data) -> Study:
 
 def test_search_prints_where_to_see_its_runs(study):
     lines = study.outputs[0].splitlines()
-    assert lines[-2] == f"start the MLflow UI: mlflow ui --backend-store-uri {study.uri}"
+    assert lines[-2] == f"start the MLflow UI: mlflow ui --backend-store-uri {study.uri} --port 5000"
     table = f"{LOCAL_UI}/#/experiments/{study.experiment_id}/runs?workflowType=machine_learning"
     assert lines[-1] == f"the runs in the MLflow UI: {table}"
 
@@ -121,6 +121,27 @@ def test_each_parent_logs_the_figures_of_the_study_it_could_draw(study, tmp_path
     note = Path(client.download_artifacts(study.parents[0], "study/README.txt", str(tmp_path))).read_text()
     assert "param_importances.png: not drawn: 1 complete trial; it needs at least 2" in note
     assert "parallel_coordinate.png: not drawn: 1 complete trial" in note
+
+
+def test_a_search_parent_logs_what_it_looked_for(study):
+    """What it maximised, the options its mode uses, its best trial's run; not the base options its
+    trials set themselves (they would read as if they acted)."""
+    client = MlflowClient(study.uri)
+    parent = client.get_run(study.parents[1])  # worker 2: it ended with both trials
+    params = parent.data.params
+    assert params["objective"] == "val_accuracy"  # an extended search carves a validation split
+    assert (params["trials"], params["pruner"]) == ("1", "median")
+    searched = ("arch", "optimizer", "lr", "dense_units", "dropout", "pooling", "batch_size")
+    searched += ("class_weight", "augment", "fine_tune_layers")
+    assert not {f"base.{k}" for k in searched} & params.keys()
+    assert params["base.epochs"] == "1"  # the options every trial shares stay
+    best = client.get_run(parent.data.tags["best_run_id"])
+    trials = [r for t in study.trials.values() for r in t]
+    assert best.info.run_id in {r.info.run_id for r in trials}
+    assert best.data.metrics["val_accuracy"] == pytest.approx(parent.data.metrics["best_value"])
+    assert parent.data.metrics["best_value"] == max(r.data.metrics["val_accuracy"] for r in trials)
+    storage = f"sqlite:///{study.tmp / 'optuna.db'}"
+    assert optuna.load_study(study_name=STUDY, storage=storage).metric_names == ["val_accuracy"]
 
 
 def _assert_data_inputs(run, data_dir: Path, sides: set[str]) -> None:
@@ -156,12 +177,20 @@ def test_report_reads_every_worker_of_a_study(study):
 @pytest.mark.slow  # as the other promotions (tests/test_registry_serving.py)
 def test_promote_chooses_among_every_worker_of_a_study(study):
     args = ["promote", "--study-name", STUDY, "--metric", "val_accuracy", "--allow-test-selection"]
-    proc = _leukml(args, study.uri, study.tmp)
+    # the two workers split with other seeds: their validation numbers come from other cells
+    refused = _leukml(args, study.uri, study.tmp)
+    assert refused.returncode == 1
+    assert "were tested on 2 different test sets" in refused.stderr and "--protocol mixed" in refused.stderr
+    proc = _leukml([*args, "--protocol", "mixed"], study.uri, study.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    chosen = re.match(r"run (\w+) \(val_accuracy ([\d.]+)\) registered", proc.stdout).groups()
+    assert proc.stdout.startswith("experiment leukml: best of 2 run(s) across protocols and test sets")
+    chosen = re.search(r"^run (\w+) \(val_accuracy ([\d.]+)\) registered", proc.stdout, re.M).groups()
     values = {r.info.run_id: r.data.metrics["val_accuracy"] for t in study.trials.values() for r in t}
     assert chosen[0] in values and float(chosen[1]) == pytest.approx(max(values.values()), abs=1e-4)
     assert values[chosen[0]] == max(values.values())
+    # runnable from any folder: the store is named, not looked for in ./mlflow.db
+    serve = "mlflow models serve -m models:/leukml-all-classifier@champion --env-manager local -p 5001"
+    assert proc.stdout.splitlines()[-1] == f"serve: MLFLOW_TRACKING_URI={study.uri} {serve}"
 
 
 @pytest.mark.parametrize(
@@ -199,15 +228,17 @@ def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_dat
     client = MlflowClient(uri)
     [run] = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])
     lines = proc.stdout.splitlines()
-    assert lines[-2] == f"start the MLflow UI: mlflow ui --backend-store-uri {uri}"
+    assert lines[-2] == f"start the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000"
     page = f"{LOCAL_UI}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    page += "?workflowType=machine_learning"
     assert lines[-1] == f"this run in the MLflow UI: {page}"
     _assert_data_inputs(run, tiny_data, {"train", "test"})  # no --val-fraction: no val input
 
 
 def test_ui_link_of_a_tracking_server_is_the_server_itself():
     run = ui_link("https://user:secret@mlflow.example.org:8443/mlflow/", "7", "abc")
-    assert run == ("https://mlflow.example.org:8443/mlflow/#/experiments/7/runs/abc", None)
+    page = "https://mlflow.example.org:8443/mlflow/#/experiments/7/runs/abc?workflowType=machine_learning"
+    assert run == (page, None)
     table = ui_link("http://127.0.0.1:5005", "7")
     assert table.url == "http://127.0.0.1:5005/#/experiments/7/runs?workflowType=machine_learning"
     assert table.lines("runs") == [f"runs: {table.url}"]
@@ -216,17 +247,44 @@ def test_ui_link_of_a_tracking_server_is_the_server_itself():
 def test_ui_link_of_a_local_store_says_how_to_serve_it(monkeypatch):
     monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)  # as if activated: plain `mlflow`
     link = ui_link("postgresql://leukml:secret@db:5432/mlflow", "1", "r1")
-    assert link.url == "http://127.0.0.1:5000/#/experiments/1/runs/r1"
-    assert link.start == "mlflow ui --backend-store-uri 'postgresql://leukml:***@db:5432/mlflow'"
+    # the model-training view, as the runs table: MLflow 3 opens its GenAI view otherwise
+    assert link.url == "http://127.0.0.1:5000/#/experiments/1/runs/r1?workflowType=machine_learning"
+    # the port the URL names, named in the command too
+    assert link.start == "mlflow ui --backend-store-uri 'postgresql://leukml:***@db:5432/mlflow' --port 5000"
+
+
+def test_commands_name_a_relative_store_by_its_absolute_path(monkeypatch, tmp_path):
+    """Printed commands work from any folder: run elsewhere, a relative store would be a new, empty one."""
+    monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    assert (
+        ui_link("sqlite:///runs/mlflow.db", "1").start == f"mlflow ui --backend-store-uri {store} --port 5000"
+    )
+    assert ui_link("mlruns", "1").start == f"mlflow ui --backend-store-uri {tmp_path / 'mlruns'} --port 5000"
+
+
+def test_the_serve_command_names_its_tracking_store(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    serve = "mlflow models serve -m models:/leukml-all-classifier@champion --env-manager local -p 5001"
+    default = f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path / 'mlflow.db'} {serve}"
+    assert serve_command("leukml-all-classifier", "champion", None) == default
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///runs/mlflow.db")  # relative: made absolute
+    relative = f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path / 'runs' / 'mlflow.db'} {serve}"
+    assert serve_command("leukml-all-classifier", "champion", None) == relative
+    given = serve_command("my model", "prod", "postgresql://leukml:secret@db:5432/mlflow")
+    assert given == (
+        "MLFLOW_TRACKING_URI='postgresql://leukml:***@db:5432/mlflow' "
+        "mlflow models serve -m 'models:/my model@prod' --env-manager local -p 5001"
+    )
 
 
 def test_ui_start_command_names_this_venvs_mlflow_when_not_activated(monkeypatch):
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     link = ui_link("sqlite:////tmp/mlflow.db", "1")
-    assert (
-        link.start
-        == f"{Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri sqlite:////tmp/mlflow.db"
-    )
+    own = Path(sys.executable).parent / "mlflow"
+    assert link.start == f"{own} ui --backend-store-uri sqlite:////tmp/mlflow.db --port 5000"
 
 
 def test_study_figures_are_drawn_without_a_warning_or_said_why_not(capfd):
