@@ -95,7 +95,7 @@ def test_promote_refusals(store):
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("bare")
     with mlflow.start_run():
-        mlflow.log_params({"arch": "vgg16"})
+        mlflow.log_params({"arch": "vgg16", "split": "image"})
         mlflow.log_metric("val_accuracy", 0.99)
     with pytest.raises(ValueError, match="has no logged model"):
         registry.promote("bare", metric="val_accuracy", tracking_uri=uri)
