@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with only python3:
 #   make demo   creates .venv if missing, then runs a tracked training on the embedded synthetic data
-#   make test   creates .venv if missing, then runs ruff (lint, format check) and the whole test suite
+#   make test   creates .venv if missing, then runs ruff (lint, format check), the import layers
+#               (lint-imports) and the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
@@ -21,17 +22,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mlflow run . --env-manager local --experiment-name leukml \
 		-P weights=none -P image_size=128 -P epochs=100
-	@$(BIN)/python -m leukml.tracking_uri leukml  # last line: the runs in the UI's model-training view
+	@$(BIN)/python -m leukml.tracking.uri leukml  # last line: the runs in the UI's model-training view
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -m "not slow"
 	$(BIN)/pytest -q -m slow
 
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -m "not slow"
 
 clean:

@@ -5,7 +5,7 @@ Workloads (untracked, ``weights=none``, the embedded synthetic data of `make dem
 - ``train``: `make demo`'s training: VGG16 at 128 px, 100 epochs on cached features, milestones
   10..100 (bench/tracking.py's untracked side);
 - ``tracked``: the same training tracked into MLflow (a SQLite store; bench/tracking.py's other side);
-- ``grid``: the paper's grid as a search worker runs it (``leukml.search.run_search``: VGG16 and
+- ``grid``: the paper's grid as a search worker runs it (``leukml.experiments.search.run_search``: VGG16 and
   ResNet50 x Adam and RMSprop, 10 epochs, milestones 2..10, 64 px; bench/grid.py's side (b)).
 Each run is a fresh Python process with ``PYTHONPATH`` on one checkout (the other commit's is a
 temporary ``git worktree``) and that checkout's own warm caches (one untimed run of each workload
@@ -17,20 +17,24 @@ first. Prints each time, a table of medians and the ratio, and a headline.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import os, sys, time
-from leukml.config import TrainConfig
-from leukml.training import train
+try:  # the layered package; a commit before it had flat modules
+    from leukml.training.config import TrainConfig
+    from leukml.training.trainer import train
+except ImportError:
+    from leukml.config import TrainConfig
+    from leukml.training import train
 workload, work, quick = sys.argv[1], sys.argv[2], sys.argv[3] == "quick"
 if workload == "train":
     config = TrainConfig.of(arch="vgg16", weights="none", image_size=32 if quick else 128,
@@ -38,13 +42,19 @@ if workload == "train":
     start = time.perf_counter()
     train(config)
 elif workload == "tracked":
-    from leukml.runs import tracked_train
+    try:
+        from leukml.tracking.runs import tracked_train
+    except ImportError:
+        from leukml.runs import tracked_train
     config = TrainConfig.of(arch="vgg16", weights="none", image_size=32 if quick else 128,
                             epochs=2 if quick else 100)
     start = time.perf_counter()
     tracked_train(config, experiment="bench", tracking_uri=f"sqlite:///{os.path.join(work, 'mlflow.db')}")
 else:
-    from leukml.search import SearchConfig, run_search
+    try:
+        from leukml.experiments.search import SearchConfig, run_search
+    except ImportError:
+        from leukml.search import SearchConfig, run_search
     base = TrainConfig.of(weights="none", image_size=32 if quick else 64, epochs=2 if quick else 10,
                           eval_epochs=(2,) if quick else (2, 4, 6, 8, 10))
     db = os.path.join(work, f"optuna-{time.time_ns()}.db")
@@ -57,31 +67,24 @@ print(f"seconds {time.perf_counter() - start:.3f}")
 
 
 def run(checkout: Path, workload: str, work: Path, quick: bool) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(
-        PYTHONPATH=str(checkout), LEUKML_CACHE=str(work / "cache"), LEUKML_QUIET="1", TF_CPP_MIN_LOG_LEVEL="2"
+    env = harness.child_env(
+        ("MLFLOW_",),
+        PYTHONPATH=str(checkout),
+        LEUKML_CACHE=str(work / "cache"),
+        LEUKML_QUIET="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, workload, str(work), "quick" if quick else "full"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=work,
-    )
-    if proc.returncode:
-        raise SystemExit(f"{workload} at {checkout} failed:\n{proc.stderr[-3000:]}")
-    return float(proc.stdout.strip().splitlines()[-1].split()[1])
+    argv = [workload, str(work), "quick" if quick else "full"]
+    return float(harness.run_child(CHILD, argv, env, f"{workload} at {checkout} failed", cwd=work).split()[1])
 
 
 def main() -> None:
-    raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    parser = harness.Parser(
+        __doc__, "tiny workloads (32 px, 2 epochs): a smoke run", reps=(3, 1, "interleaved reps")
+    )
     parser.add_argument("base", help="the commit to compare this working tree with")
-    parser.add_argument("--reps", type=int, help="interleaved reps (default 3; quick 1)")
-    parser.add_argument("--quick", action="store_true", help="tiny workloads (32 px, 2 epochs): a smoke run")
     parser.add_argument("--workloads", default="train,tracked,grid")
     args = parser.parse_args()
-    args.reps = args.reps or (1 if args.quick else 3)
     git = ["git", "-C", str(ROOT)]
     found = subprocess.run([*git, "rev-parse", "--short", args.base], capture_output=True, text=True)
     if found.returncode:
@@ -95,27 +98,26 @@ def main() -> None:
             work.mkdir()
         workloads = args.workloads.split(",")
         print(f"{os.cpu_count()} CPUs; workloads {workloads}; {args.reps} interleaved reps after a warm-up")
-        times = {(w, s): [] for w in workloads for s in sides}
+        times = {}
         for w in workloads:
             for s, checkout in sides.items():
                 run(checkout, w, works[s], args.quick)  # warm-up: image and feature caches
-            for i in range(args.reps):
-                for s in list(sides) if i % 2 == 0 else list(sides)[::-1]:
-                    times[w, s].append(run(sides[s], w, works[s], args.quick))
-                    print(f"  {w} {s}: {times[w, s][-1]:.2f} s", flush=True)
+            times[w] = harness.interleaved(
+                list(sides), args.reps, lambda s, w=w: run(sides[s], w, works[s], args.quick), label=f"{w} "
+            )
     finally:
         subprocess.run([*git, "worktree", "remove", "--force", str(tmp / "base")], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     base, this = list(sides)
-    print(f"\n| workload | {base} median s | {this} median s | this / base |")
-    print("|---|---|---|---|")
+    print()
+    harness.table("workload", f"{base} median s", f"{this} median s", "this / base")
     ratios = []
     for w in workloads:
-        b, t = statistics.median(times[w, base]), statistics.median(times[w, this])
+        b, t = statistics.median(times[w][base]), statistics.median(times[w][this])
         ratios.append(t / b)
         print(f"| {w} | {b:.2f} | {t:.2f} | {t / b:.3f} |")
     worst = max(ratios)
-    print(f"headline: this tree / {base}, median wall time, worst workload: {worst:.3f}")
+    harness.headline(f"this tree / {base}, median wall time, worst workload: {worst:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The cost of identifying a dataset by its bytes (leukml.filehash, leukml.discovery).
+"""The cost of identifying a dataset by its bytes (leukml.data.filehash, leukml.data.discovery).
 
 Writes N valid 450x450 24-bit BMP files (C-NMC's size: 608,454 bytes each, random pixels, so no two
 are alike) in the C-NMC training layout, then times, in this one process:
@@ -15,15 +15,14 @@ Target (issue 12): later runs <= 2 s on 10,661 files on the 2-core machine.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 from PIL import Image
 
@@ -58,61 +57,50 @@ def drop_page_cache() -> bool:
         return False
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - start, out
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=10_661)
-    parser.add_argument("--quick", action="store_true", help="300 images: a smoke run")
-    args = parser.parse_args()
-    n = 300 if args.quick else args.images
+    args = harness.Parser(__doc__, "a smoke run", images=(10_661, 300, "BMP files")).parse_args()
+    n = args.images
 
-    work = Path(tempfile.mkdtemp(prefix="leukml-bench-fingerprint-"))
-    os.environ["LEUKML_CACHE"] = str(work / "cache")
-    from leukml import filehash
-    from leukml.discovery import discover
+    work = harness.workdir("fingerprint")
+    from leukml.data import filehash
+    from leukml.data.discovery import discover
 
     try:
         root = work / "data"
-        seconds, size = timed(write_dataset, root, n)
+        seconds, size = harness.timed(write_dataset, root, n)
         print(f"wrote {n} BMPs of {size / n:,.0f} bytes ({size / 1e9:.2f} GB) in {seconds:.1f} s", flush=True)
         time.sleep(filehash.RACY_S + 0.1)  # files changed within the racy window are never memoised
         relpaths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.bmp"))
 
         rows = []
         memo = filehash._memo_path(root)
-        warm, _ = timed(filehash.content_digests, root, relpaths)
+        warm, _ = harness.timed(filehash.content_digests, root, relpaths)
         rows.append(("first fingerprint, files in page cache", warm))
         cold_ok = drop_page_cache()
         if cold_ok:
             memo.unlink()
-            cold, _ = timed(filehash.content_digests, root, relpaths)
+            cold, _ = harness.timed(filehash.content_digests, root, relpaths)
             rows.append(("first fingerprint, cold page cache", cold))
-        later, (digests, errors) = timed(filehash.content_digests, root, relpaths)
+        later, (digests, errors) = harness.timed(filehash.content_digests, root, relpaths)
         assert not errors and len(digests) == n
         rows.append(("later fingerprint (stat memo)", later))
 
         print("first discovery (decode check of every image) ...", flush=True)
-        first_discover, dataset = timed(discover, root)
+        first_discover, dataset = harness.timed(discover, root)
         assert len(dataset) == n
-        later_discover, again = timed(discover, root)
+        later_discover, again = harness.timed(discover, root)
         assert again.fingerprint == dataset.fingerprint
         rows.append(("first discovery (digests memoised; decodes every image once)", first_discover))
         rows.append(("later discovery (what a training pays)", later_discover))
         print(f"\n{n} files, {size / 1e9:.2f} GB, {os.cpu_count()} CPU(s), python {sys.version.split()[0]}\n")
-        print("| what | seconds | files/s |")
-        print("|---|---|---|")
+        harness.table("what", "seconds", "files/s")
         for name, secs in rows:
             print(f"| {name} | {secs:.2f} | {n / secs:,.0f} |")
         if not cold_ok:
             print("\n(page cache could not be dropped here: no cold-cache row)")
         ok = "met" if later_discover <= 2.0 else "MISSED"
-        print(
-            f"headline: dataset fingerprint {n} files: first {warm:.1f} s, later {later:.2f} s, "
+        harness.headline(
+            f"dataset fingerprint {n} files: first {warm:.1f} s, later {later:.2f} s, "
             f"later discovery {later_discover:.2f} s (target <= 2 s: {ok})"
         )
     finally:

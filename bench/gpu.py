@@ -2,18 +2,18 @@
 backend (JAX on our GPUs).
 
 Per architecture and precision: base feature extraction as a training does it
-(``leukml.inputs.feature_source``: uint8 batches copied to the device on the read-ahead thread, the
+(``leukml.training.features.feature_source``: uint8 batches copied to the device on the read-ahead thread, the
 outputs kept on the device and written to the cache file on a thread, batches sized from device
 memory), in images/s until the features are on the device (a training starts then) and achieved
 TFLOP/s against the card's peak, and in images/s until the cache file is complete; one end-to-end
 frozen-base training epoch (leukml's epoch loop, batch 32, the paper's setting); and head epochs on cached
 features two ways, in the same run: batch by batch (one ``train_on_batch`` call per batch of 32,
-``--no-compiled-epoch``) and compiled (``leukml.compiled.CompiledEpoch``: the features on the
+``--no-compiled-epoch``) and compiled (``leukml.training.compiled.CompiledEpoch``: the features on the
 device, a whole epoch per call; leukml's default).
 
 Then the paper's whole study at full scale, timed from an empty feature cache: for each of VGG16
 and ResNet50 one frozen base and one extraction (a search worker's ``BaseCache``), for each of
-Adam and RMSprop one training of 100 epochs through ``leukml.training.train`` with the test
+Adam and RMSprop one training of 100 epochs through ``leukml.training.trainer.train`` with the test
 metrics at each milestone 10..100: the 32 cells of the paper's tables (no MLflow: its cost is
 bench/tracking.py's subject). Against it, the usual recipe, a separate end-to-end training per
 cell (``--no-feature-cache``): one 2-epoch training per architecture (Adam) is run here, giving
@@ -29,36 +29,31 @@ only the two head epochs, on random features of the base's output shape (no extr
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 
+import harness
 import numpy as np
 
 os.environ.setdefault("LEUKML_CACHE", tempfile.mkdtemp(prefix="leukml-gpu-"))
-os.environ.setdefault("LEUKML_QUIET", "1")
+harness.quiet()
 
 import keras  # noqa: E402
 
-from leukml import device  # noqa: E402
-from leukml.archs import ModelConfig  # noqa: E402
-from leukml.bases import BaseCache  # noqa: E402
-from leukml.compiled import CompiledEpoch  # noqa: E402
-from leukml.config import TrainConfig  # noqa: E402
-from leukml.discovery import Dataset, Record  # noqa: E402
-from leukml.inputs import FeatureSource, feature_source  # noqa: E402
-from leukml.models import build_network  # noqa: E402
-from leukml.runtime import device_name  # noqa: E402
-from leukml.sinks import NullSink  # noqa: E402
-from leukml.splits import split_records  # noqa: E402
-from leukml.training import (  # noqa: E402
-    Prepared,
-    binary_crossentropy,
-    make_optimizer,
-    train,
-    train_epoch,
-)
+from leukml.common.runtime import device_name  # noqa: E402
+from leukml.data.discovery import Dataset, Record  # noqa: E402
+from leukml.data.splits import split_records  # noqa: E402
+from leukml.model.archs import ModelConfig  # noqa: E402
+from leukml.model.networks import build_network  # noqa: E402
+from leukml.training import device  # noqa: E402
+from leukml.training.bases import BaseCache  # noqa: E402
+from leukml.training.compiled import CompiledEpoch  # noqa: E402
+from leukml.training.config import TrainConfig  # noqa: E402
+from leukml.training.features import feature_source  # noqa: E402
+from leukml.training.sinks import NullSink  # noqa: E402
+from leukml.training.sources import FeatureSource  # noqa: E402
+from leukml.training.trainer import Prepared, train, train_epoch  # noqa: E402
 
 # Forward GFLOP per 224 px image of the include_top=False base (2 x multiply-accumulates).
 GFLOP_224 = {"vgg16": 30.7, "resnet50": 7.7}
@@ -74,12 +69,6 @@ EXTRACT_TARGET, HEAD_TARGETS, STUDY_TARGET = 8_000, {"vgg16": 200_000, "resnet50
 
 def peak(device: str, precision: str) -> float | None:
     return next((p[precision] for k, p in PEAKS.items() if k in device), None)
-
-
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
 
 
 def epochs_per_s(epoch, min_s: float = 2.0) -> float:
@@ -107,26 +96,18 @@ def paper_data(images: np.ndarray, labels: np.ndarray, size: int) -> Prepared:
     return Prepared(dataset, split_records(records, TrainConfig.of().split), images)
 
 
-def compile_for_training(head: keras.Model, config: TrainConfig) -> None:
-    head.compile(
-        optimizer=make_optimizer(config),
-        loss=binary_crossentropy,
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
-
-
 def head_rates(
     head: keras.Model, features: np.ndarray, labels: np.ndarray, order: np.ndarray, config
 ) -> dict:
     """Head-epoch samples/s over ``order`` in batches of 32: batch by batch, then compiled (each
     after one epoch that compiles it, from a freshly compiled optimizer), and the compiled epoch's
     one-off setup seconds (the features to the device, the first epoch with its compilation)."""
-    compile_for_training(head, config)
+    harness.compile_for_training(head, config)
     train_epoch(head, features, labels, order, 32, None)  # compiles both batch shapes
     out = {
         "head_img_s": len(order) * epochs_per_s(lambda: train_epoch(head, features, labels, order, 32, None))
     }
-    compile_for_training(head, config)
+    harness.compile_for_training(head, config)
     start = time.perf_counter()
     program = CompiledEpoch.build(head, FeatureSource([features]), labels, None, 32)
     if program is None:  # this backend has no compiled epoch (torch; JAX with jit off)
@@ -159,9 +140,9 @@ def bench(arch: str, precision: str, prepared: Prepared, size: int) -> dict:
     out = {"arch": arch, "precision": precision, "batch": batch, "extract_img_s": len(images) / t_extract}
     out["file_img_s"] = len(images) / t_file
     target = keras.Model(net.model.input, net.model.output)
-    compile_for_training(target, config)
+    harness.compile_for_training(target, config)
     train_epoch(target, images, labels, order[: 32 + len(order) % 32], 32, None)  # compile
-    out["e2e_img_s"] = len(order) / timed(train_epoch, target, images, labels, order, 32, None)
+    out["e2e_img_s"] = len(order) / harness.timed(train_epoch, target, images, labels, order, 32, None)[0]
     return out | head_rates(net.head, features, labels, order, config)
 
 
@@ -251,8 +232,7 @@ def usual(prepared: Prepared, size: int, milestones: tuple[int, ...]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
+    parser = harness.Parser(__doc__, "tiny CPU smoke run")
     parser.add_argument("--archs", default="vgg16,resnet50")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     parser.add_argument("--head-only", action="store_true", help="only the two head epochs, random features")
@@ -270,13 +250,20 @@ def main() -> None:
         f"{time.perf_counter() - t0:.1f} s",
         flush=True,
     )
-    print(
-        "| arch | precision | extract batch | extract img/s | extract TFLOP/s | % of peak "
-        "| img/s to the cache file's end | e2e epoch img/s "
-        "| head epoch img/s, per batch | head epoch img/s, compiled | compiled / per batch "
-        "| compiled 1st epoch s |"
+    harness.table(
+        "arch",
+        "precision",
+        "extract batch",
+        "extract img/s",
+        "extract TFLOP/s",
+        "% of peak",
+        "img/s to the cache file's end",
+        "e2e epoch img/s",
+        "head epoch img/s, per batch",
+        "head epoch img/s, compiled",
+        "compiled / per batch",
+        "compiled 1st epoch s",
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     prepared = None if args.head_only else paper_data(images, labels, size)
     for arch in args.archs.split(","):
@@ -312,8 +299,7 @@ def report_study(
         f"test metrics at {','.join(map(str, milestones))} ({len(milestones) * len(cells)} cells), "
         f"{len(prepared.split.train)} train / {len(prepared.split.test)} test images\n"
     )
-    print("| training | seconds | test accuracy at the last epoch |")
-    print("|---|---|---|")
+    harness.table("training", "seconds", "test accuracy at the last epoch")
     for (arch, optimizer), (took, accuracy) in cells.items():
         print(f"| {arch} + {optimizer} | {took:.1f} | {accuracy:.4f} |")
     print(f"| **whole study** (bases, extraction, compiling included) | **{seconds:.1f}** | |")
@@ -326,8 +312,10 @@ def report_study(
             f"{compiled['misses']} compiled"
         )
     recipe = usual(prepared, size, milestones)
-    print("\n| usual recipe: an end-to-end training per cell | F s | P s/epoch | its cells, extrapolated s |")
-    print("|---|---|---|---|")
+    print()
+    harness.table(
+        "usual recipe: an end-to-end training per cell", "F s", "P s/epoch", "its cells, extrapolated s"
+    )
     for arch, r in recipe.items():
         print(f"| {arch}: 2 epochs measured | {r['fixed_s']:.1f} | {r['epoch_s']:.2f} | {r['cells_s']:.0f} |")
     usual_s = sum(r["cells_s"] for r in recipe.values())
@@ -340,8 +328,8 @@ def report_study(
         found = [r[key] for r in rows if r["arch"] == arch and r["precision"] == precision]
         return found[0] if found else float("nan")
 
-    print("\n| target (issue 15) | measured | met |")
-    print("|---|---|---|")
+    print()
+    harness.table("target (issue 15)", "measured", "met")
     checks = [
         (f"{arch} extraction, bf16 >= {EXTRACT_TARGET:,} img/s", rate(arch, "extract_img_s"), EXTRACT_TARGET)
         for arch in ARCHS
@@ -358,9 +346,10 @@ def report_study(
     met = "yes" if seconds <= STUDY_TARGET else "NO"
     print(f"| the study <= {STUDY_TARGET:.0f} s | {seconds:.1f} s | {met} |")
     print(f"bench/gpu.py wall time: {time.perf_counter() - t0:.0f} s (bench/gpu.sh's budget: 6 minutes)")
-    print(
-        f"gpu headline: study {seconds:.1f} s, vgg16 extract {rate('vgg16', 'extract_img_s'):.0f} img/s, "
-        f"vgg16 head {rate('vgg16', 'compiled_img_s'):.0f} samples/s, ratio {ratio:.0f}x, card {card}"
+    harness.headline(
+        f"study {seconds:.1f} s, vgg16 extract {rate('vgg16', 'extract_img_s'):.0f} img/s, "
+        f"vgg16 head {rate('vgg16', 'compiled_img_s'):.0f} samples/s, ratio {ratio:.0f}x, card {card}",
+        name="gpu",
     )
 
 

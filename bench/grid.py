@@ -3,7 +3,7 @@
 (a) The usual recipe, as the paper ran it: one fresh frozen-base training per (arch, optimizer,
     epochs) cell, end to end through the base every epoch (``TrainConfig.of(no_feature_cache=True)``),
     i.e. for every milestone m a new training of m epochs, evaluated once at its last epoch.
-(b) leukml: ``leukml.search.run_search`` in grid mode: one training per (arch, optimizer) to the
+(b) leukml: ``leukml.experiments.search.run_search`` in grid mode: one training per (arch, optimizer) to the
     last milestone, evaluated at every milestone (nested milestones), heads trained on cached base
     features (one extraction per arch, shared by both optimizers).
 Both in this process, on the same synthetic images, seeds and settings, each with its own empty
@@ -38,33 +38,23 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-WORK = Path(tempfile.mkdtemp(prefix="leukml-bench-grid-"))
-os.environ["LEUKML_CACHE"] = str(WORK / "cache-warmup")
-os.environ.setdefault("LEUKML_QUIET", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import harness
+
+WORK = harness.workdir("grid", cache="cache-warmup")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from leukml.config import TrainConfig  # noqa: E402
-from leukml.discovery import discover  # noqa: E402
-from leukml.models import build_network  # noqa: E402
-from leukml.runtime import device_name  # noqa: E402
-from leukml.search import SearchConfig, run_search  # noqa: E402
-from leukml.sinks import FanoutSink, NullSink  # noqa: E402
-from leukml.splits import split_records  # noqa: E402
-from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
-from leukml.training import (  # noqa: E402
-    binary_crossentropy,
-    make_optimizer,
-    predict_probs,
-    train,
-    train_epoch,
-)
+from leukml.data.discovery import discover  # noqa: E402
+from leukml.data.splits import split_records  # noqa: E402
+from leukml.experiments.search import SearchConfig, run_search  # noqa: E402
+from leukml.model.networks import build_network  # noqa: E402
+from leukml.training.config import TrainConfig  # noqa: E402
+from leukml.training.sinks import FanoutSink, NullSink  # noqa: E402
+from leukml.training.trainer import predict_probs, train, train_epoch  # noqa: E402
 
 PAPER_N, PAPER_TRAIN, PAPER_TEST = 10_661, 8_529, 2_132
 PAPER_MILESTONES = (10, 20, 30, 40, 50, 60, 80, 100)
@@ -96,9 +86,7 @@ def run_recipe(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]
                 keras.backend.clear_session()  # as leukml's search does before each trial
                 cell = {"arch": arch, "optimizer": opt, "epochs": m, "eval_epochs": (m,)}
                 config = base.replace(**cell, feature_cache=False)
-                t0 = time.perf_counter()
-                result = train(config)
-                took[arch, opt, m] = time.perf_counter() - t0
+                took[arch, opt, m], result = harness.timed(train, config)
                 acc[arch, opt, m] = result.milestones[m]
                 print(
                     f"  (a) {arch}+{opt} {m:>3} epochs: {took[arch, opt, m]:6.1f} s, "
@@ -136,16 +124,7 @@ def run_leukml(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]
 
 def run_cli(base: TrainConfig, archs, optimizers) -> float:
     """(b) as users run it: `leukml search --mode grid` in a new process, MLflow-tracked."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
-    }
-    env.update(
-        LEUKML_CACHE=str(WORK / "cache-cli"),
-        LEUKML_QUIET="1",
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    )
+    env = harness.child_env(venv_path=True, LEUKML_CACHE=str(WORK / "cache-cli"), LEUKML_QUIET="1")
     cmd = [
         str(Path(sys.executable).parent / "leukml"),
         "search",
@@ -176,9 +155,7 @@ def run_cli(base: TrainConfig, archs, optimizers) -> float:
         "--study-name",
         "bench-grid-cli",
     ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=WORK, capture_output=True, text=True)
-    took = time.perf_counter() - start
+    took, proc = harness.timed(subprocess.run, cmd, env=env, cwd=WORK, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"leukml search failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return took
@@ -207,11 +184,7 @@ def per_image_costs(arch: str, size: int, n: int, batch: int, n_head: int = 256)
         (trainer, images, n, batch, "c_step"),
         (net.head, features[:n_head], n_head, 32, "c_head"),
     ):
-        target.compile(
-            optimizer=make_optimizer(config),
-            loss=binary_crossentropy,
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
+        harness.compile_for_training(target, config)
         labels, order = rng.integers(0, 2, count), np.arange(count)
         out[name] = per_image(
             lambda t=target, x=inputs, y=labels, o=order, b=step_batch: train_epoch(t, x, y, o, b, None),
@@ -238,15 +211,15 @@ def model_time(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = harness.Parser(
+        __doc__,
+        "tiny smoke run (seconds)",
+        images=(64, 40),
+        size=(64, 32),
+        epochs=(10, 2, "last milestone"),
+        archs=("vgg16,resnet50", "vgg16"),
+        optimizers=("adam,rmsprop", "adam"),
     )
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
-    parser.add_argument("--images", type=int, help="synthetic images (default 64; quick 40)")
-    parser.add_argument("--size", type=int, help="image side (default 64; quick 32)")
-    parser.add_argument("--epochs", type=int, help="last milestone (default 10; quick 2)")
-    parser.add_argument("--archs", help="default vgg16,resnet50 (quick: vgg16)")
-    parser.add_argument("--optimizers", help="default adam,rmsprop (quick: adam)")
     parser.add_argument(
         "--paper-size",
         type=int,
@@ -258,20 +231,13 @@ def main() -> None:
         help="also time `leukml search` in a new process, MLflow-tracked (default off)",
     )
     args = parser.parse_args()
-    q = args.quick
-    n = args.images or (40 if q else 64)
-    size = args.size or (32 if q else 64)
-    epochs = args.epochs or (2 if q else 10)
-    archs = (args.archs or ("vgg16" if q else "vgg16,resnet50")).split(",")
-    optimizers = (args.optimizers or ("adam" if q else "adam,rmsprop")).split(",")
-    paper_size = args.paper_size or (size if q else 224)
+    n, size, epochs = args.images, args.size, args.epochs
+    archs, optimizers = args.archs.split(","), args.optimizers.split(",")
+    paper_size = args.paper_size or (size if args.quick else 224)
     use_cli = bool(args.cli)
     milestones = tuple(range(2, epochs + 1, 2)) if epochs >= 2 else (epochs,)
     try:
-        n_all = round(n * 0.68)
-        data = write_synthetic(
-            WORK / "data", SynthConfig(n_all=n_all, n_hem=n - n_all, subjects=8, size=max(size, 96), seed=1)
-        )
+        data = harness.synthetic(WORK / "data", n, max(size, 96), subjects=8, seed=1)
         base = TrainConfig.of(
             data_dir=str(data),
             weights="none",
@@ -283,9 +249,8 @@ def main() -> None:
         split = split_records(discover(data).records, base.split)
         split_sizes = len(split.train), len(split.test)
         print(
-            f"device {device_name()}, {os.cpu_count()} CPUs, backend {keras.backend.backend()}; "
-            f"{n} synthetic images at {size} px; archs {archs} x optimizers {optimizers}; "
-            f"milestones {milestones}; batch {base.batch_size}; {split_sizes[0]} train / "
+            f"{harness.machine()}; {n} synthetic images at {size} px; archs {archs} x optimizers "
+            f"{optimizers}; milestones {milestones}; batch {base.batch_size}; {split_sizes[0]} train / "
             f"{split_sizes[1]} test images; no MLflow on (a) or (b)",
             flush=True,
         )
@@ -355,8 +320,7 @@ def report(r: Measured) -> None:
         max(abs(acc_a[k][name] - acc_b[k][name]) for k in acc_a) for name in ("test_accuracy", "test_auc")
     )
     print()
-    print("| measured | wall s | (a) / this |")
-    print("|---|---|---|")
+    harness.table("measured", "wall s", "(a) / this")
     print(f"| (a) usual recipe: {cells * len(milestones)} separate end-to-end trainings | {t_a:.1f} | 1.0x |")
     print(
         f"| (b) leukml grid search: {cells} nested trainings on cached features | {t_b:.1f} "
@@ -371,8 +335,7 @@ def report(r: Measured) -> None:
     print(f"| largest test-AUC difference (a) vs (b) (finer: AUC ranks all scores) | {worst_auc:.4f} | |")
 
     print()
-    print("| grid to E epochs (measured) | (a) s | (b) s | (a) / (b) |")
-    print("|---|---|---|---|")
+    harness.table("grid to E epochs (measured)", "(a) s", "(b) s", "(a) / (b)")
     for e in milestones:
         a_e = sum(t for (_, _, m), t in took.items() if m <= e)
         b_e = t_b - sum(c.end - c.at[e] for c in clocks.values())  # (b) to E = this run's prefix
@@ -388,8 +351,7 @@ def report(r: Measured) -> None:
         f"per-image seconds (base: batch 32 at {size} px, 16 at {paper_size} px; head: batch 32 on 256 "
         f"samples; fixed per training: F_a {f_a:.2f} s, F_b {f_b:.2f} s):"
     )
-    print("| arch | px | c_step | c_fwd | c_head | c_hfwd |")
-    print("|---|---|---|---|---|---|")
+    harness.table("arch", "px", "c_step", "c_fwd", "c_head", "c_hfwd")
     for table, px in ((costs, size), (paper_costs, paper_size)) if paper_size != size else ((costs, size),):
         for arch in archs:
             c = table[arch]
@@ -403,8 +365,7 @@ def report(r: Measured) -> None:
         return sum(t[0] for t in times) / sum(t[1] for t in times)
 
     print()
-    print("| model: images x epochs | px | predicted (a) / (b) |")
-    print("|---|---|---|")
+    harness.table("model: images x epochs", "px", "predicted (a) / (b)")
     print(
         f"| {n} x {max(milestones)} (this run; measured {t_a / t_b:.1f}x) | {size} "
         f"| {predicted(costs, n_train, n_test, milestones):.1f}x |"
@@ -428,8 +389,8 @@ def report(r: Measured) -> None:
         f"{','.join(map(str, PAPER_MILESTONES))}): {paper:.0f}x"
     )
     target = "reaches" if t_a / t_b >= 30 else "does NOT reach"
-    print(
-        f"headline: usual recipe / leukml grid, measured, both untracked: {t_a / t_b:.1f}x "
+    harness.headline(
+        f"usual recipe / leukml grid, measured, both untracked: {t_a / t_b:.1f}x "
         f"({t_a:.0f} s / {t_b:.0f} s; {target} the 30x goal at this scale)"
     )
 

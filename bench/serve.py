@@ -1,7 +1,7 @@
 """Serving latency: POST /invocations on a real `mlflow models serve` against the same model in-process.
 
 A small tracked training (VGG16, ``weights=none``, small images, 1 epoch) is promoted with
-``leukml.registry.promote`` into a throwaway SQLite registry, which logs leukml's image-taking
+``leukml.serving.registry.promote`` into a throwaway SQLite registry, which logs leukml's image-taking
 pyfunc. That model is served by ``mlflow models serve --env-manager local`` on a free 127.0.0.1
 port and, in this process, loaded with ``mlflow.pyfunc.load_model``. For 1 and for 32 images per
 request (synthetic cell BMP files, base64, ``dataframe_split``), requests alternate between the
@@ -15,37 +15,36 @@ the server's request handling on top of the model call).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-WORK = Path(tempfile.mkdtemp(prefix="leukml-bench-serve-"))
-os.environ["LEUKML_CACHE"] = str(WORK / "cache")
-os.environ.setdefault("LEUKML_QUIET", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import harness
+
+WORK = harness.workdir("serve")
 
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from leukml import registry  # noqa: E402
-from leukml.config import TrainConfig  # noqa: E402
-from leukml.runs import tracked_train  # noqa: E402
-from leukml.runtime import device_name  # noqa: E402
-from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
+from leukml.serving import registry  # noqa: E402
+from leukml.tracking.runs import tracked_train  # noqa: E402
+from leukml.tracking.uri import serve_command  # noqa: E402
+from leukml.training.config import TrainConfig  # noqa: E402
 
 URI = f"sqlite:///{WORK / 'mlflow.db'}"
-MODEL = f"models:/{registry.DEFAULT_NAME}@{registry.DEFAULT_ALIAS}"
+# the command `leukml promote` prints, split: MLFLOW_TRACKING_URI=URI mlflow models serve -m MODEL ...
+SERVE = shlex.split(serve_command(registry.DEFAULT_NAME, registry.DEFAULT_ALIAS, URI))
+MODEL = SERVE[SERVE.index("-m") + 1]
 
 
 def free_port() -> int:
@@ -54,30 +53,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_argv(port: int) -> tuple[list[str], dict[str, str]]:
+    """``SERVE`` as a process runs it: the argv, with this venv's ``mlflow`` on 127.0.0.1 and
+    ``port``, and the variables it sets (the tracking URI)."""
+    assignment, program, *args = SERVE
+    name, _, value = assignment.partition("=")
+    args[args.index("-p") + 1] = str(port)
+    return [str(Path(sys.executable).parent / program), *args, "-h", "127.0.0.1"], {name: value}
+
+
 def start_server(port: int) -> subprocess.Popen:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
-    }
-    env.update(
-        MLFLOW_TRACKING_URI=URI, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    )
+    argv, variables = serve_argv(port)
     return subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            MODEL,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
+        argv,
+        env=harness.child_env(venv_path=True, **variables),
         stdout=subprocess.DEVNULL,
         stderr=open(WORK / "server.log", "wb"),
         start_new_session=True,
@@ -138,24 +127,16 @@ def measure(url: str, model, rows: list[str], reps: int, warmup: int = 2) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    parser.add_argument("--size", type=int, help="model input side (default 64; quick 32)")
-    parser.add_argument(
-        "--file-size", type=int, help="side of the BMP files sent (default 450, C-NMC's; quick 64)"
-    )
-    parser.add_argument("--reps", type=int, help="timed requests per batch size (default 40; quick 3)")
-    args = parser.parse_args()
-    size = args.size or (32 if args.quick else 64)
-    file_size = args.file_size or (64 if args.quick else 450)
-    reps = args.reps or (3 if args.quick else 40)
+    args = harness.Parser(
+        __doc__,
+        size=(64, 32, "model input side"),
+        file_size=(450, 64, "side of the BMP files sent, C-NMC's"),
+        reps=(40, 3, "timed requests per batch size"),
+    ).parse_args()
+    size, file_size, reps = args.size, args.file_size, args.reps
     server = None
     try:
-        data = write_synthetic(
-            WORK / "data", SynthConfig(n_all=24, n_hem=16, subjects=4, size=file_size, seed=3)
-        )
+        data = harness.synthetic(WORK / "data", 40, file_size, n_all=24, subjects=4, seed=3)
         config = TrainConfig.of(data_dir=str(data), weights="none", image_size=size, epochs=1, batch_size=16)
         tracked_train(config, experiment="bench", tracking_uri=URI)
         registry.promote(
@@ -171,7 +152,7 @@ def main() -> None:
         rows = [base64.b64encode(f.read_bytes()).decode("ascii") for f in files]
         rows = (rows * (32 // len(rows) + 1))[:32]
         print(
-            f"device {device_name()}, {os.cpu_count()} CPUs; VGG16 pyfunc at {size} px; BMP files "
+            f"{harness.machine(backend=False)}; VGG16 pyfunc at {size} px; BMP files "
             f"{file_size} px ({len(rows[0]) // 1024} KiB base64 each); server ready in {ready:.1f} s; "
             f"{reps} timed requests per batch size, alternating server / in-process",
             flush=True,
@@ -186,8 +167,7 @@ def main() -> None:
 
 def report(results: dict) -> None:
     print()
-    print("| images / request | path | p50 ms | p95 ms | images/s | p50 served / in-process |")
-    print("|---|---|---|---|---|---|")
+    harness.table("images / request", "path", "p50 ms", "p95 ms", "images/s", "p50 served / in-process")
     for n, r in results.items():
         ratio = np.median(r["served"]) / np.median(r["local"])
         for path in ("local", "served"):
@@ -199,8 +179,8 @@ def report(results: dict) -> None:
             )
     print(f"largest |p_all| difference served vs in-process: {max(r['diff'] for r in results.values()):.1e}")
     one, many = (np.median(results[n]["served"]) / np.median(results[n]["local"]) for n in (1, 32))
-    print(
-        f"headline: serving overhead, p50 POST /invocations / p50 in-process: {one:.2f}x for 1 image, "
+    harness.headline(
+        f"serving overhead, p50 POST /invocations / p50 in-process: {one:.2f}x for 1 image, "
         f"{many:.2f}x for 32 images"
     )
 

@@ -1,8 +1,8 @@
 """MLflow tracking overhead: the same training with and without logging, interleaved.
 
-``leukml.runs.tracked_train`` (params, tags, config and split manifest, per-epoch curves,
+``leukml.tracking.runs.tracked_train`` (params, tags, config and split manifest, per-epoch curves,
 per-milestone metrics + confusion matrices, curves figure, the logged Keras model; SQLite store in
-a temp dir) against ``leukml.training.train`` with its default null sink, same config and seed.
+a temp dir) against ``leukml.training.trainer.train`` with its default null sink, same config and seed.
 The default run is `make demo`'s (the embedded 360-cell synthetic dataset, VGG16 at 128 px,
 100 epochs, milestones 10..100), leukml's shortest realistic run. One untimed run of each first
 fills the image and feature caches and pays one-time start-up; then ``--reps`` pairs alternate the
@@ -17,26 +17,20 @@ the median untracked run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-WORK = Path(tempfile.mkdtemp(prefix="leukml-bench-tracking-"))
-os.environ["LEUKML_CACHE"] = str(WORK / "cache")
-os.environ.setdefault("LEUKML_QUIET", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import harness
+
+WORK = harness.workdir("tracking")
 
 import keras  # noqa: E402
 
-from leukml.config import TrainConfig  # noqa: E402
-from leukml.runs import tracked_train  # noqa: E402
-from leukml.runtime import device_name  # noqa: E402
-from leukml.synth import SynthConfig, write_synthetic  # noqa: E402
-from leukml.training import train  # noqa: E402
+from leukml.tracking.runs import tracked_train  # noqa: E402
+from leukml.training.config import TrainConfig  # noqa: E402
+from leukml.training.trainer import train  # noqa: E402
 
 URI = f"sqlite:///{WORK / 'mlflow.db'}"
 
@@ -59,30 +53,24 @@ def tracked(config: TrainConfig) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = harness.Parser(
+        __doc__,
+        size=(128, 32, "image side, as `make demo`"),
+        epochs=(100, 2, "epochs, as `make demo`"),
+        reps=(3, 1, "interleaved pairs"),
     )
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    parser.add_argument("--size", type=int, help="image side (default 128, as `make demo`; quick 32)")
-    parser.add_argument("--epochs", type=int, help="epochs (default 100, milestones 10..100; quick 2)")
     parser.add_argument("--arch", default="vgg16")
-    parser.add_argument("--reps", type=int, help="interleaved pairs (default 3; quick 1)")
     args = parser.parse_args()
-    size = args.size or (32 if args.quick else 128)
-    epochs = args.epochs or (2 if args.quick else 100)
-    reps = args.reps or (1 if args.quick else 3)
+    size, epochs, reps = args.size, args.epochs, args.reps
     try:
         data = ""  # full: the embedded synthetic dataset of `make demo` (360 cells)
         if args.quick:
-            data = str(
-                write_synthetic(WORK / "data", SynthConfig(n_all=32, n_hem=16, subjects=6, size=48, seed=2))
-            )
+            data = str(harness.synthetic(WORK / "data", 48, 48, n_all=32, subjects=6, seed=2))
         config = TrainConfig.of(data_dir=data, arch=args.arch, weights="none", image_size=size, epochs=epochs)
         n = 48 if args.quick else 360
         print(
-            f"device {device_name()}, {os.cpu_count()} CPUs, backend {keras.backend.backend()}; "
-            f"{args.arch} at {size} px on {n} synthetic images, {epochs} epochs on cached features, "
-            f"milestones {config.milestones}; {reps} interleaved pair(s)"
+            f"{harness.machine()}; {args.arch} at {size} px on {n} synthetic images, {epochs} epochs on "
+            f"cached features, milestones {config.milestones}; {reps} interleaved pair(s)"
             f"{'' if args.quick else ' after one warm-up each'}",
             flush=True,
         )
@@ -93,12 +81,8 @@ def main() -> None:
         }
         for fn in runs.values() if not args.quick else ():
             timed(fn, config)  # warm-up: caches and one-time start-up
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for i in range(reps):
-            order = list(runs) if i % 2 else list(runs)[::-1]
-            for name in order:
-                times[name].append(timed(runs[name], config))
-                print(f"  {name}: {times[name][-1]:.2f} s", flush=True)
+        # tracked before untracked in the first pair
+        times = harness.interleaved(list(runs)[::-1], reps, lambda name: timed(runs[name], config))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     plain = statistics.median(times["untracked"])
@@ -107,8 +91,7 @@ def main() -> None:
     cost = statistics.median(t - u for t, u in zip(times["tracked"], times["untracked"], strict=True))
     overhead = cost / plain
     print()
-    print("| run | median s | all runs s |")
-    print("|---|---|---|")
+    harness.table("run", "median s", "all runs s")
     labels = {
         "untracked": "train(), null sink",
         "tracked": "tracked_train(), MLflow",
@@ -127,9 +110,8 @@ def main() -> None:
     checkpoints = statistics.median(t - n for t, n in pairs)
     print(f"| of it, the checkpoints: median of (tracked - no checkpoints) | {checkpoints:.2f} | {saving} |")
     verdict = "within" if overhead <= 0.03 else "OVER"
-    print(
-        f"headline: MLflow tracking overhead {100 * overhead:.1f}% of the untracked run "
-        f"({verdict} the 3% budget)"
+    harness.headline(
+        f"MLflow tracking overhead {100 * overhead:.1f}% of the untracked run ({verdict} the 3% budget)"
     )
 
 

@@ -21,7 +21,7 @@ def leukml_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory, leukml_cache) -> Path:
     """48 synthetic cells (32 ALL, 16 hem, 6 subjects, 3 folds) at 48 px."""
-    from leukml.synth import SynthConfig, write_synthetic
+    from leukml.data.synth import SynthConfig, write_synthetic
 
     out = tmp_path_factory.mktemp("tiny-data")
     return write_synthetic(out, SynthConfig(n_all=32, n_hem=16, subjects=6, size=48, seed=7))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,25 @@ def run_quick(script: str, child_env, tmp_path, *args: str) -> list[str]:
     lines = proc.stdout.strip().splitlines()
     assert any(line.startswith("|---") for line in lines), proc.stdout
     return lines
+
+
+def test_harness_imports_no_framework():
+    """bench/gpu.py runs where there is no TensorFlow, MLflow or Optuna: the harness imports none."""
+    heavy = "('tensorflow', 'mlflow', 'optuna', 'keras')"
+    code = f"import sys, harness; print([m for m in {heavy} if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_harness_options_default_by_quick():
+    spec = importlib.util.spec_from_file_location("bench_harness", BENCH / "harness.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    parser = harness.Parser("doc", images=(400, 48), archs=("vgg16,resnet50", "vgg16"))
+    assert vars(parser.parse_args([])) == {"quick": False, "images": 400, "archs": "vgg16,resnet50"}
+    assert vars(parser.parse_args(["--quick"])) == {"quick": True, "images": 48, "archs": "vgg16"}
+    given = parser.parse_args(["--quick", "--images", "7", "--archs", "resnet50"])
+    assert (given.images, given.archs) == (7, "resnet50")  # a given value wins
 
 
 def test_extract_quick(child_env, tmp_path):

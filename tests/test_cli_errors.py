@@ -287,7 +287,8 @@ def training_outside_mlflow():
         if frame.f_code.co_name != "<module>":  # not a module's import
             modules.add(frame.f_globals.get("__name__", ""))
         frame = frame.f_back
-    return "leukml.loop" in modules and not any(m.startswith(("mlflow.", "sqlalchemy.")) for m in modules)
+    outside = not any(m.startswith(("mlflow.", "sqlalchemy.")) for m in modules)
+    return "leukml.training.loop" in modules and outside
 
 def signal_inside_gc(phase, info):
     if fired or phase != "start" or threading.current_thread() is not threading.main_thread():
@@ -387,7 +388,7 @@ def test_the_backends_cuda_start_up_happens_inside_the_filtered_import(child_env
     logs an error line. import_backend does it inside its filtered window, so no later device query
     (the run's device tag, the precision) puts that line on a command's output."""
     code = (
-        "from leukml.console import import_backend\n"
+        "from leukml.common.console import import_backend\n"
         "import_backend()\n"
         "import tensorflow as tf\n"
         "print(tf.config.list_physical_devices('GPU'))\n"

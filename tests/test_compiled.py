@@ -11,15 +11,15 @@ import keras
 import numpy as np
 import pytest
 
-from leukml.archs import ModelConfig
-from leukml.augment import VARIANTS
-from leukml.compiled import CompiledEpoch
-from leukml.config import TrainConfig
-from leukml.inputs import FeatureSource
-from leukml.models import Network, build_head
-from leukml.sinks import NullSink
-from leukml.stage import binary_crossentropy, make_optimizer, train_epoch
-from leukml.training import fit, prepare_data
+from leukml.data.augment import VARIANTS
+from leukml.model.archs import ModelConfig
+from leukml.model.networks import Network, build_head
+from leukml.training.compiled import CompiledEpoch
+from leukml.training.config import TrainConfig
+from leukml.training.sinks import NullSink
+from leukml.training.sources import FeatureSource
+from leukml.training.stage import binary_crossentropy, make_optimizer, train_epoch
+from leukml.training.trainer import fit, prepare_data
 
 # every per-step state the compiled epoch must carry as train_on_batch does: dropout's seed
 # generator, class weights, the dihedral draws; 39 training images in batches of 8 end in a partial one.
@@ -117,8 +117,8 @@ CACHED_CHILD = """
 import json, sys
 import jax
 from jax import monitoring
-from leukml.config import TrainConfig
-from leukml.training import train
+from leukml.training.config import TrainConfig
+from leukml.training.trainer import train
 events = {"hits": 0, "misses": 0}
 def count(name, **kwargs):
     for kind in events:

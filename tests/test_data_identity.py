@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leukml import filehash
-from leukml.config import TrainConfig
-from leukml.discovery import discover
-from leukml.imagecache import load_images
-from leukml.synth import SynthConfig, write_synthetic
-from leukml.training import train
+from leukml.data import filehash
+from leukml.data.discovery import discover
+from leukml.data.imagecache import load_images
+from leukml.data.synth import SynthConfig, write_synthetic
+from leukml.training.config import TrainConfig
+from leukml.training.trainer import train
 
 TINY = {"n_all": 16, "n_hem": 8, "subjects": 4, "size": 40}
 

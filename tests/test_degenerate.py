@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from leukml.comparison import protocol_entries
-from leukml.config import TrainConfig
-from leukml.evaluation import FLAT_LOSS_EPOCHS, flat_loss, one_class_predicted
-from leukml.leakage import protocols_section
-from leukml.report import RunRecord, pick_runs, provenance
-from leukml.runs import tracked_train
-from leukml.sinks import ConsoleSink
+from leukml.analysis.comparison import protocol_entries
+from leukml.analysis.leakage import protocols_section
+from leukml.analysis.report import RunRecord, pick_runs, provenance
+from leukml.tracking.runs import tracked_train
+from leukml.training.config import TrainConfig
+from leukml.training.evaluation import FLAT_LOSS_EPOCHS, flat_loss, one_class_predicted
+from leukml.training.sinks import ConsoleSink
 
 ALL_EVERYWHERE = np.array([[0, 3], [0, 6]])  # [[tn, fp], [fn, tp]]: 9 test images, all called ALL
 

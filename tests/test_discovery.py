@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leukml.discovery import discover, parse_subject
+from leukml.data.discovery import discover, parse_subject
 
 
 def _cell(path: Path, mode: str = "RGB", size: int = 20, fmt: str | None = None) -> Path:

@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from leukml.evaluation import SubjectScore, classification_metrics, per_subject_csv, per_subject_scores
+from leukml.training.evaluation import (
+    SubjectScore,
+    classification_metrics,
+    per_subject_csv,
+    per_subject_scores,
+)
 
 # 10 test cells, shuffled: ALL subjects "2" (3 cells, all right) and "10" (3 cells, 1 missed),
 # hem subject "H1" (2 cells, both right) and 2 hem cells without a subject id (1 called ALL).

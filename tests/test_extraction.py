@@ -11,15 +11,16 @@ import keras
 import numpy as np
 import pytest
 
-from leukml import device, inputs
-from leukml.archs import ModelConfig
-from leukml.augment import dihedral
-from leukml.bases import BaseCache
-from leukml.config import TrainConfig
-from leukml.inputs import FeatureSource, device_need, feature_source, read_ahead
-from leukml.models import build_network
-from leukml.sinks import NullSink
-from leukml.training import fit, prepare_data, train
+from leukml.data.augment import dihedral
+from leukml.model.archs import ModelConfig
+from leukml.model.networks import build_network
+from leukml.training import device, features
+from leukml.training.bases import BaseCache
+from leukml.training.config import TrainConfig
+from leukml.training.features import feature_source, read_ahead
+from leukml.training.sinks import NullSink
+from leukml.training.sources import FeatureSource, device_need
+from leukml.training.trainer import fit, prepare_data, train
 
 
 def test_read_ahead_gives_every_batch_in_order_as_uint8():
@@ -83,13 +84,13 @@ def test_training_starts_while_the_feature_cache_file_is_still_written(tiny_data
     and holds the device's features."""
     monkeypatch.setenv("LEUKML_CACHE", str(tmp_path))
     gate, writes = threading.Event(), []
-    write = inputs._write_rows
+    write = features._write_rows
 
     def gated(out, start, rows):
         writes.append("after the gate" if gate.wait(timeout=60) else "before the gate")
         write(out, start, rows)
 
-    monkeypatch.setattr(inputs, "_write_rows", gated)
+    monkeypatch.setattr(features, "_write_rows", gated)
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
     prepared = prepare_data(config)
     net = build_network(config.model, seed=0)
@@ -111,7 +112,7 @@ def test_a_failed_feature_cache_write_fails_the_training_and_leaves_no_file(tiny
     def full(out, start, rows):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(inputs, "_write_rows", full)
+    monkeypatch.setattr(features, "_write_rows", full)
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     with pytest.raises(OSError, match="No space left on device"):
         train(config)
@@ -136,7 +137,7 @@ def test_features_that_do_not_fit_the_device_train_batch_by_batch(tiny_data, tmp
     steps = []
     per_batch = keras.Model.train_on_batch
     monkeypatch.setattr(keras.Model, "train_on_batch", lambda *a, **k: steps.append(1) or per_batch(*a, **k))
-    with caplog.at_level("WARNING", logger="leukml.compiled"):
+    with caplog.at_level("WARNING", logger="leukml.training.compiled"):
         small = train(config)
     assert steps  # batch by batch
     assert "the features for compiled epochs (1 variant(s), 0.0 GB more) do not fit" in caplog.text
@@ -176,7 +177,8 @@ def test_extraction_batches_take_a_quarter_of_the_free_device_memory():
 
 FORWARD_CHILD = """
 import keras, numpy as np
-from leukml import device, inputs
+from leukml.training import device
+from leukml.training import features
 layers = [keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()]
 model = keras.Sequential(layers)
 x = np.random.default_rng(0).normal(size=(5, 4, 4, 3)).astype("float32")

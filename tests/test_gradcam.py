@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leukml.archs import ModelConfig
-from leukml.gradcam import explain_image, gradcam
-from leukml.images import decode_image
-from leukml.models import build_network, split_network
+from leukml.data.images import decode_image
+from leukml.model.archs import ModelConfig
+from leukml.model.gradcam import explain_image, gradcam
+from leukml.model.networks import build_network, split_network
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "resnet50"])

@@ -131,9 +131,9 @@ PAUSED = "leukml-test: training paused at epoch"
 GATED_CLI = textwrap.dedent(f"""
     import sys
 
-    import leukml.runs
+    import leukml.tracking.runs
     from leukml.cli import main
-    from leukml.sinks import FanoutSink, NullSink
+    from leukml.training.sinks import FanoutSink, NullSink
 
     pause_at, trainings = int(sys.argv[1]), []
 
@@ -143,13 +143,13 @@ GATED_CLI = textwrap.dedent(f"""
                 print("{PAUSED}", epoch, flush=True)
                 sys.stdin.readline()
 
-    train = leukml.runs.train
+    train = leukml.tracking.runs.train
 
     def gated_train(config, sink, *args, **kwargs):
         trainings.append(config)
         return train(config, FanoutSink(sink, Gate()), *args, **kwargs)
 
-    leukml.runs.train = gated_train
+    leukml.tracking.runs.train = gated_train
     main(sys.argv[2:], prog_name="leukml")
 """)
 

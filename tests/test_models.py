@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from leukml.archs import ARCHS, ModelConfig
-from leukml.models import build_base, build_network
+from leukml.model.archs import ARCHS, ModelConfig
+from leukml.model.networks import build_base, build_network
 
 # The keras.applications module whose preprocess_input each architecture's weights were trained with.
 KERAS_MODULES = {
@@ -60,7 +60,7 @@ def test_weights_file_roundtrip_and_wrong_arch(tmp_path):
 
 OFFLINE_PROBE = """
 import time
-from leukml.models import build_base
+from leukml.model.networks import build_base
 
 start = time.monotonic()
 try:

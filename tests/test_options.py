@@ -11,17 +11,19 @@ import click.testing
 import pytest
 import yaml
 
-from leukml import options
-from leukml.cli import config_options, main
-from leukml.config import SearchConfig, TrainConfig
-from leukml.mlproject import render
-from leukml.options import option, options_of
+from leukml.cli import main
+from leukml.cli.mlproject import render
+from leukml.cli.options import config_options
+from leukml.common import options
+from leukml.common.options import option, options_of
+from leukml.experiments.config import SearchConfig
+from leukml.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_mlproject_file_is_made_from_the_cli():
-    assert (ROOT / "MLproject").read_text() == render(), "run: python -m leukml.mlproject > MLproject"
+    assert (ROOT / "MLproject").read_text() == render(), "run: python -m leukml.cli.mlproject > MLproject"
 
 
 @pytest.mark.parametrize(

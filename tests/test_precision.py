@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from leukml import runtime
 from leukml.cli import main
-from leukml.config import TrainConfig
-from leukml.training import train
+from leukml.common import runtime
+from leukml.training.config import TrainConfig
+from leukml.training.trainer import train
 
 
 def _tiny(tiny_data, **kwargs) -> TrainConfig:

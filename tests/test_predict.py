@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from leukml import predict as lib
 from leukml.cli import main
-from leukml.errors import one_line
+from leukml.cli.errors import one_line
+from leukml.serving import predict as lib
 
 
 def _touch(root: Path, *names: str) -> Path:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from leukml.discovery import discover
-from leukml.protocols import CvConfig, cv_summary
-from leukml.splits import SplitConfig, split_records
-from leukml.synth import FINAL_DIR, PRELIM_CSV, SynthConfig, write_synthetic
+from leukml.data.discovery import discover
+from leukml.data.splits import SplitConfig, split_records
+from leukml.data.synth import FINAL_DIR, PRELIM_CSV, SynthConfig, write_synthetic
+from leukml.experiments.protocols import CvConfig, cv_summary
 
 LEUKML = Path(sys.executable).parent / "leukml"
 TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "8", "--epochs", "2"]

@@ -12,18 +12,20 @@ import numpy as np
 import optuna
 import pytest
 
-import leukml.stage
-import leukml.training
-from leukml.archs import ModelConfig
-from leukml.augment import dihedral
-from leukml.bases import BaseCache
+import leukml.training.stage
+import leukml.training.trainer
 from leukml.cli import main
-from leukml.config import SearchConfig, TrainConfig
-from leukml.inputs import FeatureSource, feature_source
-from leukml.models import build_network, unfreeze_top
-from leukml.search import selection_value, suggest
-from leukml.sinks import NullSink
-from leukml.training import (
+from leukml.data.augment import dihedral
+from leukml.experiments.config import SearchConfig
+from leukml.experiments.search import selection_value, suggest
+from leukml.model.archs import ModelConfig
+from leukml.model.networks import build_network, unfreeze_top
+from leukml.training.bases import BaseCache
+from leukml.training.config import TrainConfig
+from leukml.training.features import feature_source
+from leukml.training.sinks import NullSink
+from leukml.training.sources import FeatureSource
+from leukml.training.trainer import (
     LoopState,
     TrainResult,
     fit,
@@ -81,7 +83,7 @@ def test_full_augmentation_trains_end_to_end_seeded(tiny_data, monkeypatch):
     def no_cached_features(*args, **kwargs):
         raise AssertionError("full augmentation must not train on cached features")
 
-    monkeypatch.setattr(leukml.training, "feature_source", no_cached_features)
+    monkeypatch.setattr(leukml.training.trainer, "feature_source", no_cached_features)
     config = _config(tiny_data, epochs=1, lr=1e-3, seed=2, augment="full")
     first, again = train(config), train(config)
     plain = train(config.replace(augment="none", feature_cache=False))
@@ -166,14 +168,14 @@ def test_fine_tuning_leaves_a_shared_base_frozen(tiny_data):
 def test_early_stopping_and_keep_best_follow_the_validation_curve(tiny_data, monkeypatch):
     """Validation (accuracy, loss) per epoch is scripted; the rest of the training is real."""
     script = [(0.5, 0.7), (0.8, 0.6), (0.8, 0.5), (0.8, 0.5), (0.6, 0.4), (0.9, 0.1), (0.9, 0.1), (0.9, 0.1)]
-    real_evaluate = leukml.stage.Stage.evaluate
+    real_evaluate = leukml.training.stage.Stage.evaluate
 
     def scripted(stage, labels, idx, batch_size):
         _, probs = real_evaluate(stage, labels, idx, batch_size)
         accuracy, loss = script.pop(0)
         return {"accuracy": accuracy, "loss": loss}, probs
 
-    monkeypatch.setattr(leukml.stage.Stage, "evaluate", scripted)
+    monkeypatch.setattr(leukml.training.stage.Stage, "evaluate", scripted)
     config = _config(
         tiny_data,
         epochs=8,

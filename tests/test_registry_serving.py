@@ -24,10 +24,11 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from leukml import registry
 from leukml.cli import main
-from leukml.config import TrainConfig
-from leukml.runs import tracked_train
+from leukml.serving import registry
+from leukml.tracking.runs import tracked_train
+from leukml.tracking.uri import SERVE_PORT, serve_command
+from leukml.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 NAME = "leukml-all-classifier"
@@ -102,9 +103,9 @@ def test_promote_refusals(store):
 
 
 def test_promote_tta_registers_a_classifier_averaging_the_8_variants(store, tiny_data):
-    from leukml.augment import dihedral
-    from leukml.images import decode_image, read_image_file
-    from leukml.serving import encode_file
+    from leukml.data.augment import dihedral
+    from leukml.data.images import decode_image, read_image_file
+    from leukml.serving.pyfunc import encode_file
 
     uri, runs, _ = store
     client = MlflowClient(uri)
@@ -174,20 +175,10 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
     registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
     port = _free_port()
     env = child_env(MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
+    # the command `leukml promote` prints, on a free port of the loopback interface
+    command = serve_command(NAME, "champion", uri).replace(f"-p {SERVE_PORT}", f"-h 127.0.0.1 -p {port}")
     server = subprocess.Popen(
-        [
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            f"models:/{NAME}@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        ["bash", "-c", f"exec env {command}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

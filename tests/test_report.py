@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from leukml import paper
-from leukml.comparison import (
+from leukml.analysis.comparison import (
     Candidate,
     by_configuration,
     protocol_entries,
@@ -22,9 +21,17 @@ from leukml.comparison import (
     rank_like_with_like,
     which_test_set,
 )
-from leukml.leakage import summary_section
-from leukml.report import RunRecord, figure9_figure, pick_runs, provenance, train_tables, write_report
-from leukml.runreader import fetch_runs, find_experiment
+from leukml.analysis.leakage import summary_section
+from leukml.analysis.report import (
+    RunRecord,
+    figure9_figure,
+    pick_runs,
+    provenance,
+    train_tables,
+    write_report,
+)
+from leukml.reference import paper
+from leukml.tracking.reader import fetch_runs, find_experiment
 
 
 def _run(run_id: str, arch: str, fingerprint: str) -> RunRecord:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from leukml.config import TrainConfig
-from leukml.runs import tracked_train
+from leukml.tracking.runs import tracked_train
+from leukml.training.config import TrainConfig
 
 LEUKML = Path(sys.executable).parent / "leukml"
 RECIPES = {

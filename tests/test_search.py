@@ -11,12 +11,12 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-import leukml.search
-import leukml.training
-from leukml.config import TrainConfig
-from leukml.runs import tracked_search
-from leukml.search import SearchConfig, incomplete_cells
-from leukml.sinks import FanoutSink
+import leukml.experiments.search
+import leukml.training.trainer
+from leukml.experiments.search import SearchConfig, incomplete_cells
+from leukml.tracking.runs import tracked_search
+from leukml.training.config import TrainConfig
+from leukml.training.sinks import FanoutSink
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,13 +143,13 @@ class _ValAccuracy(FanoutSink):
 def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
     # The median pruner (2 startup trials) must prune trials 2 and 3: their validation accuracy at
     # the first milestone (0.0) is below the first two trials' (1.0), whatever the tiny data gives.
-    real_fit, trainings = leukml.training.fit, []
+    real_fit, trainings = leukml.training.trainer.fit, []
 
     def fit_later_trials_worse(network, prepared, config, sink, *args):
         trainings.append(config)
         return real_fit(network, prepared, config, _ValAccuracy(sink, float(len(trainings) <= 2)), *args)
 
-    monkeypatch.setattr(leukml.training, "fit", fit_later_trials_worse)
+    monkeypatch.setattr(leukml.training.trainer, "fit", fit_later_trials_worse)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = TrainConfig.of(
         data_dir=str(tiny_data),
@@ -196,14 +196,14 @@ def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
 
 
 def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monkeypatch):
-    real_fit = leukml.training.fit
+    real_fit = leukml.training.trainer.fit
 
     def fit_failing_for_rmsprop(network, prepared, config, *args):
         if config.optimizer == "rmsprop":
             raise RuntimeError("simulated training failure")
         return real_fit(network, prepared, config, *args)
 
-    monkeypatch.setattr(leukml.training, "fit", fit_failing_for_rmsprop)
+    monkeypatch.setattr(leukml.training.trainer, "fit", fit_failing_for_rmsprop)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     search = SearchConfig(base=base, archs=("vgg16",), storage=f"sqlite:///{tmp_path / 'o.db'}")
@@ -236,7 +236,7 @@ def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_foreve
 ):
     # Optuna refuses a parameter whose choices differ from the study's: the trial fails while
     # suggesting, with only some params. Its cell is taken all the same, and the worker ends.
-    real_claim, claims = leukml.search._claim, []
+    real_claim, claims = leukml.experiments.search._claim, []
 
     def claim(study, search):
         claims.append(search.optimizers)
@@ -244,7 +244,7 @@ def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_foreve
             raise RuntimeError(f"the worker claims its cells again and again: {claims}")
         return real_claim(study, search)
 
-    monkeypatch.setattr(leukml.search, "_claim", claim)
+    monkeypatch.setattr(leukml.experiments.search, "_claim", claim)
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     first = SearchConfig(base=base, archs=("vgg16",), optimizers=("adam",), storage=storage, study_name="g")

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from leukml.archs import ModelConfig
-from leukml.augment import dihedral
-from leukml.models import build_network
-from leukml.serving import SERVE_BATCH, CellClassifier
+from leukml.data.augment import TestTime, dihedral
+from leukml.model.archs import ModelConfig
+from leukml.model.networks import build_network
+from leukml.serving.pyfunc import SERVE_BATCH, CellClassifier
 
 
 def test_predict_in_chunks_equals_one_keras_predict():
@@ -20,7 +20,7 @@ def test_predict_in_chunks_equals_one_keras_predict():
     net = build_network(ModelConfig(arch="vgg16", weights="none", image_size=32))
     classifier = CellClassifier()
     classifier.model, classifier.size, classifier.version = net.model, 32, "7"
-    classifier.max_bytes, classifier.tta = 1 << 20, "none"
+    classifier.max_bytes, classifier.tta = 1 << 20, TestTime("none")
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (SERVE_BATCH + 5, 32, 32, 3), dtype=np.uint8)
     files = []
@@ -34,7 +34,9 @@ def test_predict_in_chunks_equals_one_keras_predict():
     np.testing.assert_allclose(out["p_all"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
     assert list(out["label"]) == ["ALL" if p > 0.5 else "hem" for p in expected]
 
-    classifier.tta = "dihedral"  # promote --tta dihedral: the mean over the 8 variants, chunk by chunk
+    classifier.tta = TestTime(
+        "dihedral"
+    )  # promote --tta dihedral: the mean over the 8 variants, chunk by chunk
     averaged = classifier.predict(None, pd.DataFrame({"image": files}))
     turns = [
         np.asarray(net.model.predict(dihedral(pixels, v).astype(np.float32), verbose=0))[:, 1]

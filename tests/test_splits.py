@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from leukml.discovery import Record, discover
-from leukml.splits import SplitConfig, manifest, split_records
+from leukml.data.discovery import Record, discover
+from leukml.data.splits import SplitConfig, manifest, split_records
 
 
 def _subjects(records, idx):

@@ -17,9 +17,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from leukml.discovery import discover
-from leukml.studyfigures import FIGURES, study_figures
-from leukml.tracking_uri import LOCAL_UI, serve_command, ui_link
+from leukml.data.discovery import discover
+from leukml.experiments.figures import FIGURES, study_figures
+from leukml.tracking.uri import LOCAL_UI, serve_command, ui_link
 
 LEUKML = Path(sys.executable).parent / "leukml"
 STUDY = "tiny-study"
@@ -215,7 +215,7 @@ def test_study_choice_refused_in_one_line(study, args, expected):
 
 @pytest.mark.slow
 def test_promote_refuses_an_unknown_study(study):
-    from leukml import registry
+    from leukml.serving import registry
 
     with pytest.raises(ValueError, match="study 'no-such-study' has no search run in experiment 'leukml'"):
         registry.best_run(MlflowClient(study.uri), "leukml", "val_accuracy", None, None, "no-such-study")

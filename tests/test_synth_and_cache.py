@@ -4,10 +4,10 @@ import contextlib
 
 import numpy as np
 
-import leukml.imagecache as imagecache
-from leukml.discovery import discover
-from leukml.imagecache import load_images
-from leukml.synth import SynthConfig, write_synthetic
+import leukml.data.imagecache as imagecache
+from leukml.data.discovery import discover
+from leukml.data.imagecache import load_images
+from leukml.data.synth import SynthConfig, write_synthetic
 
 
 def test_synthetic_is_deterministic_and_real_layout(tmp_path):

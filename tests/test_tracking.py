@@ -16,13 +16,16 @@ from click.testing import CliRunner
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-import leukml.tracking
-import leukml.training
+import leukml.tracking.recovery
+import leukml.tracking.sink
+import leukml.tracking.writer
+import leukml.training.prepared
+import leukml.training.trainer
 from leukml import CLASS_NAMES
 from leukml.cli import main
-from leukml.config import TrainConfig
-from leukml.runs import tracked_train
-from leukml.sinks import ConsoleSink, NullSink
+from leukml.tracking.runs import tracked_train
+from leukml.training.config import TrainConfig
+from leukml.training.sinks import ConsoleSink, NullSink
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -152,7 +155,7 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
 
 
 def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
-    """MLflow's own serving-input check is off (leukml.tracking._KerasFlavor), so this is it: the
+    """MLflow's own serving-input check is off (leukml.tracking.writer._KerasFlavor), so this is it: the
     example and signature that were logged load back and predict through pyfunc."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(
@@ -217,7 +220,7 @@ def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, mo
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     made = []
 
-    class RecordedSink(leukml.tracking.MlflowSink):
+    class RecordedSink(leukml.tracking.sink.MlflowSink):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             made.append(self.flush_s)
@@ -230,7 +233,7 @@ def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, mo
                     assert time.monotonic() < deadline, "epoch 1's metrics never reached the store"
                     time.sleep(0.05)
 
-    monkeypatch.setattr(leukml.tracking, "MlflowSink", RecordedSink)
+    monkeypatch.setattr(leukml.tracking.sink, "MlflowSink", RecordedSink)
     monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "0")
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
     tracked_train(config, tracking_uri=uri, observer=WaitForEpoch1())
@@ -240,17 +243,17 @@ def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, mo
         tracked_train(config, tracking_uri=uri)
     _only_run(uri)  # the refused one made no run
     monkeypatch.delenv("LEUKML_METRIC_FLUSH_S")
-    assert leukml.tracking.metric_flush_s() == leukml.tracking.METRIC_FLUSH_S
+    assert leukml.tracking.sink.metric_flush_s() == leukml.tracking.sink.METRIC_FLUSH_S
 
 
 def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
     """A figure that cannot be uploaded (background thread) is an error of the run, not lost."""
-    import leukml.plots
+    import leukml.analysis.plots
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(leukml.plots, "curves_figure", broken)
+    monkeypatch.setattr(leukml.analysis.plots, "curves_figure", broken)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     with pytest.raises(OSError, match="disk full"):
@@ -264,7 +267,7 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(leukml.training, "fit", interrupt)
+    monkeypatch.setattr(leukml.training.trainer, "fit", interrupt)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     with pytest.raises(KeyboardInterrupt):
@@ -278,7 +281,7 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
 def test_jax_backend_training(tmp_path, tiny_data, child_env):
     env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", KERAS_BACKEND="jax")
     core = (
-        "import sys, leukml.training, leukml.models, leukml.imagecache; "
+        "import sys, leukml.training.trainer, leukml.model.networks, leukml.data.imagecache; "
         "bad = {'tensorflow', 'mlflow'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", core], env=env, check=True, timeout=120)
@@ -343,9 +346,9 @@ def test_short_training_on_the_real_sample(tmp_path, real_sample):
 def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, capsys):
     """A test split with one class trains (it used to crash or silently drop test_auc): tagged,
     warned about, AUC logged as NaN, and report and promote read the run without breaking."""
-    from leukml.registry import promote
-    from leukml.report import write_report
-    from leukml.runreader import fetch_runs
+    from leukml.analysis.report import write_report
+    from leukml.serving.registry import promote
+    from leukml.tracking.reader import fetch_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(
@@ -368,15 +371,15 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
 def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monkeypatch):
     """Whatever the options asked for, a split without validation images means validation on
     test: the run's tag, its curves and the search's objective all say so (one definition)."""
-    from leukml.runs import tracked_search
-    from leukml.search import SearchConfig
+    from leukml.experiments.search import SearchConfig
+    from leukml.tracking.runs import tracked_search
 
-    real = leukml.training.split_records
+    real = leukml.training.prepared.split_records
 
     def no_val(records, config):
         return dataclasses.replace(real(records, config), val=np.array([], dtype=np.int64))
 
-    monkeypatch.setattr(leukml.training, "split_records", no_val)
+    monkeypatch.setattr(leukml.training.prepared, "split_records", no_val)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, val_fraction=0.2
@@ -447,7 +450,7 @@ def test_a_study_link_written_by_two_workers_at_once_is_retried_not_fatal(tmp_pa
 
     monkeypatch.setattr(MlflowClient, "set_tag", collide_once)
     with mlflow.start_run(tags={"study_name": "s", "leukml_search": "true"}) as run:
-        assert leukml.tracking.link_study_parents("s") == [run.info.run_id]
+        assert leukml.tracking.recovery.link_study_parents("s") == [run.info.run_id]
     assert MlflowClient().get_run(run.info.run_id).data.tags["study_parent_runs"] == run.info.run_id
 
     def always(self, *args, **kwargs):
@@ -455,4 +458,4 @@ def test_a_study_link_written_by_two_workers_at_once_is_retried_not_fatal(tmp_pa
 
     monkeypatch.setattr(MlflowClient, "set_tag", always)
     with mlflow.start_run(tags={"study_name": "t", "leukml_search": "true"}):
-        leukml.tracking.link_study_parents("t")  # no exception: the search goes on
+        leukml.tracking.recovery.link_study_parents("t")  # no exception: the search goes on

@@ -5,12 +5,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from leukml.bases import BaseCache
-from leukml.config import TrainConfig
-from leukml.inputs import FeatureSource, ImageSource, feature_source
-from leukml.models import build_network
-from leukml.sinks import NullSink
-from leukml.training import extract_features, fit, prepare_data, train
+from leukml.model.networks import build_network
+from leukml.training.bases import BaseCache
+from leukml.training.config import TrainConfig
+from leukml.training.features import feature_source
+from leukml.training.sinks import NullSink
+from leukml.training.sources import FeatureSource, ImageSource
+from leukml.training.trainer import extract_features, fit, prepare_data, train
 
 
 def test_milestones_default_to_the_papers_and_the_last_epoch():

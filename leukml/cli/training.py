@@ -1,0 +1,145 @@
+"""The commands that train: `leukml train`, `search`, `cv` and `protocols`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from leukml.cli.options import (
+    SEARCHED,
+    _check_resume_alone,
+    _console,
+    _train_options,
+    config_options,
+    friendly_errors,
+    train_options,
+)
+from leukml.common.console import import_backend
+from leukml.experiments.config import SearchConfig
+from leukml.experiments.protocols import PROTOCOLS_SETS, SPLIT_OPTIONS, CvConfig, cv_lines
+from leukml.training.config import TrainConfig
+
+
+@click.command()
+@train_options
+@click.option(
+    "--resume",
+    default="",
+    metavar="RUN_ID",
+    help="Continue this FAILED or KILLED run from its last checkpoint, in the same run, with its own "
+    "options (give no training option).",
+)
+@friendly_errors
+def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
+    """Train one architecture x optimizer, tracked in MLflow."""
+    if resume:
+        _check_resume_alone()
+    import_backend()
+    from leukml.tracking.runs import tracked_resume, tracked_train
+
+    if resume:
+        # the run's own options; its epochs are known once the checkpoint is read
+        run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0))
+    else:
+        config = TrainConfig.of(**_train_options(**options))
+        run_id, result = tracked_train(
+            config, experiment=experiment, tracking_uri=tracking_uri or None, observer=_console(config.epochs)
+        )
+    click.echo(f"run {run_id} finished")
+    click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  {'f1':>5}")
+    for epoch, m in result.milestones.items():
+        click.echo(
+            f"{epoch:>5}  {result.history['train_accuracy'][epoch - 1]:>9.4f}  "
+            f"{m['test_accuracy']:>8.4f}  {m['test_precision']:>9.4f}  "
+            f"{m['test_recall']:>6.4f}  {m['test_f1']:>5.4f}"
+        )
+    from leukml.tracking.writer import ui_link_of
+
+    click.echo("\n".join(ui_link_of(run_id).lines("this run in the MLflow UI")))
+
+
+@click.command()
+@config_options(SearchConfig)
+@train_options(skip=SEARCHED)
+@friendly_errors
+def search(
+    mode: str,
+    archs: str,
+    optimizers: str,
+    trials: int,
+    storage: str,
+    study_name: str,
+    pruner: str,
+    heartbeat: int,
+    experiment: str,
+    tracking_uri: str,
+    **options,
+) -> None:
+    """Run the paper's grid or a wider search; each trial is a nested MLflow run."""
+    import_backend()
+    from leukml.experiments.search import incomplete_cells
+
+    own = {"mode": mode, "archs": archs, "optimizers": optimizers, "trials": trials, "storage": storage}
+    own |= {"study_name": study_name, "pruner": pruner, "heartbeat": heartbeat}
+    config = SearchConfig.of(base=_train_options(**options), **own)
+    from leukml.tracking.runs import tracked_search
+
+    parent, study = tracked_search(
+        config, experiment=experiment, tracking_uri=tracking_uri or None, console=_console(config.base.epochs)
+    )
+    click.echo(f"study {study.study_name}: {len(study.trials)} trials; parent run {parent}")
+    if any(t.state.name == "COMPLETE" for t in study.trials):
+        click.echo(f"best {study.best_value:.4f} with {study.best_params}")
+    from leukml.tracking.writer import ui_link_of
+
+    click.echo("\n".join(ui_link_of(parent, table=True).lines("the runs in the MLflow UI")))
+    if mode == "grid" and (gaps := incomplete_cells(study, config)):
+        raise click.ClickException(
+            "grid incomplete, no COMPLETE trial for: " + ", ".join(f"{a}+{o}" for a, o in gaps)
+        )
+
+
+@click.command()
+@config_options(CvConfig)
+@train_options(skip=SPLIT_OPTIONS)
+@friendly_errors
+def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
+    """Cross-validate one training by subject: each fold a nested run, mean and std on the parent."""
+    import_backend()
+    config = CvConfig.of(base=_train_options(**options), folds=folds)
+    from leukml.tracking.runs import tracked_cv
+
+    parent, done, summary = tracked_cv(
+        config, experiment=experiment, tracking_uri=tracking_uri or None, console=_console(config.base.epochs)
+    )
+    last = config.base.milestones[-1]
+    click.echo(f"cv parent run {parent}: {len(done)} folds, test metrics at epoch {last}")
+    folds = [(t.key, t.run_id, t.result.milestones.get(last, {})) for t in done]  # stopped early: {}
+    click.echo("\n".join(cv_lines(folds, summary, last)))
+    from leukml.tracking.writer import ui_link_of
+
+    click.echo("\n".join(ui_link_of(parent).lines("the cross-validation in the MLflow UI")))
+
+
+@click.command()
+@train_options(skip=PROTOCOLS_SETS)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
+)
+@friendly_errors
+def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
+    """Train one configuration under the image, subject and official splits, then report the gap."""
+    import_backend()
+    config = TrainConfig.of(**_train_options(**options))
+    from leukml.tracking.runs import tracked_protocols_report
+    from leukml.tracking.writer import ui_link_of
+
+    console = _console(config.epochs)
+    parent, lines, path = tracked_protocols_report(config, out, experiment, tracking_uri or None, console)
+    click.echo("\n".join(lines))
+    click.echo(f"wrote {path} and {out / 'report.html'}")
+    click.echo("\n".join(ui_link_of(parent).lines("the comparison in the MLflow UI")))
+
+
+COMMANDS = (train, search, cv, protocols)

@@ -1,0 +1,313 @@
+"""Promotion to the MLflow model registry: best run -> registered image classifier + aliases."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like, which_test_set
+from leukml.common.runtime import backend_requirements
+from leukml.data.augment import TestTime
+from leukml.data.images import decode_image
+from leukml.model.gradcam import explain_image
+from leukml.serving.pyfunc import SIGNATURE, CellClassifier, encode_file
+from leukml.tracking.reader import find_experiment, is_training, search_filter
+from leukml.tracking.uri import resolve_tracking_uri
+
+DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion", "previous"
+SELECTION_ON_TEST_HELP = (
+    "its runs chose epochs and settings by looking at test-split accuracy (the paper's protocol, "
+    "no validation split), so that test accuracy is an optimistic estimate; train with "
+    "--val-fraction > 0 and promote on a validation metric, or pass --allow-test-selection"
+)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    version: str
+    run_id: str
+    metric: str
+    value: float
+    created: bool
+    experiment: str
+    ranking: Ranking
+
+    @property
+    def how(self) -> str:
+        """How the run was chosen, for a person: its protocol, test set and rivals."""
+        r = self.ranking
+        where = (
+            "across protocols and test sets" if r.protocol == MIXED else f"under the {r.protocol} protocol"
+        )
+        test = "" if r.protocol == MIXED else f", test set {r.test_set}"
+        return f"best of {len(r.runs)} run(s) {where}{test} ({r.chosen_by})"
+
+
+def best_run(
+    client: MlflowClient,
+    experiment: str | None,
+    metric: str,
+    arch: str | None,
+    parent_run: str | None,
+    study_name: str | None = None,
+    protocol: str = "auto",
+):
+    """The FINISHED training run with the highest ``metric`` (its last value) of an experiment, of
+    one search (``parent_run``) or of every worker's search of a study (``study_name``), ranked
+    only among runs of one protocol and one test set (``comparison.rank_like_with_like``); and the
+    experiment, and the ranking.
+
+    Raises:
+        ValueError: unknown experiment or study, no matching run, every value NaN, a protocol
+            without runs or whose runs were tested on different test sets.
+    """
+    exp = find_experiment(client, experiment)
+    query = "attributes.status = 'FINISHED'"
+    if arch:
+        query += f" and params.arch = '{arch}'"
+    query += search_filter(client, exp.name, exp.experiment_id, parent_run, study_name)
+    runs = {
+        r.info.run_id: r
+        for r in client.search_runs([exp.experiment_id], query, order_by=[f"metrics.`{metric}` DESC"])
+        if metric in r.data.metrics and is_training(r.data.tags, r.data.params)
+    }
+    if not runs:
+        raise ValueError(
+            f"no finished run with metric {metric!r}"
+            + (f" and arch={arch}" if arch else "")
+            + (f" in study {study_name!r}" if study_name else "")
+            + f" in experiment {exp.name!r}; train one first"
+        )
+    values = {i: r.data.metrics[metric] for i, r in runs.items()}
+    if all(np.isnan(v) for v in values.values()):
+        raise ValueError(
+            f"every matching run's {metric!r} is NaN (undefined: test_auc on a test split with one "
+            f"class, tagged test_one_class=true); promote on another --metric"
+        )
+    candidates = [
+        Candidate(
+            i,
+            r.data.params.get("split") or r.data.tags.get("split_protocol", "?"),
+            which_test_set(r.data.tags, r.data.params),
+            values[i],
+        )
+        for i, r in runs.items()
+        if not np.isnan(values[i])
+    ]
+    ranking = rank_like_with_like(candidates, protocol)
+    return runs[ranking.runs[0].run_id], exp, ranking
+
+
+def _keras_model_uri(client: MlflowClient, run, experiment_id: str) -> str:
+    models = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    keras_models = [m for m in models if m.name == "model"]
+    if not keras_models:
+        raise ValueError(
+            f"best run {run.info.run_id} has no logged model 'model'; it cannot be "
+            f"promoted (was it trained with leukml train?)"
+        )
+    return f"models:/{keras_models[0].model_id}"
+
+
+def _gradcam_grid(model, run, client: MlflowClient, per_class: int, out: Path) -> Path | None:
+    """A grid of Grad-CAM overlays, one row per class (ALL, then hem), from the run's test split;
+    None when the run's data is not reachable from here."""
+    try:
+        manifest = json.loads(
+            Path(client.download_artifacts(run.info.run_id, "split_manifest.json", str(out))).read_text()
+        )
+    except Exception:
+        return None
+    root, size = Path(manifest["data_dir"]), int(model.input_shape[1])
+    rows = []
+    for name in ("all", "hem"):
+        paths = [root / p for p in manifest["test"] if f"/{name}/" in f"/{p.lower()}"]
+        tiles = [explain_image(model, decode_image(p, size))[0] for p in paths[:per_class] if p.is_file()]
+        if tiles:
+            tiles += [np.zeros_like(tiles[0])] * (per_class - len(tiles))
+            rows.append(np.concatenate(tiles, axis=1))
+    if not rows:
+        return None
+    path = out / "gradcam_grid.png"
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
+def _existing_version(client: MlflowClient, name: str, run_id: str, tta: str):
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except Exception:
+        return None
+    return next(
+        (v for v in versions if v.tags.get("run_id") == run_id and v.tags.get("tta", "none") == tta), None
+    )
+
+
+def _next_version(client: MlflowClient, name: str) -> str:
+    versions = client.search_model_versions(f"name = '{name}'")
+    return str(max((int(v.version) for v in versions), default=0) + 1)
+
+
+PROMOTION_TAG = "leukml_promotion"  # a promotion's own run: the registered classifier lives there
+REGISTERED_TAG = "registered_versions"  # on the source run: "name/version" of each promotion of it
+
+
+def _log_classifier(
+    client: MlflowClient, run, keras_uri: str, version: str, gradcam_per_class: int, tta: str, name: str
+) -> str:
+    """Log the image-taking pyfunc in a promotion run of its own (tag ``leukml_promotion``,
+    ``source_run_id``: the training run), beside the training run in its experiment: the training
+    run keeps its params, models and end time. Returns the model's URI."""
+    model = mlflow.keras.load_model(keras_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        keras_path = folder / "model.keras"
+        model.save(keras_path)
+        artifacts = {"keras_model": str(keras_path)}
+        grid = _gradcam_grid(model, run, client, gradcam_per_class, folder)
+        if grid is not None:
+            artifacts["gradcam_grid"] = str(grid)
+        sample = np.zeros((model.input_shape[1],) * 2 + (3,), np.uint8)
+        Image.fromarray(sample).save(folder / "example.png")
+        example = pd.DataFrame({"image": [encode_file(folder / "example.png")]})
+        tags = {PROMOTION_TAG: "true", "source_run_id": run.info.run_id, "registered_model": name}
+        promotion = client.create_run(
+            run.info.experiment_id, tags=tags, run_name=f"promote-{name}-v{version}"
+        ).info.run_id
+        # the promotion run's experiment: MLflow refuses to continue a run of another one than the active
+        mlflow.set_experiment(experiment_id=run.info.experiment_id)
+        with mlflow.start_run(run_id=promotion, nested=mlflow.active_run() is not None):
+            info = mlflow.pyfunc.log_model(
+                name=f"classifier-tta-{tta}" if TestTime(tta).averages else "classifier",
+                python_model=CellClassifier(),
+                artifacts=artifacts,
+                signature=SIGNATURE,
+                input_example=example,
+                model_config={"model_version": version, "tta": tta},
+                code_paths=[str(Path(__file__).parent)],
+                pip_requirements=backend_requirements() + ["pillow", "pandas"],
+            )
+    return info.model_uri
+
+
+def promote(
+    experiment: str | None = None,
+    metric: str = "test_accuracy",
+    arch: str | None = "vgg16",
+    name: str = DEFAULT_NAME,
+    alias: str = DEFAULT_ALIAS,
+    parent_run: str | None = None,
+    allow_test_selection: bool = False,
+    tracking_uri: str | None = None,
+    gradcam_per_class: int = 3,
+    study_name: str | None = None,
+    tta: str = "none",
+    protocol: str = "auto",
+) -> Promotion:
+    """Register the best run's model as an image classifier and point ``alias`` at it. The runs
+    are those of ``experiment`` (``find_experiment``), of one search (``parent_run``) or of a
+    study's every search (``study_name``), ranked within one protocol and test set (``best_run``).
+
+    Idempotent: promoting the same run (with the same ``tta``) again reuses its version. The former
+    holder of ``alias`` keeps the alias ``previous``. ``tta="dihedral"``: the registered classifier
+    averages each image's 8 dihedral variants (tagged ``tta`` on the version). The training run is
+    left as it ran, but for one tag naming its registered versions.
+
+    Raises:
+        ValueError: no matching run, unknown study, no logged model, runs that do not compare, or
+            test-set selection without consent.
+    """
+    TestTime(tta)  # an unknown one is refused here, naming the choices
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    run, exp, ranking = best_run(client, experiment, metric, arch, parent_run, study_name, protocol)
+    value = float(run.data.metrics[metric])
+    if run.data.tags.get("selection_on_test") == "true" and not allow_test_selection:
+        raise ValueError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")
+    keras_uri = _keras_model_uri(client, run, exp.experiment_id)
+    existing = _existing_version(client, name, run.info.run_id, tta)
+    created = existing is None
+    if created:
+        existing = _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tta, ranking)
+    _move_alias(client, name, alias, existing.version)
+    return Promotion(name, str(existing.version), run.info.run_id, metric, value, created, exp.name, ranking)
+
+
+def _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tta, ranking: Ranking):
+    """A new version of ``name`` for ``run``'s model, tagged with where it came from and how it
+    was chosen; the source run gets one tag naming it."""
+    with contextlib.suppress(MlflowException):  # already registered
+        client.create_registered_model(name)
+    expected = _next_version(client, name)
+    model_uri = _log_classifier(client, run, keras_uri, expected, gradcam_per_class, tta, name)
+    tags = {
+        "run_id": run.info.run_id,
+        "metric": metric,
+        "metric_value": str(value),
+        "arch": run.data.params.get("arch", "?"),
+        "dataset_fingerprint": run.data.tags.get("dataset_fingerprint", "?"),
+        "split_protocol": run.data.tags.get("split_protocol", "?"),
+        "selection_on_test": run.data.tags.get("selection_on_test", "?"),
+        "tta": tta,
+        # what it was ranked against: one protocol and one test set (or, when asked, a mix)
+        "ranked_protocol": ranking.protocol,
+        "ranked_test_set": ranking.test_set,
+        "ranked_runs": str(len(ranking.runs)),
+        "n_test": run.data.tags.get("n_test", "?"),
+    }
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    if str(version.version) != expected:  # another promotion raced us
+        raise ValueError(
+            f"registered version {version.version} but the model reports {expected}; promote again"
+        )
+    before = client.get_run(run.info.run_id).data.tags.get(REGISTERED_TAG)
+    entry = f"{name}/{version.version}"
+    client.set_tag(run.info.run_id, REGISTERED_TAG, f"{before},{entry}" if before else entry)
+    return version
+
+
+def _move_alias(client: MlflowClient, name: str, alias: str, version: str | int) -> None:
+    version = str(version)  # the registry answers ints or strings depending on the store
+    try:
+        current = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        current = None
+    if current is not None and current != version:
+        client.set_registered_model_alias(name, PREVIOUS_ALIAS, current)
+    client.set_registered_model_alias(name, alias, version)
+
+
+def rollback(
+    name: str = DEFAULT_NAME, alias: str = DEFAULT_ALIAS, tracking_uri: str | None = None
+) -> tuple[str, str]:
+    """Swap ``alias`` and ``previous``; returns (new holder of alias, new previous).
+
+    Raises:
+        ValueError: there is no ``previous`` version to roll back to.
+    """
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    try:
+        previous = str(client.get_model_version_by_alias(name, PREVIOUS_ALIAS).version)
+        current = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        raise ValueError(
+            f"model {name!r} has no '{PREVIOUS_ALIAS}' and '{alias}' versions to "
+            f"swap; promote twice before rolling back"
+        ) from None
+    client.set_registered_model_alias(name, alias, previous)
+    client.set_registered_model_alias(name, PREVIOUS_ALIAS, current)
+    return previous, current

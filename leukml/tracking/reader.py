@@ -1,0 +1,175 @@
+"""Reading tracked runs back: the finished trainings a report is built from, and logged models."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from leukml.analysis.records import RunRecord
+from leukml.tracking.uri import resolve_tracking_uri, shown_uri
+
+REPORT_METRICS = (
+    "train_accuracy",
+    "test_accuracy",
+    "test_recall_macro",
+    "test_precision_macro",
+    "test_f1_macro",
+    "test_recall",
+    "test_precision",
+    "test_f1",
+    "test_f1_weighted",
+    "test_balanced_accuracy",
+    "test_sensitivity",
+    "test_specificity",
+    "test_auc",
+    "test_tp",
+    "test_tn",
+    "test_fp",
+    "test_fn",
+)
+
+
+# runs that are no training: a search's, a cross-validation's or a protocols call's parent run and
+# a promotion's run. Under `mlflow run` a parent also holds every training option as a param.
+NOT_TRAINING_TAGS = ("leukml_search", "leukml_cv", "leukml_protocols", "leukml_promotion")
+
+
+def is_training(tags: dict[str, str], params: dict[str, str]) -> bool:
+    """Whether a run is one training (its params are one configuration), not a parent or a
+    promotion."""
+    return "arch" in params and not any(tags.get(t) == "true" for t in NOT_TRAINING_TAGS)
+
+
+def find_experiment(client: MlflowClient, experiment: str | None):
+    """The experiment to read: ``experiment``, else ``$MLFLOW_EXPERIMENT_NAME`` or
+    ``$MLFLOW_EXPERIMENT_ID`` (as MLflow follows them), else the one experiment that holds leukml
+    training runs (``mlflow run .`` without ``--experiment-name`` puts them in Default).
+
+    Raises:
+        ValueError: an experiment that does not exist; none or several holding leukml's runs.
+    """
+    where = shown_uri(client.tracking_uri)
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if name:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise ValueError(
+                f"experiment {name!r} not found in {where}; pass --experiment with an existing name "
+                "(or --tracking-uri)"
+            )
+        return found
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return client.get_experiment(os.environ["MLFLOW_EXPERIMENT_ID"])
+    holding = [
+        e
+        for e in client.search_experiments()
+        if client.search_runs([e.experiment_id], "tags.split_protocol LIKE '%'", max_results=1)
+    ]
+    if len(holding) == 1:
+        return holding[0]
+    if not holding:
+        raise ValueError(f"no leukml training run in {where}; train first (leukml train, or mlflow run .)")
+    names = ", ".join(sorted(repr(e.name) for e in holding))
+    raise ValueError(
+        f"leukml training runs are in {len(holding)} experiments of {where} ({names}); choose one with "
+        "--experiment NAME (or set MLFLOW_EXPERIMENT_NAME)"
+    )
+
+
+def search_filter(
+    client: MlflowClient, experiment: str, experiment_id: str, parent_run: str | None, study_name: str | None
+) -> str:
+    """The filter clause (`` and ...``, or nothing) that keeps the trial runs of one search's parent
+    run, or of a whole study: every worker's parent runs.
+
+    Raises:
+        ValueError: both given, or a study without a search run in the experiment.
+    """
+    if parent_run and study_name:
+        raise ValueError(
+            f"--parent-run {parent_run} and --study-name {study_name} both choose the runs; give one "
+            "(--study-name takes every worker's search of the study)"
+        )
+    if parent_run:
+        return f" and tags.mlflow.parentRunId = '{parent_run}'"
+    if not study_name:
+        return ""
+    if not study_parent_runs(client, experiment_id, study_name):
+        raise ValueError(
+            f"study {study_name!r} has no search run in experiment {experiment!r}; check the name "
+            "(`leukml search` prints it; `optuna studies --storage URL` lists a storage's studies) "
+            "or pass the --experiment (and --tracking-uri) it was searched in"
+        )
+    return f" and tags.study_name = {filter_string(study_name)} and tags.trial_number != ''"
+
+
+def fetch_runs(
+    experiment: str | None,
+    parent_run: str | None = None,
+    tracking_uri: str | None = None,
+    study_name: str | None = None,
+) -> list[RunRecord]:
+    """The FINISHED training runs of an experiment, of one search (``parent_run``) or of every
+    worker's search of a study (``study_name``), newest first; parent runs and promotions are
+    left out (``is_training``).
+
+    Raises:
+        ValueError: unknown experiment or study; both ``parent_run`` and ``study_name``.
+    """
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = find_experiment(client, experiment)
+    query = "attributes.status = 'FINISHED' and params.arch != ''"
+    query += search_filter(client, exp.name, exp.experiment_id, parent_run, study_name)
+    runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
+    return [
+        RunRecord(
+            r.info.run_id,
+            dict(r.data.params),
+            dict(r.data.tags),
+            {
+                m: {h.step: h.value for h in client.get_metric_history(r.info.run_id, m)}
+                for m in REPORT_METRICS
+            },
+        )
+        for r in runs
+        if is_training(r.data.tags, r.data.params)
+    ]
+
+
+def experiment_name(experiment: str | None, tracking_uri: str | None = None) -> str:
+    """The name of the experiment a reader reads (``find_experiment``)."""
+    return find_experiment(MlflowClient(resolve_tracking_uri(tracking_uri)), experiment).name
+
+
+def study_parent_ids(experiment: str, study_name: str, tracking_uri: str | None = None) -> list[str]:
+    """The ids of a study's search parent runs in an experiment (one per worker), oldest first."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    return [r.info.run_id for r in study_parent_runs(client, exp.experiment_id, study_name)] if exp else []
+
+
+def load_keras_model(model_uri: str) -> keras.Model:
+    """The Keras model behind a URI: a leukml image classifier (pyfunc) or a logged Keras model."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:  # not a python model: the keras flavor itself
+        return mlflow.keras.load_model(model_uri)
+    return inner.model
+
+
+def study_parent_runs(client: MlflowClient, experiment_id: str, study_name: str) -> list:
+    """The search parent runs of a study in an experiment (one per worker), oldest first."""
+    return client.search_runs(
+        [experiment_id],
+        f"tags.study_name = {filter_string(study_name)} and tags.leukml_search = 'true'",
+        order_by=["attributes.start_time ASC"],
+    )
+
+
+def filter_string(value: str) -> str:
+    """A value quoted for an MLflow search filter (which reads no backslash escapes)."""
+    return f'"{value}"' if "'" in value else f"'{value}'"

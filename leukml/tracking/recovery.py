@@ -1,0 +1,130 @@
+"""Runs that outlived their process, and studies run by several workers: a dead worker's trial run
+marked FAILED, a failed run found again and continued from its checkpoint, the search parents of a
+study linked to each other."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from leukml.tracking.reader import study_parent_runs
+from leukml.tracking.sink import CHECKPOINT_PATH
+from leukml.tracking.uri import resolve_tracking_uri
+from leukml.training.config import TrainConfig
+
+STUDY_PARENT_RUNS = "study_parent_runs"  # tag: every search parent run of the same study, comma-separated
+
+
+def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> list[str]:
+    """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is
+    retried; returns the ids of the runs marked."""
+    client, marked = MlflowClient(), []
+    experiment_id = mlflow.active_run().info.experiment_id
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}' "
+            "and attributes.status = 'RUNNING'"
+        ),
+    ):
+        client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
+        client.set_terminated(run.info.run_id, "FAILED")
+        marked.append(run.info.run_id)
+    return marked
+
+
+def checkpointed_run(run_ids: list[str], config: TrainConfig) -> str | None:
+    """The newest of ``run_ids`` that saved a checkpoint of the training ``config`` describes (the
+    same options), or None: a retried trial continues there instead of starting again."""
+    client = MlflowClient()
+    runs = sorted((client.get_run(r) for r in run_ids), key=lambda r: r.info.start_time, reverse=True)
+    for run in runs:
+        if "checkpoint_epoch" not in run.data.tags:
+            continue
+        logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config.json")
+        if TrainConfig.from_params(logged).as_dict() == config.as_dict():
+            return run.info.run_id
+    return None
+
+
+def link_study_parents(study_name: str) -> list[str]:
+    """Tag every search parent run of the study in the active run's experiment with all their ids
+    (``study_parent_runs``), so each worker's parent leads to the others; returns the ids.
+
+    Called when a search parent starts and when it ends: workers starting at the same moment may
+    not see each other at the start, the last one to end sees everybody.
+    """
+    client = MlflowClient()
+    experiment_id = mlflow.active_run().info.experiment_id
+    ids = [r.info.run_id for r in study_parent_runs(client, experiment_id, study_name)]
+    text = ",".join(ids)
+    for run_id in ids:
+        _set_tag_racing(client, run_id, STUDY_PARENT_RUNS, text)
+    return ids
+
+
+def _set_tag_racing(client: MlflowClient, run_id: str, key: str, value: str, tries: int = 5) -> None:
+    """``set_tag`` where other workers may set the same tag of the same run at the same moment: on
+    PostgreSQL two first writes of a tag collide (unique violation, HTTP 400), and the loser only has
+    to write again. A link that still cannot be written is skipped: it must not fail a search."""
+    for attempt in range(tries):
+        try:
+            client.set_tag(run_id, key, value)
+            return
+        except mlflow.exceptions.MlflowException:
+            time.sleep(0.1 * (attempt + 1))
+
+
+RESUMABLE = ("FAILED", "KILLED")
+
+
+def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[TrainConfig, str, Path]:
+    """(config, experiment name, checkpoint folder) of a FAILED or KILLED training run, its last
+    checkpoint downloaded into ``folder``.
+
+    Raises:
+        ValueError: no such run, a run that is not a failed training, or one without a checkpoint.
+    """
+    if tracking_uri is not None or mlflow.active_run() is None:  # a search's trial: its store
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise ValueError(
+            f"--resume {run_id}: no such run on {mlflow.get_tracking_uri()}; check the run id"
+        ) from None
+    status = run.info.status
+    if status not in RESUMABLE:
+        hint = "it is still running (or its worker died: wait until it is marked FAILED)"
+        if status == "FINISHED":
+            hint = "it finished: nothing to resume"
+        raise ValueError(
+            f"--resume {run_id}: the run is {status}; only FAILED or KILLED runs continue ({hint})"
+        )
+    if "checkpoint_epoch" not in run.data.tags:
+        raise ValueError(
+            f"--resume {run_id}: the run saved no checkpoint (it failed before its first, every "
+            f"{run.data.params.get('checkpoint_every', '?')} epochs): train it again"
+        )
+    config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
+    slot = run.data.tags.get("checkpoint_path", CHECKPOINT_PATH)
+    local = client.download_artifacts(run_id, slot, str(folder))
+    experiment = client.get_experiment(run.info.experiment_id).name
+    return config, experiment, Path(local)
+
+
+def start_resumed_run(run_id: str, epoch: int) -> dict[str, set[int]]:
+    """The continued run's tags (``resumed_from_epoch``; the failure's ``error`` tag moved to
+    ``error_before_resume``), and the steps each of its metrics already has."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if "error" in run.data.tags:  # kept as history: why the run had to be continued
+        client.set_tag(run_id, "error_before_resume", run.data.tags["error"])
+        client.delete_tag(run_id, "error")
+    resumes = run.data.tags.get("resumed_from_epoch")
+    mlflow.set_tag("resumed_from_epoch", f"{resumes},{epoch}" if resumes else str(epoch))
+    return {key: {m.step for m in client.get_metric_history(run_id, key)} for key in run.data.metrics}

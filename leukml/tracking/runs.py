@@ -1,0 +1,299 @@
+"""Tracked trainings and searches: training and search, with the MLflow writer as their sink.
+
+The orchestration above both: ``tracked_train`` runs one training inside an MLflow run,
+``tracked_search`` a search inside a parent run with a nested run per trial. What is written lives
+in ``leukml.tracking.writer`` and ``leukml.tracking.sink``; what is trained and searched in
+``leukml.training.trainer`` and ``leukml.experiments.search``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+import tempfile
+from pathlib import Path
+
+from leukml.analysis.report import write_report
+from leukml.data.discovery import discover
+from leukml.data.splits import n_subjects, summarize
+from leukml.data.synth import embedded_dataset
+from leukml.experiments.figures import study_summary
+from leukml.experiments.protocols import CvConfig, compared_protocols, cv_summary, fold_table, protocol_lines
+from leukml.experiments.search import SearchConfig, Study, run_search, search_objective, searched_options
+from leukml.tracking import reader, recovery, writer
+from leukml.tracking import sink as mlflow_sink
+from leukml.tracking.uri import DEFAULT_EXPERIMENT
+from leukml.training import checkpoint
+from leukml.training.bases import BaseCache
+from leukml.training.config import TrainConfig
+from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink
+from leukml.training.trainer import TrainResult, check_split, train
+
+
+def tracked_train(
+    config: TrainConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+    observer: MetricSink | None = None,
+    bases: BaseCache | None = None,
+) -> tuple[str, TrainResult]:
+    """Train with everything logged to MLflow; returns (run id, result).
+
+    Inside ``mlflow run`` the run it created is used; inside an active run (a search), a nested
+    run is made. ``observer`` also receives the metrics (a search's pruning reporter, the
+    console); ``bases``: frozen bases shared with other trainings (a search worker's).
+    """
+    flush_s = mlflow_sink.metric_flush_s()  # a bad value is refused before any run is made
+    writer.connect(experiment, tracking_uri)
+    # runs of one configuration differ in the UI: by split and seed, else by the random suffix
+    name = f"{config.model.arch}-{config.optimizer}-{config.split.method}-s{config.seed}"
+    name += f"-{secrets.token_hex(2)}"
+    with writer.mlflow_run(tags, run_name=name, system_metrics=config.system_metrics) as run:
+        writer.start_training_run(run, config, experiment)
+        with mlflow_sink.MlflowSink(config, run.info.run_id, flush_s) as sink:
+            both = FanoutSink(sink, observer) if observer else sink
+            result = train(config, both, bases, store_checkpoint=sink.log_checkpoint)
+            writer.log_outcome(result, config, sink)
+    return run.info.run_id, result
+
+
+def tracked_resume(
+    run_id: str,
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+    observer: MetricSink | None = None,
+    bases: BaseCache | None = None,
+) -> tuple[str, TrainResult]:
+    """Continue a FAILED or KILLED training run from its last checkpoint, in the same MLflow run,
+    with its own options; returns (run id, result). Every metric ends with each step once: the
+    steps the run logged after its checkpoint are computed again (the same values: the loop goes
+    on exactly) but not sent again."""
+    flush_s = mlflow_sink.metric_flush_s()
+    with tempfile.TemporaryDirectory(prefix="leukml-resume-") as tmp:
+        config, experiment, folder = recovery.resumable(run_id, tracking_uri, Path(tmp))
+        saved = checkpoint.load(folder)
+    writer.connect(experiment, tracking_uri)
+    with writer.mlflow_run(tags, run_id=run_id, system_metrics=config.system_metrics) as run:
+        logged = recovery.start_resumed_run(run_id, saved.epoch)
+        with mlflow_sink.MlflowSink(config, run.info.run_id, flush_s, logged) as sink:
+            both = FanoutSink(sink, observer) if observer else sink
+            result = train(config, both, bases, resume=saved, store_checkpoint=sink.log_checkpoint)
+            writer.log_outcome(result, config, sink)
+    return run.info.run_id, result
+
+
+def tracked_search(
+    search: SearchConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    console: ConsoleSink | None = None,
+) -> tuple[str, Study]:
+    """A search as one parent MLflow run with a nested run per trial; returns (parent id, study).
+
+    The parent logs the options its mode uses and its ``objective``, the study's best params, value
+    and run (``best_run_id``), ``trials.csv`` and Optuna's figures; it is tagged with every parent
+    run of the same study (one per worker).
+    ``console`` also receives every trial's results and the search's progress lines. A split
+    the trials cannot make is refused before any run is made.
+    """
+    check_split(search.base)
+    writer.connect(experiment, tracking_uri)
+    name = search.name
+    search = dataclasses.replace(search, study_name=name)
+    tags = {"study_name": name, "search_mode": search.mode, "leukml_search": "true"}
+    with writer.mlflow_run(tags, run_name=f"search-{name}") as parent:
+        writer.start_search_run(parent, tags, _search_params(search))
+        recovery.link_study_parents(name)  # the other workers' parents of this study, and this one
+
+        def run_trial(config, tags, reporter, bases):
+            observer = FanoutSink(reporter, console) if console else reporter
+            if "retry_of" in tags:  # a dead worker's cell: continue its run from its checkpoint
+                orphans = recovery.fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
+                if (saved := recovery.checkpointed_run(orphans, config)) is not None:
+                    if console:
+                        console.say(f"trial {tags['trial_number']} continues run {saved} from its checkpoint")
+                    return tracked_resume(saved, tags=tags, observer=observer, bases=bases)
+            return tracked_train(config, experiment, tags=tags, observer=observer, bases=bases)
+
+        study = run_search(search, run_trial, console.say) if console else run_search(search, run_trial)
+        writer.log_study(study_summary(study))
+        recovery.link_study_parents(name)
+    return parent.info.run_id, study
+
+
+def _search_params(search: SearchConfig) -> dict:
+    """A search parent's params: what it maximises, the options its mode uses, and the trials'
+    shared options (``base.*``) but those each trial sets itself, which would read as if they acted."""
+    params = {
+        "mode": search.mode,
+        "objective": search_objective(search),
+        "archs": ",".join(search.archs),
+        "optimizers": ",".join(search.optimizers),
+        "study_name": search.study_name,
+        "storage": _redact(search.storage_url),
+    }
+    if search.mode != "grid":  # a grid trains each cell once, unpruned, whatever these say
+        params |= {"trials": search.trials, "pruner": search.pruner}
+    searched = set(searched_options(search))
+    return params | {f"base.{k}": v for k, v in search.base.as_dict().items() if k not in searched}
+
+
+def _redact(url: str) -> str:
+    """A storage URL without its password, fit for a param."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+@dataclasses.dataclass
+class Trained:
+    """One training of a plan (a CV fold, a protocol): its run, its result, what it stands for."""
+
+    key: str  # the fold number or the protocol
+    run_id: str
+    result: TrainResult
+
+    @property
+    def sizes(self) -> str:
+        """The training and test sides in cells and subjects: ``train 200 cells / 8 subjects, test
+        40 / 4``, so that rows on different test sets say so."""
+        split, records = self.result.prepared.split, self.result.prepared.dataset.records
+        train, test = summarize(records, split.train), summarize(records, split.test)
+        return (
+            f"train {train['n_images']} cells / {n_subjects(train)} subjects, "
+            f"test {test['n_images']} / {n_subjects(test)}"
+        )
+
+
+def tracked_cv(
+    cv: CvConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    console: ConsoleSink | None = None,
+) -> tuple[str, list[Trained], dict[str, dict[int, float]]]:
+    """Cross-validation as a parent run with a nested training run per fold (tag ``cv_fold``);
+    returns (parent id, the folds, ``cv_mean_*`` / ``cv_std_*`` per milestone epoch).
+
+    The parent logs the options, the mean and standard deviation of every milestone metric over
+    the folds (step = epoch) and ``cv_folds.csv`` (one row per fold). The folds share the frozen
+    bases, so the features are extracted once.
+    """
+    base = cv.base
+    dataset = discover(base.data_dir or embedded_dataset(), strict=base.strict)
+    plan = cv.fold_configs(sorted({r.fold for r in dataset.records if r.fold is not None}))
+    writer.connect(experiment, tracking_uri)
+    tags = {"leukml_cv": "true", "cv_folds": cv.folds}
+    bases, done = BaseCache(), []
+    with writer.mlflow_run(tags, run_name=f"cv-{base.model.arch}-{base.optimizer}") as parent:
+        params = {"folds": cv.folds, **{f"base.{k}": v for k, v in base.as_dict().items()}}
+        writer.start_search_run(parent, tags, params)
+        for number, (fold, config) in enumerate(plan, start=1):
+            if console:
+                console.say(f"fold {fold} ({number} of {len(plan)})")
+            run_id, result = tracked_train(
+                config, experiment, tags={"cv_fold": str(fold)}, observer=console, bases=bases
+            )
+            done.append(Trained(str(fold), run_id, result))
+        summary = cv_summary([t.result.milestones for t in done])
+        writer.log_summary_metrics(summary)
+        writer.log_table(fold_table([_fold_row(t) for t in done]), "cv_folds.csv")
+    return parent.info.run_id, done, summary
+
+
+def _fold_row(trained: Trained) -> dict:
+    split, records = trained.result.prepared.split, trained.result.prepared.dataset.records
+    last = max(trained.result.milestones, default=None)  # None: early stopping came first
+    subjects = sorted({records[i].subject or "?" for i in split.test})
+    return {
+        "fold": trained.key,
+        "run_id": trained.run_id,
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "test_subjects": " ".join(subjects),
+        "epoch": last or "",
+        **trained.result.milestones.get(last, {}),
+    }
+
+
+def tracked_protocols(
+    config: TrainConfig,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    console: ConsoleSink | None = None,
+) -> tuple[str, list[Trained]]:
+    """The same training under the image, subject and (when the data has the labelled preliminary
+    test set) official splits, as nested runs (tag ``protocol``) of one parent; returns (parent id,
+    the trainings in that order). Every protocol draws from one pool: with the official split
+    there, the image and subject splits leave its preliminary test set out (``pool=training``), as
+    the official split trains on ``training_data`` only."""
+    dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
+    writer.connect(experiment, tracking_uri)
+    tags = {"leukml_protocols": "true"}
+    chosen = compared_protocols(any(r.listed for r in dataset.records))
+    pool = "training" if "official" in chosen else "all"
+    bases, done = BaseCache(), []
+    with writer.mlflow_run(tags, run_name=f"protocols-{config.model.arch}-{config.optimizer}") as parent:
+        params = {
+            "protocols": ",".join(chosen),
+            "pool": pool,
+            **{f"base.{k}": v for k, v in config.as_dict().items()},
+        }
+        writer.start_search_run(parent, tags, params)
+        for protocol in chosen:
+            if console:
+                console.say(f"protocol {protocol}")
+            run_id, result = tracked_train(
+                config.replace(method=protocol, pool=pool),
+                experiment,
+                tags={"protocol": protocol},
+                observer=console,
+                bases=bases,
+            )
+            done.append(Trained(protocol, run_id, result))
+    return parent.info.run_id, done
+
+
+def tracked_report(
+    experiment: str | None,
+    out: Path,
+    tracking_uri: str | None = None,
+    parent_run: str | None = None,
+    study_name: str | None = None,
+) -> tuple[Path, int]:
+    """`leukml report`: the report of an experiment's trainings (``reader.find_experiment``), of one
+    search (``parent_run``) or of a study's every search, written to ``out`` and logged under
+    ``report/`` in the search parent run(s); returns (the Markdown file, the runs it read)."""
+    experiment = reader.experiment_name(experiment, tracking_uri)
+    runs = reader.fetch_runs(experiment, parent_run, tracking_uri, study_name)
+    parents = [parent_run] if parent_run else []
+    title = f"experiment {experiment}" + (f", search {parent_run}" if parent_run else "")
+    if study_name:
+        parents = reader.study_parent_ids(experiment, study_name, tracking_uri)
+        title += f", study {study_name} ({len(parents)} search run(s): {', '.join(parents)})"
+    path = write_report(runs, out, title)
+    for parent in parents:
+        writer.log_report_artifacts(parent, out, tracking_uri)
+    return path, len(runs)
+
+
+def tracked_protocols_report(
+    config: TrainConfig,
+    out: Path,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    console: ConsoleSink | None = None,
+) -> tuple[str, list[str], Path]:
+    """`leukml protocols`: ``tracked_protocols``, then the report of its runs written to ``out`` and
+    logged under the parent's ``report/``; returns (parent id, the table as printed, the report)."""
+    parent, done = tracked_protocols(config, experiment, tracking_uri, console)
+    last = config.milestones[-1]
+    rows = [(t.key, t.run_id, t.result.milestones.get(last, {}), t.sizes) for t in done]  # stopped early: {}
+    title = f"protocols of {config.model.arch} + {config.optimizer}"
+    path = write_report(reader.fetch_runs(experiment, parent, tracking_uri), out, title)
+    writer.log_report_artifacts(parent, out, tracking_uri)
+    return (
+        parent,
+        [f"protocols parent run {parent}: test metrics at epoch {last}", *protocol_lines(rows)],
+        path,
+    )

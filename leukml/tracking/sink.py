@@ -1,0 +1,242 @@
+"""The metric sink that writes a training run's results to its MLflow run while it trains: metrics
+in batches, figures, confusion matrices, per-subject tables and checkpoints, all on one background
+thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+
+from leukml import CLASS_NAMES
+from leukml.analysis import plots
+from leukml.data.discovery import Dataset
+from leukml.data.splits import Split, manifest, n_subjects, summarize, test_set_id
+from leukml.training.checkpoint import Snapshot
+from leukml.training.config import TrainConfig
+from leukml.training.evaluation import SHOWN_NAMES, SubjectScore, one_class_predicted, per_subject_csv
+from leukml.training.sinks import FlatLossWatch
+
+CHECKPOINT_PATH = "checkpoint"  # the run's checkpoints: two slots in it; older leukml wrote one here
+CHECKPOINT_SLOTS = (f"{CHECKPOINT_PATH}/a", f"{CHECKPOINT_PATH}/b")
+METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
+
+
+def metric_flush_s() -> float:
+    """Seconds between metric batches: ``$LEUKML_METRIC_FLUSH_S``, else ``METRIC_FLUSH_S``.
+
+    Raises:
+        ValueError: the variable is set but is not a number of seconds >= 0.
+    """
+    text = os.environ.get("LEUKML_METRIC_FLUSH_S", "").strip()
+    if not text:
+        return METRIC_FLUSH_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= 0:
+        raise ValueError(
+            f"LEUKML_METRIC_FLUSH_S={text!r}; use a number of seconds >= 0 (0 sends every epoch's "
+            f"metrics at once), or unset it for the default {METRIC_FLUSH_S:g}"
+        )
+    return seconds
+
+
+class MlflowSink:
+    """Sends a training run's results to its MLflow run while training goes on.
+
+    Everything is written by one background thread, in order: metrics in a batch every
+    ``flush_s`` seconds, figures drawn there too. Use it as a context manager: leaving sends the
+    last metrics and waits for every write.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_id: str,
+        flush_s: float = METRIC_FLUSH_S,
+        logged: dict[str, set[int]] | None = None,
+    ) -> None:
+        """``logged``: the steps each metric already has (a resumed run's): not sent again."""
+        self.config, self.run_id, self.flush_s = config, run_id, flush_s
+        self._logged = logged or {}
+        self._client = MlflowClient()
+        self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-artifacts")
+        self._pending: list[Future] = []
+        self._checkpoint: Future | None = None  # the checkpoint being stored
+        self._slot: str | None = None  # the slot the last checkpoint went to
+        self._metrics: list[Metric] = []
+        self._flushed = time.monotonic()
+        self._loss = FlatLossWatch()
+        self._one_class: tuple[set[int], set[str]] | None = None  # milestone epochs, class names
+
+    def __enter__(self) -> MlflowSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Send the last metrics and wait for every write, also after a failed training (its
+        curves up to the failure are kept); then a write's error is raised, unless the training's
+        own error is already on its way."""
+        self._flush_metrics()
+        self._uploads.shutdown(wait=True)
+        if exc_type is None:
+            for future in self._pending:
+                future.result()
+
+    def _queue_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        """Metrics go out in one batch every ``flush_s`` seconds (and when the training ends):
+        each write is a transaction in the store (20-50 ms of CPU on SQLite), so one per epoch
+        would cost a short run several percent of its time."""
+        now_ms = int(time.time() * 1000)
+        self._metrics += [
+            Metric(key, float(value), now_ms, step)
+            for key, value in metrics.items()
+            if step not in self._logged.get(key, ())
+        ]
+        if time.monotonic() - self._flushed >= self.flush_s:
+            self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        batch, self._metrics, self._flushed = self._metrics, [], time.monotonic()
+        for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self.in_background(
+                self._client.log_batch, self.run_id, batch[start : start + MAX_METRICS_PER_BATCH]
+            )
+
+    def in_background(self, fn: Callable[..., object], *args) -> None:
+        self._pending.append(self._uploads.submit(fn, *args))
+
+    def log_figure(self, make_figure: Callable[[], object], path: str) -> None:
+        """Draw (``make_figure()``) and upload a figure on the background thread."""
+        self.in_background(lambda: self._client.log_figure(self.run_id, make_figure(), path))
+
+    def log_data(self, dataset: Dataset, split: Split) -> None:
+        counts = {side: summarize(dataset.records, idx) for side, idx in split.sides().items()}
+        mlflow.set_tags(
+            {
+                "dataset_fingerprint": dataset.fingerprint,
+                "data_dir": str(dataset.root),
+                "n_images": str(len(dataset)),
+                **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()},
+                **{f"n_{side}_subjects": str(n_subjects(c)) for side, c in counts.items()},
+                # what promote ranks within: runs with one test_set were tested on the same cells
+                "test_set": test_set_id(dataset.fingerprint, dataset.records, split),
+                # facts of the split actually made (leukml.data.splits.Split), not of the options
+                "selection_on_test": str(split.selection_on_test).lower(),
+                "test_one_class": str(split.test_one_class).lower(),
+            }
+        )
+        self._log_inputs(dataset, counts)
+        mlflow.log_dict(
+            {
+                "fingerprint": dataset.fingerprint,
+                "data_dir": str(dataset.root),
+                "counts": counts,
+                **manifest(dataset.records, split),
+            },
+            "split_manifest.json",
+        )
+
+    @staticmethod
+    def _log_inputs(dataset: Dataset, counts: dict[str, dict]) -> None:
+        """The data as the run's inputs, one per split side (context ``train``, ``val``, ``test``),
+        each with the dataset's fingerprint as digest. MLflow keeps one input per (name, digest) in
+        a run and drops the others silently, so each side's name is the data folder's name and the
+        side (``C-NMC_Leukemia/train``)."""
+        source = get_dataset_source_from_json(json.dumps({"uri": str(dataset.root)}), "local")
+        folder = dataset.root.resolve().name or str(dataset.root)
+        sides = [side for side, c in counts.items() if c["n_images"]]
+        mlflow.log_inputs(
+            [MetaDataset(source, name=f"{folder}/{side}", digest=dataset.fingerprint) for side in sides],
+            contexts=sides,
+            tags_list=[{"n_images": str(counts[side]["n_images"])} for side in sides],
+        )
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self._queue_metrics(epoch, metrics)
+        if text := self._loss.see(epoch, metrics):
+            self.in_background(self._client.set_tag, self.run_id, "warning_flat_loss", text)
+
+    def log_checkpoint(self, snapshot: Snapshot) -> None:
+        """Store a checkpoint in the run on the background thread, after every metric and figure
+        queued before it (a run continued from it lacks none of its epochs), while training goes on.
+
+        Atomic: it goes to the one of the run's two slots (``checkpoint/a``, ``checkpoint/b``) that
+        the ``checkpoint_path`` tag does not name, and the tags (with ``checkpoint_epoch``) move to
+        it only once it is complete, so a run killed while it is stored resumes from the one
+        before. One is stored at a time: this waits for the one before (and raises its error)."""
+        if self._checkpoint is not None:
+            self._checkpoint.result()
+        if self._slot is None:  # a resumed run's slots: keep the one its checkpoint is in
+            self._slot = self._client.get_run(self.run_id).data.tags.get("checkpoint_path")
+        self._slot = CHECKPOINT_SLOTS[1] if self._slot == CHECKPOINT_SLOTS[0] else CHECKPOINT_SLOTS[0]
+        self._flush_metrics()
+        self.in_background(self._store_checkpoint, snapshot, self._slot)
+        self._checkpoint = self._pending[-1]
+
+    def _store_checkpoint(self, snapshot: Snapshot, slot: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="leukml-checkpoint-") as tmp:
+            self._client.log_artifacts(self.run_id, str(snapshot.write(Path(tmp))), slot)
+        tags = {"checkpoint_path": slot, "checkpoint_epoch": str(snapshot.epoch)}
+        self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
+        self._queue_metrics(epoch, metrics)
+        name = f"confusion_matrix/epoch_{epoch:03d}"
+        self.in_background(
+            self._client.log_dict,
+            self.run_id,
+            {
+                "epoch": epoch,
+                "labels": list(CLASS_NAMES),
+                "matrix": confusion.tolist(),
+                "metrics": {k: None if np.isnan(v) else v for k, v in metrics.items()},  # strict JSON
+            },
+            f"{name}.json",
+        )
+        cell = f"{self.config.model.arch} + {self.config.optimizer}"
+        title = f"{cell}, epoch {epoch}: acc {metrics['test_accuracy']:.3f}"
+        self.log_figure(lambda: plots.confusion_figure(confusion, title), f"{name}.png")
+        table = f"per_subject/epoch_{epoch:03d}"
+        self.in_background(self._client.log_text, self.run_id, per_subject_csv(subjects), f"{table}.csv")
+        heading = f"{cell}, epoch {epoch}: accuracy per subject"
+        self.log_figure(lambda: plots.subject_accuracy_figure(subjects, heading), f"{table}.png")
+        label = one_class_predicted(confusion)
+        if label is not None:
+            self._tag_one_class(epoch, SHOWN_NAMES[label])
+
+    def _tag_one_class(self, epoch: int, name: str) -> None:
+        """Tags naming every milestone so far that predicted one class for every test image (the
+        report marks the run); a resumed run keeps the epochs its first part tagged."""
+        if self._one_class is None:
+            tags = self._client.get_run(self.run_id).data.tags if self._logged else {}
+            self._one_class = (
+                {int(e) for e in tags.get("test_one_class_predicted_epochs", "").split(",") if e},
+                {c for c in tags.get("test_one_class_predicted_class", "").split(",") if c},
+            )
+        epochs, names = self._one_class
+        epochs.add(epoch)
+        names.add(name)
+        tags = {
+            "test_one_class_predicted": "true",
+            "test_one_class_predicted_epochs": ",".join(map(str, sorted(epochs))),
+            "test_one_class_predicted_class": ",".join(sorted(names)),
+        }
+        self.in_background(
+            self._client.log_batch, self.run_id, (), (), [RunTag(k, v) for k, v in tags.items()]
+        )

@@ -1,0 +1,256 @@
+"""The MLflow writer: a run's lifecycle, its params and tags, the logged model, a study's summary.
+
+Its metric sink is ``leukml.tracking.sink``; ``leukml.tracking.runs`` runs tracked trainings and
+searches with both; ``leukml.tracking.reader`` reads runs back and ``leukml.tracking.recovery``
+finds runs that outlived their process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.entities import Metric
+from mlflow.models.signature import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types.schema import Schema, TensorSpec
+
+from leukml.analysis import plots
+from leukml.common.runtime import backend_requirements, device_name, package_version
+from leukml.experiments.figures import StudySummary
+from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
+from leukml.tracking.uri import UiLink, resolve_tracking_uri, ui_link
+from leukml.training.config import TrainConfig
+from leukml.training.sinks import EarlyStop
+from leukml.training.trainer import TrainResult
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def log_params(run: mlflow.ActiveRun, params: dict) -> None:
+    """Log every option; ``mlflow run`` has already logged its -P values (as typed), which MLflow
+    forbids changing, so those keep the user's spelling and config.json holds the resolved ones."""
+    existing = mlflow.get_run(run.info.run_id).data.params
+    text = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
+    mlflow.log_params({k: v for k, v in text.items() if k not in existing})
+
+
+def run_tags(config: TrainConfig) -> dict[str, str]:
+    tags = {
+        "keras_backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "tensorflow_version": package_version("tensorflow") or "not installed",
+        "device": device_name(),
+        "arch": config.model.arch,
+        "optimizer": config.optimizer,
+        "split_protocol": config.split.method,
+    }
+    commit = _git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    return tags
+
+
+def log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
+    """The finished run's curves figure, the epoch its logged model is from, and the model."""
+    facts = {"model_epoch": result.model_epoch}
+    if result.best_epoch is not None:
+        facts["best_epoch"] = result.best_epoch
+    if result.stopped_epoch is not None:
+        facts["stopped_epoch"] = result.stopped_epoch
+        facts["milestones_not_reached"] = ",".join(map(str, result.milestones_not_reached)) or "none"
+    mlflow.set_tags({k: str(v) for k, v in facts.items()})
+    on_test = result.prepared.split.selection_on_test
+    history, val_label = result.history, "test (selection on test)" if on_test else "val"
+    sink.log_figure(lambda: plots.curves_figure(history, val_label), "curves.png")
+    prepared = result.prepared
+    example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
+    model = result.network.model
+    with _model_dir_created_first():
+        mlflow.models.Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=_KerasFlavor,
+            model=model,
+            signature=_signature(model),
+            input_example=example,
+            pip_requirements=backend_requirements(),
+            validate_serving_input=False,
+        )
+
+
+def _signature(model: keras.Model) -> ModelSignature:
+    """float32 images in, float32 (hem, all) probabilities out, from the model's own shapes: no
+    prediction needed (the head's output layer is float32 under any precision policy)."""
+
+    def spec(shape: tuple) -> Schema:
+        return Schema([TensorSpec(np.dtype(np.float32), (-1, *shape[1:]))])
+
+    return ModelSignature(inputs=spec(model.input_shape), outputs=spec(model.output_shape))
+
+
+class _KerasFlavor:
+    """``mlflow.keras`` as ``Model.log`` calls it, without MLflow's serving-input check: that
+    check reloads the whole model from disk to predict the input example (2-4 s a run, the largest
+    share of tracking's cost in bench/tracking.py). The logged example is loaded and predicted in
+    tests/test_tracking.py instead. ``mlflow.keras.log_model`` cannot turn the check off."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(validate_serving_input: bool = True, **kwargs):
+        return mlflow.keras.save_model(**kwargs)
+
+
+@contextlib.contextmanager
+def _model_dir_created_first():
+    """MLflow 3.17's keras flavor writes input_example.json before it creates the model folder
+    (FileNotFoundError); create the folder first. Harmless where MLflow already does."""
+    from mlflow.keras import save as keras_save
+
+    original = keras_save._save_example
+
+    def save_example(mlflow_model, example, path, *args, **kwargs):
+        os.makedirs(path, exist_ok=True)
+        return original(mlflow_model, example, path, *args, **kwargs)
+
+    keras_save._save_example = save_example
+    try:
+        yield
+    finally:
+        keras_save._save_example = original
+
+
+def connect(experiment: str, tracking_uri: str | None) -> None:
+    """Point MLflow at the store and experiment, unless a run is already active (nested use)
+    or ``mlflow run`` created ours (``MLFLOW_RUN_ID``), which fixes the experiment itself."""
+    if mlflow.active_run():
+        return
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        # Set it again by id: when two workers create the experiment at once, MLflow 3.17's
+        # set_experiment leaves the loser on the Default experiment (403 on a server with auth).
+        mlflow.set_experiment(experiment_id=mlflow.set_experiment(experiment).experiment_id)
+
+
+@contextlib.contextmanager
+def mlflow_run(
+    tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+    run_id: str | None = None,
+    system_metrics: bool = False,
+):
+    """An MLflow run (nested when one is active; ``run_id``: that existing run, continued) that
+    always ends: FINISHED, KILLED (stopped early by a search), or FAILED with an ``error`` tag for
+    any exception, interrupts included. ``system_metrics``: MLflow samples the machine's CPU,
+    memory, disk, network and GPUs into the run's ``system/*`` metrics while it runs."""
+    run = _start_run(tags, run_name, run_id, system_metrics)
+    try:
+        yield run
+    except EarlyStop as stop:
+        mlflow.set_tag("stopped_early", str(stop))
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def _start_run(
+    tags: dict[str, str] | None, run_name: str | None, run_id: str | None = None, system_metrics: bool = False
+) -> mlflow.ActiveRun:
+    """Start a run; a server's refusal (authentication, 403) says what to do."""
+    watch = {"log_system_metrics": True} if system_metrics else {}  # else MLflow's env var decides
+    try:
+        nested = mlflow.active_run() is not None
+        if run_id is not None:
+            return mlflow.start_run(run_id=run_id, nested=nested, tags=tags, **watch)
+        return mlflow.start_run(nested=nested, tags=tags, run_name=run_name, **watch)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.get_http_status_code() != 403:
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
+        raise PermissionError(
+            f"the tracking server refuses new runs for user {user} in this experiment: ask its admin "
+            "to grant EDIT on it (README: Running for a team), or use the team's writer account"
+        ) from exc
+
+
+def log_study(summary: StudySummary) -> None:
+    """The active (search parent) run gets a study's summary (``leukml.experiments.figures``): the
+    best params, value and run, ``trials.csv``, and Optuna's figures under ``study/`` with
+    ``study/README.txt`` saying why any is missing."""
+    if summary.best_params:
+        mlflow.log_params(summary.best_params)
+    if summary.best_value is not None:
+        mlflow.log_metric("best_value", summary.best_value)
+    if summary.best_run_id is not None:
+        mlflow.set_tag("best_run_id", summary.best_run_id)
+    mlflow.log_text(summary.trials_csv, "trials.csv")
+    for name, figure in summary.figures.items():
+        mlflow.log_figure(figure, f"study/{name}.png")
+    mlflow.log_text(summary.readme, "study/README.txt")
+
+
+def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None = None) -> None:
+    MlflowClient(resolve_tracking_uri(tracking_uri)).log_artifacts(parent_run, str(folder), "report")
+
+
+def ui_link_of(run_id: str, table: bool = False) -> UiLink:
+    """The MLflow UI's page of a run of the current tracking store, or (``table``) its experiment's
+    runs table in the model-training view (``leukml.tracking.uri.ui_link``)."""
+    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    return ui_link(mlflow.get_tracking_uri(), experiment_id, None if table else run_id)
+
+
+def start_training_run(run: mlflow.ActiveRun, config: TrainConfig, experiment: str) -> None:
+    """A training run's params (every option, resolved), ``config.json`` and tags."""
+    log_params(
+        run,
+        {**config.as_dict(), "experiment": experiment, "milestones": ",".join(map(str, config.milestones))},
+    )
+    mlflow.log_dict(config.as_dict(), "config.json")
+    mlflow.set_tags(run_tags(config))
+
+
+def start_search_run(run: mlflow.ActiveRun, tags: dict[str, str], params: dict) -> None:
+    """A search parent's tags (also on a parent that ``mlflow run`` created) and params."""
+    mlflow.set_tags(tags)
+    log_params(run, params)
+
+
+def log_summary_metrics(series: dict[str, dict[int, float]]) -> None:
+    """The active run gets metrics with step = epoch (a CV parent's ``cv_mean_*`` / ``cv_std_*``)."""
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(name, value, now, epoch) for name, steps in series.items() for epoch, value in steps.items()
+    ]
+    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics[start : start + MAX_METRICS_PER_BATCH])
+
+
+def log_table(text: str, path: str) -> None:
+    """A text artifact of the active run (a CSV table, a summary)."""
+    mlflow.log_text(text, path)
