@@ -14,7 +14,6 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from leukml.analysis.report import write_report
 from leukml.data.discovery import discover
 from leukml.data.splits import n_subjects, summarize
 from leukml.data.synth import embedded_dataset
@@ -264,6 +263,8 @@ def tracked_report(
     """`leukml report`: the report of an experiment's trainings (``reader.find_experiment``), of one
     search (``parent_run``) or of a study's every search, written to ``out`` and logged under
     ``report/`` in the search parent run(s); returns (the Markdown file, the runs it read)."""
+    from leukml.analysis.report import write_report  # matplotlib's figures: not for a training
+
     experiment = reader.experiment_name(experiment, tracking_uri)
     runs = reader.fetch_runs(experiment, parent_run, tracking_uri, study_name)
     parents = [parent_run] if parent_run else []
@@ -286,6 +287,8 @@ def tracked_protocols_report(
 ) -> tuple[str, list[str], Path]:
     """`leukml protocols`: ``tracked_protocols``, then the report of its runs written to ``out`` and
     logged under the parent's ``report/``; returns (parent id, the table as printed, the report)."""
+    from leukml.analysis.report import write_report  # matplotlib's figures: not for a training
+
     parent, done = tracked_protocols(config, experiment, tracking_uri, console)
     last = config.milestones[-1]
     rows = [(t.key, t.run_id, t.result.milestones.get(last, {}), t.sizes) for t in done]  # stopped early: {}
