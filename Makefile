@@ -8,8 +8,10 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 # mlflow run / mlflow models serve exec `python` and `uvicorn` from PATH: use the venv's.
 export PATH := $(BIN):$(PATH)
+# mkdocs-material's notice about MkDocs 2, printed on every build
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: venv demo test test-fast clean
+.PHONY: venv demo test test-fast docs clean
 
 venv: $(STAMP)
 
@@ -28,6 +30,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict -q -d $(abspath build/site)
 	$(BIN)/pytest -q -m "not slow"
 	$(BIN)/pytest -q -m slow
 
@@ -36,6 +39,9 @@ test-fast: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q -m "not slow"
+
+docs: $(STAMP)
+	$(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

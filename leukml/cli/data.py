@@ -20,7 +20,7 @@ from leukml.training.config import TrainConfig
 @click.option("--n-hem", type=int, default=120, show_default=True, help="Normal (hem) images.")
 @click.option("--subjects", type=int, default=12, show_default=True, help="Subjects in total.")
 @click.option("--size", type=int, default=128, show_default=True, help="Image side in pixels.")
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the generator.")
 @click.option(
     "--prelim",
     type=int,

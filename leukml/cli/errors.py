@@ -123,7 +123,7 @@ def _mlflow(exc: Exception, inputs: dict) -> str | None:
     if code in ("PERMISSION_DENIED", "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"):
         return (
             f"the MLflow server at {_server(uri) or uri} refuses: {message}; set MLFLOW_TRACKING_USERNAME "
-            "and MLFLOW_TRACKING_PASSWORD for an account allowed to do this (README: Running for a team)"
+            "and MLFLOW_TRACKING_PASSWORD for an account allowed to do this (docs/team.md)"
         )
     if exc.get_http_status_code() >= 500:
         return f"the MLflow server at {uri} failed: {message}; see the server's log, or try again"

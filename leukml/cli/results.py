@@ -22,9 +22,17 @@ READ_EXPERIMENT_HELP = (
 @click.option("--parent-run", default="", help="Only the trials of this search's parent run.")
 @click.option("--study-name", default="", help=STUDY_NAME_HELP)
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Folder for report.html, report.md and the figures.",
 )
-@click.option("--tracking-uri", default="")
+@click.option(
+    "--tracking-uri",
+    default="",
+    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+)
 @friendly_errors
 def report(experiment: str, parent_run: str, study_name: str, out: Path, tracking_uri: str) -> None:
     """Rebuild the paper's tables and Figure 9 from tracked runs, beside the paper's numbers."""
@@ -48,8 +56,13 @@ def report(experiment: str, parent_run: str, study_name: str, out: Path, trackin
     help="Selection metric (its value at the run's last milestone / epoch).",
 )
 @click.option("--arch", default="vgg16", show_default=True, help="Architecture; 'any' for all.")
-@click.option("--name", default="leukml-all-classifier", show_default=True)
-@click.option("--alias", default="champion", show_default=True)
+@click.option("--name", default="leukml-all-classifier", show_default=True, help="Registered model name.")
+@click.option(
+    "--alias",
+    default="champion",
+    show_default=True,
+    help="Alias moved to the new version; the former one keeps 'previous'.",
+)
 @bool_flag("--allow-test-selection", "Promote although the run selected on the test split.")
 @click.option(
     "--tta",
@@ -67,7 +80,11 @@ def report(experiment: str, parent_run: str, study_name: str, out: Path, trackin
     "(official, subject, kfold, fold, image); mixed: every run, numbers on different test sets.",
 )
 @bool_flag("--rollback", "Point the alias back at the 'previous' version instead.")
-@click.option("--tracking-uri", default="")
+@click.option(
+    "--tracking-uri",
+    default="",
+    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+)
 @friendly_errors
 def promote(
     experiment,
@@ -119,7 +136,7 @@ def promote(
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model-uri", default="", help="e.g. models:/leukml-all-classifier@champion")
 @click.option("--url", default="", help="A running server, e.g. http://127.0.0.1:5001")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image.")
 @click.option(
     "--csv",
     "csv_path",
@@ -155,8 +172,10 @@ def predict(images, model_uri: str, url: str, as_json: bool, csv_path: Path | No
 
 @click.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model-uri", required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--model-uri", required=True, help="e.g. models:/leukml-all-classifier@champion")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Image file to write."
+)
 @friendly_errors
 def explain(image: Path, model_uri: str, out: Path) -> None:
     """Write a Grad-CAM heatmap over the cell for the predicted class."""

@@ -125,7 +125,11 @@ def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
 @click.command()
 @train_options(skip=PROTOCOLS_SETS)
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("report"), show_default=True
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Folder for the report of the runs (report.html, report.md, figures).",
 )
 @friendly_errors
 def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import optuna
 from matplotlib import pyplot
@@ -16,6 +15,8 @@ from matplotlib.figure import Figure
 from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState
 from optuna.visualization import matplotlib as optuna_plots
+
+from leukml.experiments.summary import StudySummary
 
 FIGURES = ("optimization_history", "param_importances", "parallel_coordinate")
 
@@ -77,18 +78,6 @@ def readme(figures: dict[str, Figure], skipped: dict[str, str], n_trials: int) -
     lines += [f"{name}.png" for name in figures]
     lines += [f"{name}.png: not drawn: {reason}" for name, reason in skipped.items()]
     return "\n".join(lines) + "\n"
-
-
-@dataclass
-class StudySummary:
-    """What a search's parent run shows of its study, as plain data (the tracking layer writes it)."""
-
-    best_params: dict[str, object]  # ``best.<name>``: the best trial's params
-    best_value: float | None
-    best_run_id: str | None  # the best trial's training run (any worker's)
-    trials_csv: str
-    figures: dict[str, Figure]
-    readme: str
 
 
 def study_summary(study: optuna.Study) -> StudySummary:

@@ -52,7 +52,7 @@ def _preprocess_affine(mode: str) -> tuple[np.ndarray, np.ndarray]:
 def _weights_help(arch: str) -> str:
     return (
         f"use weights=none (random init) or weights=<path to a Keras weights file for the "
-        f"{arch} base> (README: 'ImageNet weights on an air-gapped machine')"
+        f"{arch} base> (docs/training.md: 'ImageNet weights on an air-gapped machine')"
     )
 
 

@@ -23,7 +23,7 @@ from mlflow.types.schema import Schema, TensorSpec
 
 from leukml.analysis import plots
 from leukml.common.runtime import backend_requirements, device_name, package_version
-from leukml.experiments.figures import StudySummary
+from leukml.experiments.summary import StudySummary
 from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
 from leukml.tracking.uri import UiLink, resolve_tracking_uri, ui_link
 from leukml.training.config import TrainConfig
@@ -193,7 +193,7 @@ def _start_run(
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
         raise PermissionError(
             f"the tracking server refuses new runs for user {user} in this experiment: ask its admin "
-            "to grant EDIT on it (README: Running for a team), or use the team's writer account"
+            "to grant EDIT on it (docs/team.md), or use the team's writer account"
         ) from exc
 
 

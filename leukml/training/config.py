@@ -41,17 +41,19 @@ class TrainConfig:
 
     data_dir: str = option("", "Data folder; empty = the embedded synthetic dataset.")
     model: ModelConfig = part(ModelConfig)
-    optimizer: str = option("adam", choices=tuple(OPTIMIZERS))
-    epochs: int = option(100)
+    optimizer: str = option(
+        "adam", "Optimizer (the paper compares adam and rmsprop).", choices=tuple(OPTIMIZERS)
+    )
+    epochs: int = option(100, "Epochs to train (the paper's longest setting).")
     eval_epochs: tuple[int, ...] = option(
         (),
         "Milestones evaluated on test, e.g. 10,20,30 (default: the paper's <= epochs, and the last).",
         parse=parse_epochs,
     )
     lr: float = option(1e-4, "Initial learning rate (exponential decay).")
-    batch_size: int = option(32)
-    decay_steps: int = option(900)
-    decay_rate: float = option(0.95)
+    batch_size: int = option(32, "Images per training batch.")
+    decay_steps: int = option(900, "Steps over which the learning rate decays by --decay-rate.")
+    decay_rate: float = option(0.95, "Learning rate = lr * decay_rate ** (step / decay_steps).")
     class_weight: bool = option(False, "Weight classes inversely to their training frequency.")
     recipe: RecipeConfig = part(RecipeConfig)
     split: SplitConfig = part(SplitConfig)
