@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine with only python3:
 #   make demo   creates .venv if missing, then runs a tracked training on the embedded synthetic data
 #   make test   creates .venv if missing, then runs ruff (lint, format check), the import layers
-#               (lint-imports) and the whole test suite
+#               (lint-imports), the docs' build and the whole test suite (make bench-smoke: the
+#               benchmark scripts' quick runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
@@ -11,7 +12,11 @@ export PATH := $(BIN):$(PATH)
 # mkdocs-material's notice about MkDocs 2, printed on every build
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: venv demo test test-fast docs clean
+.PHONY: venv demo test test-fast bench-smoke docs clean
+# One session on both cores (a test file's tests stay together on one worker: they share its
+# trainings), the 15 slowest tests listed, branch coverage of leukml printed
+PYTEST_ALL := -q -n 2 --dist loadfile -m "not bench" --durations=15 --cov=leukml --cov-branch \
+	--cov-report=term:skip-covered
 
 venv: $(STAMP)
 
@@ -31,14 +36,16 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict -q -d $(abspath build/site)
-	$(BIN)/pytest -q -m "not slow"
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest $(PYTEST_ALL)
 
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow and not bench"
+
+bench-smoke: $(STAMP)
+	$(BIN)/pytest -q -m bench
 
 docs: $(STAMP)
 	$(BIN)/mkdocs serve -a 127.0.0.1:8000

@@ -34,21 +34,44 @@ def real_sample() -> Path:
     return REAL_SAMPLE
 
 
-@pytest.fixture
-def child_env():
-    """Environment for a child process: this venv first on PATH (mlflow run / serve exec
-    `python` and `uvicorn` from PATH), and no MLflow run or experiment leaked from in-process
-    tests (mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID)."""
+# The environment pytest started with. In-process tests change the live one (the CLI's group callback
+# sets TF_CPP_MIN_LOG_LEVEL, mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID, fixtures set
+# LEUKML_QUIET), so a child built from it would run as no user's does and depend on test order.
+STARTED_WITH = dict(os.environ)
+# Never handed down unless a test asks: TF_CPP_MIN_LOG_LEVEL hides the TensorFlow lines that the
+# console tests look for; the others tie a child to a test's run, experiment or quietness.
+NOT_INHERITED = (
+    "TF_CPP_MIN_LOG_LEVEL",
+    "LEUKML_QUIET",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_RUN_ID",
+)
+
+
+@pytest.fixture(scope="session")
+def child_env(leukml_cache):
+    """Environment for a child process, built from the one pytest started with (not the live one):
+    this venv first on PATH (mlflow run / serve exec `python` and `uvicorn` from PATH), the session's
+    cache, LEUKML_QUIET=1, none of NOT_INHERITED otherwise; ``extra`` (what the child needs) last."""
 
     def make(**extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
-        }
+        env = {k: v for k, v in STARTED_WITH.items() if k not in NOT_INHERITED}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        env["LEUKML_CACHE"] = str(leukml_cache)
         env["LEUKML_QUIET"] = "1"
         env.update(extra)
         return env
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def outside_the_checkout(tmp_path_factory):
+    """Every test runs in a folder of its session's own: an in-process tracked training on a
+    ``sqlite:///`` store under ``tmp_path`` still puts its artifacts (models of tens of MB) in
+    MLflow's default ``./mlruns`` of the current folder, which would be the checkout."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)

@@ -1,4 +1,7 @@
-"""The benchmark scripts run (--quick) and print their table and headline; numbers are not judged."""
+"""The benchmark scripts run (--quick) and print their table and headline; numbers are not judged.
+
+The scripts' runs are marked ``bench``: `make bench-smoke` runs them, `make test` does not (they
+check that a script still runs, minutes of trainings that test no behaviour of leukml's)."""
 
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ def test_harness_imports_no_framework():
     """bench/gpu.py runs where there is no TensorFlow, MLflow or Optuna: the harness imports none."""
     heavy = "('tensorflow', 'mlflow', 'optuna', 'keras')"
     code = f"import sys, harness; print([m for m in {heavy} if m in sys.modules])"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=BENCH, capture_output=True, text=True, check=True, timeout=120
+    )
     assert proc.stdout.strip() == "[]", proc.stdout
 
 
@@ -73,7 +78,7 @@ def test_gpu_head_quick(child_env, tmp_path):
     assert per_batch > 0 and compiled > 0, lines[-1]  # nan where no compiled epoch ran
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 @pytest.mark.parametrize(
     "script, headline",
     [
@@ -89,10 +94,11 @@ def test_bench_quick(script, headline, child_env, tmp_path):
     assert last.startswith(headline), last
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_commits_quick(child_env, tmp_path):
     """The comparison with another commit runs both sides (here HEAD against this tree)."""
-    if subprocess.run(["git", "-C", str(BENCH), "rev-parse", "HEAD"], capture_output=True).returncode:
+    head = subprocess.run(["git", "-C", str(BENCH), "rev-parse", "HEAD"], capture_output=True, timeout=60)
+    if head.returncode:
         pytest.skip("not a git checkout: no commit to compare with")
     lines = run_quick("commits.py", child_env, tmp_path, "HEAD")
     assert lines[-1].startswith("headline: this tree / base "), lines[-1]

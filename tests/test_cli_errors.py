@@ -31,6 +31,7 @@ TF_NOISE = re.compile(
 # allowed beside the error: MLflow's own notices, and progress bars (a terminal clears those)
 ALLOWED = re.compile(r"^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow|^[\w ]+:\s+\d+%\|")
 TINY_TRAIN = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
+HANG_S = 600  # how long a test waits for a child at most: only a hang reaches it (pytest-timeout 900 s)
 
 
 def run_leukml(args: list[str], env: dict, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -202,6 +203,24 @@ def test_expected_failure_is_one_line(case, tmp_path, tiny_data, child_env, refu
         assert "only class" in run.data.tags["error"]
 
 
+def _accept_from(server: socket.socket, child: subprocess.Popen) -> socket.socket:
+    """The child's connection to ``server``; a failure at once if the child exits first, or after
+    ``HANG_S`` seconds without one."""
+    server.settimeout(0.5)
+    deadline = time.monotonic() + HANG_S
+    while True:
+        try:
+            return server.accept()[0]
+        except TimeoutError:
+            if child.poll() is not None:
+                said = child.stderr.read()[-3000:]
+                pytest.fail(f"the child exited ({child.returncode}) before connecting:\n{said}")
+            if time.monotonic() > deadline:
+                child.kill()
+                child.communicate(timeout=60)
+                pytest.fail(f"the child did not connect within {HANG_S} s")
+
+
 @pytest.mark.parametrize(
     ("signum", "code", "text"),
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
@@ -213,7 +232,6 @@ def test_interrupted_is_one_line(signum, code, text, tmp_path, tiny_data, child_
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        silent.settimeout(120)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         child = subprocess.Popen(
             [str(LEUKML), "predict", str(image), "--url", url],
@@ -225,7 +243,7 @@ def test_interrupted_is_one_line(signum, code, text, tmp_path, tiny_data, child_
             # `&`) inherits an ignored SIGINT, and Python keeps ignoring what it starts ignoring
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-        connection, _ = silent.accept()  # the request is on its way: the child waits for an answer
+        connection = _accept_from(silent, child)  # the request is on its way: the child waits for an answer
         with connection:
             child.send_signal(signum)
             _, stderr = child.communicate(timeout=60)
@@ -252,10 +270,19 @@ def test_terminated_training_is_one_line_and_failed(tmp_path, tiny_data, child_e
         exp = (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("leukml")
         return client.search_runs([exp.experiment_id]) if exp else []
 
-    for _ in range(600):  # until its run has params: then SIGTERM lands inside the training
-        if child.poll() is not None or any(r.data.params for r in runs()):
-            break
-        time.sleep(0.2)
+    deadline = time.monotonic() + HANG_S
+    try:
+        while not any(r.data.params for r in runs()):  # then SIGTERM lands inside the training
+            if child.poll() is not None:
+                said = child.stderr.read()[-3000:]
+                pytest.fail(f"the training ended ({child.returncode}) before the signal:\n{said}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the training's run had no params after {HANG_S} s")
+            time.sleep(0.2)
+    except BaseException:
+        child.kill()
+        child.communicate(timeout=60)
+        raise
     child.send_signal(signal.SIGTERM)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 143, stderr[-3000:]
@@ -393,6 +420,8 @@ def test_the_backends_cuda_start_up_happens_inside_the_filtered_import(child_env
         "import tensorflow as tf\n"
         "print(tf.config.list_physical_devices('GPU'))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not TF_NOISE.search(proc.stderr), proc.stderr[-3000:]

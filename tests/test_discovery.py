@@ -134,7 +134,13 @@ def test_fingerprint_follows_content_not_location(tmp_path, tiny_data):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_data, copy)
     assert discover(copy).fingerprint == discover(tiny_data).fingerprint
-    next((copy / "C-NMC_Leukemia").rglob("*.bmp")).unlink()
+    # the same names and sizes, one image's pixels changed: only the content differs
+    names_and_sizes = sorted((p.relative_to(copy), p.stat().st_size) for p in copy.rglob("*.bmp"))
+    victim = next((copy / "C-NMC_Leukemia").rglob("*.bmp"))
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF  # the last pixel's last byte
+    victim.write_bytes(bytes(data))
+    assert sorted((p.relative_to(copy), p.stat().st_size) for p in copy.rglob("*.bmp")) == names_and_sizes
     assert discover(copy).fingerprint != discover(tiny_data).fingerprint
 
 

@@ -22,6 +22,8 @@ from leukml.training.sinks import NullSink
 from leukml.training.sources import FeatureSource, device_need
 from leukml.training.trainer import fit, prepare_data, train
 
+GATE_BOUND_S = 600  # how long a gated write waits at most: reached only by a deadlock (pytest-timeout 900 s)
+
 
 def test_read_ahead_gives_every_batch_in_order_as_uint8():
     images = np.random.default_rng(0).integers(0, 255, (10, 8, 8, 3), dtype=np.uint8)
@@ -45,6 +47,23 @@ def test_features_of_uint8_batches_equal_those_of_float32_images(tiny_data):
         )
         assert np.allclose(source.arrays[variant], expected, atol=1e-5), variant
         assert np.array_equal(np.asarray(source.extracted[variant]), source.arrays[variant])  # device twin
+
+
+def test_bases_with_other_weights_get_their_own_cached_features(tiny_data, tmp_path, monkeypatch):
+    """The cache key holds the base's weights: two bases of one arch, size and dataset (seeds 1
+    and 2 of weights=none) extract into two files, each holding its own base's features."""
+    monkeypatch.setenv("LEUKML_CACHE", str(tmp_path))
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32)
+    prepared = prepare_data(config)
+    images = np.asarray(prepared.images).astype(np.float32)
+    got = {}
+    for seed in (1, 2):
+        network = build_network(config.model, seed=seed)
+        got[seed] = features.extract_features(network, prepared, config, batch_size=16)
+        expected = np.asarray(network.extractor.predict_on_batch(images))
+        np.testing.assert_allclose(got[seed], expected, atol=1e-5, err_msg=f"seed {seed}")
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 2
+    assert not np.allclose(got[1], got[2])
 
 
 def test_features_extracted_for_training_stay_on_the_device_and_a_worker_reuses_them(
@@ -87,19 +106,24 @@ def test_training_starts_while_the_feature_cache_file_is_still_written(tiny_data
     write = features._write_rows
 
     def gated(out, start, rows):
-        writes.append("after the gate" if gate.wait(timeout=60) else "before the gate")
+        # held until the test opens the gate, however long the training takes; the bound only
+        # ends a training that waits for these writes (a deadlock), and names it
+        opened = gate.wait(timeout=GATE_BOUND_S)
+        writes.append("after the gate" if opened else "gate never opened: the training waited for the writes")
         write(out, start, rows)
 
     monkeypatch.setattr(features, "_write_rows", gated)
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
     prepared = prepare_data(config)
     net = build_network(config.model, seed=0)
-    source = feature_source(net, prepared, config)
-    assert len(source.pending) == 1 and not source.pending[0].done()
-    assert not list((tmp_path / "features").glob("*.npy"))
-    result = fit(net, prepared, config, NullSink(), source)  # on the device's features only
-    assert len(result.history["train_loss"]) == 2 and writes == []
-    gate.set()
+    try:
+        source = feature_source(net, prepared, config)
+        assert len(source.pending) == 1 and not source.pending[0].done()
+        assert not list((tmp_path / "features").glob("*.npy"))
+        result = fit(net, prepared, config, NullSink(), source)  # on the device's features only
+        assert len(result.history["train_loss"]) == 2 and writes == []
+    finally:
+        gate.set()  # also when an assertion failed: the shared writer thread must not stay held
     source.settle()
     assert writes == ["after the gate"]
     [cached] = (tmp_path / "features").glob("*.npy")
@@ -201,6 +225,7 @@ def test_a_device_forward_reads_the_weights_as_they_are_when_called(child_env):
         env=child_env(KERAS_BACKEND="jax"),
         capture_output=True,
         text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["ok", "jax"]

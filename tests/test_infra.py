@@ -182,7 +182,7 @@ def gated(stack):
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=60)
         proc.stdin.close()
         proc.stdout.close()
 
@@ -208,7 +208,7 @@ def _release(proc: subprocess.Popen) -> None:
 
 
 def test_up_is_loopback_only_and_rerunnable(stack):
-    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=60).stdout
     pids = stack.pids()
     ours = [line for line in listening.splitlines() if any(f"pid={p}," in line for p in pids.values())]
     assert len(ours) >= 3, listening
@@ -373,7 +373,7 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data, gated)
     # checkpoints are stored beside the training: killed once epoch 1's is in the run
     _wait_for("the checkpoint", lambda: client.get_run(orphan.info.run_id).data.tags.get("checkpoint_epoch"))
     os.killpg(doomed.pid, signal.SIGKILL)
-    doomed.wait()
+    doomed.wait(timeout=60)
     survivor = _leukml(stack, *args)
     out = _finish(survivor)
 
@@ -415,7 +415,7 @@ def test_server_restart_mid_run_loses_no_metric(stack, tiny_data, gated):
     os.killpg(server, signal.SIGTERM)
     _wait_for(
         "the server to stop",
-        lambda: subprocess.run(["kill", "-0", str(server)], capture_output=True).returncode != 0,
+        lambda: subprocess.run(["kill", "-0", str(server)], capture_output=True, timeout=30).returncode != 0,
         60,
     )
     _release(proc)

@@ -63,7 +63,7 @@ def test_compose_services_are_pinned_healthy_and_secret_free():
     # Secrets come from .env (ignored by git), never from the file itself.
     assert not re.search(r"PASSWORD: (?!\$\{)", text) and "password1234" not in text
     assert (INFRA / ".env.example").is_file()
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(INFRA / ".env")], cwd=INFRA)
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(INFRA / ".env")], cwd=INFRA, timeout=60)
     assert ignored.returncode == 0, "infra/.env must be ignored by git"
 
 
@@ -80,7 +80,7 @@ def test_compose_gpu_reservation_uncomments_into_one_gpu_per_worker():
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client")
 def test_docker_compose_config_accepts_it(tmp_path):
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=60)
     if probe.returncode != 0:
         pytest.skip("docker client without the compose plugin")
     env_file = tmp_path / ".env"
@@ -98,6 +98,7 @@ def test_docker_compose_config_accepts_it(tmp_path):
         ],
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
 

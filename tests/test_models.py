@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -72,11 +71,11 @@ else:
 """
 
 
-def test_imagenet_offline_fails_fast_naming_alternatives(tmp_path):
+def test_imagenet_offline_fails_fast_naming_alternatives(tmp_path, child_env):
     # Keras reads KERAS_HOME when it is imported: a fresh process, so no cached download is found.
     done = subprocess.run(
         [sys.executable, "-c", OFFLINE_PROBE],
-        env={**os.environ, "KERAS_HOME": str(tmp_path)},
+        env=child_env(KERAS_HOME=str(tmp_path)),
         capture_output=True,
         text=True,
         timeout=300,

@@ -73,3 +73,24 @@ def test_bad_precision_or_jit_is_refused(args, message):
     assert result.exit_code != 0 and message in result.output, result.output
     with pytest.raises(ValueError, match="choose one of"):
         TrainConfig.of(precision="float16")
+
+
+def test_mixed_float16_trains_with_loss_scaling_and_float32_outputs(tiny_data, leukml_cache):
+    """float16 (no bfloat16 on the GPU, e.g. a T4 or V100) runs on the CPU too: float16 layers with
+    float32 variables, a float32 softmax, and loss scaling so small float16 gradients do not vanish."""
+    before = keras.config.dtype_policy().name
+    result = train(_tiny(tiny_data, precision="mixed_float16"))
+    assert keras.config.dtype_policy().name == before == "float32"
+    for model in (result.network.base, result.network.head):
+        assert model.dtype_policy.name == "mixed_float16"
+    dense = [layer for layer in result.network.head.layers if layer.weights and layer.name != "probs"]
+    assert dense and all(layer.compute_dtype == "float16" for layer in dense)
+    assert all(w.dtype == "float32" for layer in dense for w in layer.weights)
+    assert result.network.model.output.dtype == "float32"  # the probs layer stays float32
+    assert isinstance(result.network.head.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.all(np.isfinite(result.history["train_loss"])) and np.isfinite(result.history["val_loss"][-1])
+    assert 0.0 <= result.milestones[1]["test_accuracy"] <= 1.0
+    probs = np.asarray(result.network.model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0))
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    # float16 features are not float32's: the base's output has its own cache file
+    assert list((leukml_cache / "features").glob("*-32-mixed_float16.npy"))

@@ -4,6 +4,9 @@ runs in test_registry_serving.py)."""
 from __future__ import annotations
 
 import csv
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,8 @@ from click.testing import CliRunner
 from leukml.cli import main
 from leukml.cli.errors import one_line
 from leukml.serving import predict as lib
+
+LEUKML = Path(sys.executable).parent / "leukml"
 
 
 def _touch(root: Path, *names: str) -> Path:
@@ -110,3 +115,33 @@ def test_cli_writes_the_csv_with_either_source(source, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["predict", str(folder), source, "x", "--csv", str(nowhere)])
     assert result.exit_code == 1 and not called  # refused before the model or server is asked
     assert result.output == f"Error: {nowhere}: No such file or directory; check the path\n"
+
+
+@pytest.mark.parametrize("failure", ["undecodable image", "missing model"])
+def test_a_failed_prediction_leaves_an_existing_csv_as_it_was(failure, tmp_path, tiny_data, child_env):
+    images = tmp_path / "images"
+    images.mkdir()
+    for cell in sorted(tiny_data.rglob("*.bmp"))[:2]:
+        shutil.copy(cell, images / cell.name)
+    if failure == "undecodable image":
+        (images / "3.bmp").write_bytes(b"not an image")
+    out = tmp_path / "out.csv"
+    before = b"file,label,p_all\r\n1.bmp,1,0.9\r\n"  # yesterday's predictions
+    out.write_bytes(before)
+    model = tmp_path / "no-model"  # a model folder that is not there
+    done = subprocess.run(
+        [str(LEUKML), "predict", str(images), "--csv", str(out), "--model-uri", str(model)],
+        env=child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    expected = (
+        "3.bmp: not a readable image" if failure == "undecodable image" else f"model '{model}' not found"
+    )
+    assert done.stderr.startswith("Error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert expected in done.stderr and done.stdout == ""
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "out.csv"]  # nothing else written

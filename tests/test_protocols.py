@@ -214,3 +214,39 @@ def test_protocols_without_a_preliminary_set_compares_image_and_subject(tiny_dat
     exp = client.get_experiment_by_name("leukml")
     runs = client.search_runs([exp.experiment_id], "tags.protocol != ''")
     assert sorted(r.data.params["split"] for r in runs) == ["image", "subject"]
+
+
+def test_cv_official_folds_holds_out_each_release_fold_in_turn(release, tmp_path, child_env):
+    db = tmp_path / "mlflow.db"
+    args = [str(LEUKML), "cv", "--data-dir", str(release), *TINY, "--epochs", "1", "--folds", "official"]
+    args += ["--tracking-uri", f"sqlite:///{db}"]
+    done = subprocess.run(args, env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("leukml")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.leukml_cv = 'true'")
+    assert parent.data.tags["cv_folds"] == "official"
+    folds = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["cv_fold"] for r in folds) == ["0", "1", "2"]
+    training = release / "C-NMC_Leukemia" / "training_data"
+    for run in folds:
+        k = run.data.tags["cv_fold"]
+        assert (run.data.params["split"], run.data.params["test_fold"]) == ("fold", k)
+        # the test side is that fold of the release, the other two folds train; the preliminary set
+        # (official's test set) takes no part
+        held_out = sum(1 for p in (training / f"fold_{k}").rglob("*.bmp"))
+        assert held_out > 0 and run.data.tags["n_test"] == str(held_out)
+        assert int(run.data.tags["n_train"]) + int(run.data.tags["n_val"]) == 48 - held_out
+    table = client.download_artifacts(parent.info.run_id, "cv_folds.csv", str(tmp_path))
+    rows = {row["fold"]: row for row in csv.DictReader(Path(table).read_text().splitlines())}
+    assert {k: row["run_id"] for k, row in rows.items()} == {
+        f.data.tags["cv_fold"]: f.info.run_id for f in folds
+    }
+    for metric in ("test_accuracy", "test_f1_weighted"):
+        values = [_history(client, r.info.run_id, metric)[1] for r in folds]
+        mean = _history(client, parent.info.run_id, f"cv_mean_{metric}")
+        std = _history(client, parent.info.run_id, f"cv_std_{metric}")
+        assert mean == {1: pytest.approx(np.mean(values))} and std == {1: pytest.approx(np.std(values))}
+    assert f"cv parent run {parent.info.run_id}: 3 folds" in done.stdout
+    printed = [line.split()[0] for line in done.stdout.splitlines() if line[:4].strip().isdigit()]
+    assert printed == ["0", "1", "2"]  # a row per fold

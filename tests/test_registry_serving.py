@@ -30,16 +30,23 @@ from leukml.tracking.runs import tracked_train
 from leukml.tracking.uri import SERVE_PORT, serve_command
 from leukml.training.config import TrainConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quiet")]
 NAME = "leukml-all-classifier"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, tiny_data):
+def quiet():
+    """LEUKML_QUIET=1 for this module's trainings and commands, and for no later module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEUKML_QUIET", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_data, quiet):
     """Two finished runs (vgg16, resnet50) with a validation split, and one paper-protocol run."""
     folder = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    os.environ["LEUKML_QUIET"] = "1"
     runs = {}
     for arch, val in (("vgg16", 0.15), ("resnet50", 0.15), ("vgg16", 0.0)):
         config = TrainConfig.of(
@@ -150,6 +157,26 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+def _until_serving(server: subprocess.Popen, url: str, log: Path, within_s: float = 300) -> None:
+    """Return once the server answers ``/ping``; fail at once if it exited (with its stderr), or
+    after ``within_s`` seconds without an answer."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "/ping", timeout=2)
+            return
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"the server exited ({server.returncode}) before serving:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not answer {url}/ping within {within_s:g} s:\n{_tail(log)}")
+            time.sleep(1)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
 def _rows(*images: str) -> dict:
     return {"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}}
 
@@ -177,22 +204,18 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
     env = child_env(MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
     # the command `leukml promote` prints, on a free port of the loopback interface
     command = serve_command(NAME, "champion", uri).replace(f"-p {SERVE_PORT}", f"-h 127.0.0.1 -p {port}")
-    server = subprocess.Popen(
-        ["bash", "-c", f"exec env {command}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    log = tmp_path / "server.log"  # a file, not a pipe: a pipe nobody reads would fill and stall it
+    with open(log, "wb") as stderr:
+        server = subprocess.Popen(
+            ["bash", "-c", f"exec env {command}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(180):
-            try:
-                urllib.request.urlopen(url + "/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(1)
+        _until_serving(server, url, log)
         files = sorted(tiny_data.rglob("*.bmp"))[:3]
         encoded = [base64.b64encode(f.read_bytes()).decode() for f in files]
         status, body = _post(url, _rows(encoded[0]))
@@ -250,9 +273,8 @@ def test_predict_csv_of_an_unlabelled_test_folder(store, tiny_data, tmp_path, ch
     files = _numbered(tiny_data, tmp_path / "test")
     leukml = Path(sys.executable).parent / "leukml"
     command = [str(leukml), "predict", "test", "--model-uri", f"models:/{NAME}@champion", "--csv", "out.csv"]
-    proc = subprocess.run(
-        command, env=child_env(MLFLOW_TRACKING_URI=uri), cwd=tmp_path, capture_output=True, text=True
-    )
+    env = child_env(MLFLOW_TRACKING_URI=uri)
+    proc = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     said = re.fullmatch(r"wrote 12 predictions \((\d+) ALL, (\d+) hem\) to out.csv\n", proc.stdout)
     assert said and int(said[1]) + int(said[2]) == 12, proc.stdout

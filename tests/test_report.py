@@ -27,6 +27,7 @@ from leukml.analysis.report import (
     figure9_figure,
     pick_runs,
     provenance,
+    rpf_tables,
     train_tables,
     write_report,
 )
@@ -373,3 +374,45 @@ def test_readers_find_the_experiment_holding_leukml_runs_or_name_the_choices(tmp
     assert find_experiment(client, None).name == "lab"
     with pytest.raises(ValueError, match="experiment 'nope' not found"):
         find_experiment(client, "nope")
+
+
+def _rpf_run(run_id: str, arch: str, optimizer: str, recall, precision, f1) -> RunRecord:
+    """An image-split run with milestones 10, 20, 30 and the given macro recall, precision, F1."""
+    run = _trained(run_id, "image", 0.85, arch=arch, optimizer=optimizer, epochs="30")
+    at = (10, 20, 30)
+    curves = {
+        **run.curves,
+        "test_accuracy": {10: 0.80, 20: 0.82, 30: 0.85},
+        "test_recall_macro": dict(zip(at, recall, strict=True)),
+        "test_precision_macro": dict(zip(at, precision, strict=True)),
+        "test_f1_macro": dict(zip(at, f1, strict=True)),
+    }
+    return RunRecord(run.run_id, run.params, run.tags, curves)
+
+
+def test_recall_precision_f1_tables_show_ours_beside_the_papers_with_totals(tmp_path):
+    runs = [
+        _rpf_run("r", "resnet50", "adam", (0.60, 0.62, 0.64), (0.70, 0.71, 0.72), (0.65, 0.66, 0.67)),
+        _rpf_run("v", "vgg16", "adam", (0.70, 0.75, 0.80), (0.80, 0.85, 0.90), (0.74, 0.79, 0.84)),
+    ]
+    vgg, resnet = rpf_tables(pick_runs(runs))  # the paper's order: vgg16 first
+    assert vgg.title == "Recall, precision, F1 (macro), vgg16 + adam (paper Tables 3-6)"
+    assert vgg.header == ["Epoch", "Recall", "paper", "Prec.", "paper", "F1", "paper"]
+    # the paper's vgg16 + adam at 10, 20, 30: (0.76, 0.86, 0.79), (0.81, 0.84, 0.82), (0.82, 0.85, 0.82)
+    assert vgg.rows == [
+        ["10", "0.7000", "0.76", "0.8000", "0.86", "0.7400", "0.79"],
+        ["20", "0.7500", "0.81", "0.8500", "0.84", "0.7900", "0.82"],
+        ["30", "0.8000", "0.82", "0.9000", "0.85", "0.8400", "0.82"],
+        ["Totals", "0.7500", "0.80", "0.8500", "0.85", "0.7900", "0.81"],  # the means of the rows above
+    ]
+    assert resnet.title == "Recall, precision, F1 (macro), resnet50 + adam (paper Tables 3-6)"
+    # the paper's resnet50 + adam: (0.77, 0.77, 0.77), (0.75, 0.80, 0.76), (0.75, 0.80, 0.79)
+    assert resnet.rows[-1] == ["Totals", "0.6200", "0.76", "0.7100", "0.79", "0.6600", "0.77"]
+    assert [r[:3] for r in resnet.rows[:3]] == [
+        ["10", "0.6000", "0.77"],
+        ["20", "0.6200", "0.75"],
+        ["30", "0.6400", "0.75"],
+    ]
+    md = write_report(runs, tmp_path, "t").read_text()
+    assert "Recall, precision, F1 (macro), vgg16 + adam (paper Tables 3-6)" in md
+    assert _md_rows(md, "Totals") == [vgg.rows[-1], resnet.rows[-1]]

@@ -176,3 +176,32 @@ def test_resume_refusals_are_one_line(tiny_data, tmp_path, child_env):
     )
     assert mixed.returncode == 2
     assert "--resume continues the run with its own options; drop --epochs" in mixed.stderr
+
+
+def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, child_env, monkeypatch):
+    """--checkpoint-every 0: no checkpoint in the run, even one that fails late; --resume of it
+    says there is none to continue from, in one line."""
+    monkeypatch.setenv("LEUKML_QUIET", "1")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig.of(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=3, batch_size=8, checkpoint_every=0
+    )
+    with pytest.raises(RuntimeError, match="worker lost at epoch 3"):
+        tracked_train(config, experiment="never", tracking_uri=uri, observer=Crash(3))
+    client = MlflowClient(uri)
+    (broken,) = client.search_runs(
+        [client.get_experiment_by_name("never").experiment_id], "attributes.status = 'FAILED'"
+    )
+    broken_id = broken.info.run_id
+    assert broken.data.params["checkpoint_every"] == "0"
+    # epochs 1 and 2 ended before the failure: any period would have saved one of them
+    assert max(s for s, _ in _curves(client, broken_id)["train_loss"]) == 3
+    assert not {"checkpoint_epoch", "checkpoint_path"} & broken.data.tags.keys()
+    assert not client.list_artifacts(broken_id, "checkpoint")
+    assert [a.path for a in client.list_artifacts(broken_id) if a.path.startswith("checkpoint")] == []
+
+    done = _leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "the run saved no checkpoint" in done.stderr.strip().splitlines()[-1], done.stderr
+    assert client.get_run(broken_id).info.status == "FAILED"  # left as it was

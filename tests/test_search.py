@@ -255,3 +255,39 @@ def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_foreve
     _, study = tracked_search(other, tracking_uri=uri)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
     assert incomplete_cells(study, other) == [("vgg16", "rmsprop")]
+
+
+def test_grid_with_a_failed_cell_exits_non_zero_naming_the_cell(tmp_path, tiny_data, monkeypatch, child_env):
+    # A cell whose training raised stays failed: a worker joining the study finds no cell to train,
+    # and `leukml search` must not end as if the grid were done (a script chaining `leukml report`
+    # after it would report a grid with a hole).
+    real_fit = leukml.training.trainer.fit
+
+    def fit_failing_for_rmsprop(network, prepared, config, *args):
+        if config.optimizer == "rmsprop":
+            raise RuntimeError("simulated training failure")
+        return real_fit(network, prepared, config, *args)
+
+    monkeypatch.setattr(leukml.training.trainer, "fit", fit_failing_for_rmsprop)
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
+    search = SearchConfig(base=base, archs=("vgg16",), storage=storage, study_name="holes")
+    _, study = tracked_search(search, tracking_uri=uri)
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
+
+    tiny = ["--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32", "--epochs", "1"]
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "leukml"), "search", "--mode", "grid", "--archs", "vgg16"]
+        + ["--optimizers", "adam,rmsprop", "--storage", storage, "--study-name", "holes", *tiny]
+        + ["--batch-size", "8", "--tracking-uri", uri],
+        env=child_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == "Error: grid incomplete, no COMPLETE trial for: vgg16+rmsprop"
+    assert "study holes: 2 trials" in done.stdout  # it joined the study and trained nothing new

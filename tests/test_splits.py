@@ -90,9 +90,16 @@ def _at_least(error: pytest.ExceptionInfo) -> float:
 
 def test_selection_on_test_is_a_fact_of_the_split(tiny_data):
     records = discover(tiny_data).records
-    assert split_records(records, SplitConfig()).selection_on_test
+    paper = split_records(records, SplitConfig())
     with_val = split_records(records, SplitConfig(val_fraction=0.1))
+    assert paper.selection_on_test
     assert len(with_val.val) and not with_val.selection_on_test
+    # split_records makes the two agree (an empty requested validation side is refused), so the
+    # sides are swapped here: the flag must follow the validation images, not val_fraction
+    no_val_made = dataclasses.replace(with_val, val=paper.val)
+    val_made = dataclasses.replace(paper, val=with_val.val)
+    assert no_val_made.config.val_fraction == 0.1 and no_val_made.selection_on_test
+    assert val_made.config.val_fraction == 0.0 and not val_made.selection_on_test
 
 
 @pytest.mark.parametrize("method, val_fraction", [("subject", 0.02), ("subject", 0.05), ("image", 0.005)])

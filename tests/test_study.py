@@ -4,7 +4,6 @@ Also what a training run says about its data (MLflow dataset inputs) and where t
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -26,18 +25,13 @@ STUDY = "tiny-study"
 TINY = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
 
 
-def _env(uri: str) -> dict[str, str]:
-    """As conftest's child_env (function-scoped, so not usable by the module's searches)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_EXPERIMENT_", "MLFLOW_RUN_ID"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+def _env(child_env, uri: str) -> dict[str, str]:
     # VIRTUAL_ENV: as if activated, so the UI's start command is plain `mlflow ui`
-    return env | {"LEUKML_QUIET": "1", "MLFLOW_TRACKING_URI": uri, "VIRTUAL_ENV": sys.prefix}
+    return child_env(MLFLOW_TRACKING_URI=uri, VIRTUAL_ENV=sys.prefix)
 
 
-def _leukml(args: list[str], uri: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(LEUKML), *args], env=_env(uri), cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+def _leukml(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def _one_error_line(stderr: str) -> str:
@@ -56,20 +50,21 @@ class Study:
     trials: dict[str, list]  # parent -> its trial runs
     outputs: list[str]  # each worker's stdout
     decoy: str
+    env: dict[str, str]  # a `leukml` child's, on this study's store
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, tiny_data) -> Study:
+def study(tmp_path_factory, tiny_data, child_env) -> Study:
     """Two workers of one extended study, one after the other, one trial each (another seed each,
     so that their parameters differ). Beside them, a decoy run outside the study that would win
     every selection."""
     tmp = tmp_path_factory.mktemp("study")
     uri, storage = f"sqlite:///{tmp / 'mlflow.db'}", f"sqlite:///{tmp / 'optuna.db'}"
-    outputs = []
+    outputs, env = [], _env(child_env, uri)
     for seed in ("42", "7"):
         args = ["search", "--mode", "extended", "--trials", "1", "--archs", "vgg16", "--seed", seed]
         args += ["--study-name", STUDY, "--storage", storage, "--data-dir", str(tiny_data), *TINY]
-        proc = _leukml(args, uri, tmp)
+        proc = _leukml(args, env, tmp)
         assert proc.returncode == 0, proc.stderr[-3000:]
         outputs.append(proc.stdout)
     client = MlflowClient(uri)
@@ -89,7 +84,7 @@ def study(tmp_path_factory, tiny_data) -> Study:
     for metric in ("test_accuracy", "val_accuracy", "train_accuracy"):
         client.log_metric(decoy.info.run_id, metric, 2.0, step=1)
     client.set_terminated(decoy.info.run_id, "FINISHED")
-    return Study(tmp, uri, experiment_id, parents, trials, outputs, decoy.info.run_id)
+    return Study(tmp, uri, experiment_id, parents, trials, outputs, decoy.info.run_id, env)
 
 
 def test_search_prints_where_to_see_its_runs(study):
@@ -164,7 +159,7 @@ def test_a_trial_run_logs_its_data_as_mlflow_inputs(study, tiny_data):
 
 def test_report_reads_every_worker_of_a_study(study):
     out = study.tmp / "report"
-    proc = _leukml(["report", "--study-name", STUDY, "--out", str(out)], study.uri, study.tmp)
+    proc = _leukml(["report", "--study-name", STUDY, "--out", str(out)], study.env, study.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("from 2 run(s)")  # both workers' trials, not the decoy
     md = (out / "report.md").read_text()
@@ -178,10 +173,10 @@ def test_report_reads_every_worker_of_a_study(study):
 def test_promote_chooses_among_every_worker_of_a_study(study):
     args = ["promote", "--study-name", STUDY, "--metric", "val_accuracy", "--allow-test-selection"]
     # the two workers split with other seeds: their validation numbers come from other cells
-    refused = _leukml(args, study.uri, study.tmp)
+    refused = _leukml(args, study.env, study.tmp)
     assert refused.returncode == 1
     assert "were tested on 2 different test sets" in refused.stderr and "--protocol mixed" in refused.stderr
-    proc = _leukml([*args, "--protocol", "mixed"], study.uri, study.tmp)
+    proc = _leukml([*args, "--protocol", "mixed"], study.env, study.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("experiment leukml: best of 2 run(s) across protocols and test sets")
     chosen = re.search(r"^run (\w+) \(val_accuracy ([\d.]+)\) registered", proc.stdout, re.M).groups()
@@ -207,7 +202,7 @@ def test_promote_chooses_among_every_worker_of_a_study(study):
     ids=["report-both", "promote-both", "report-unknown-study"],
 )
 def test_study_choice_refused_in_one_line(study, args, expected):
-    proc = _leukml(args, study.uri, study.tmp)
+    proc = _leukml(args, study.env, study.tmp)
     assert proc.returncode == 1
     line = _one_error_line(proc.stderr)
     assert line.startswith("Error: ") and all(text in line for text in expected), line
@@ -221,9 +216,9 @@ def test_promote_refuses_an_unknown_study(study):
         registry.best_run(MlflowClient(study.uri), "leukml", "val_accuracy", None, None, "no-such-study")
 
 
-def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_data):
+def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_data, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _leukml(["train", "--data-dir", str(tiny_data), *TINY], uri, tmp_path)
+    proc = _leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(uri)
     [run] = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])

@@ -28,6 +28,7 @@ from leukml.training.config import TrainConfig
 from leukml.training.sinks import ConsoleSink, NullSink
 
 ROOT = Path(__file__).resolve().parents[1]
+HANG_S = 600  # how long a test waits on a background thread at most: only a hang reaches it
 TINY = [
     "-P",
     "weights=none",
@@ -218,19 +219,26 @@ def test_milestones_log_the_challenge_metrics_and_a_per_subject_table(tmp_path, 
 def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, monkeypatch):
     """LEUKML_METRIC_FLUSH_S=0: each epoch's metrics are in the store while the next epoch runs."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    made = []
+    made, sent = [], []  # each sink's flush interval; the steps of each metric batch it sent
 
     class RecordedSink(leukml.tracking.sink.MlflowSink):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             made.append(self.flush_s)
 
+        def in_background(self, fn, *args) -> None:
+            if getattr(fn, "__name__", None) == "log_batch":
+                sent.append({metric.step for metric in args[1]})
+            super().in_background(fn, *args)
+
     class WaitForEpoch1(NullSink):
         def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
             if epoch == 2:  # nothing more is queued until this returns: epoch 1 must be out already
-                run_id, deadline = mlflow.active_run().info.run_id, time.monotonic() + 120
+                assert {1} in sent, f"epoch 1's metrics were held back, not sent: batches {sent}"
+                # sent: the background thread writes them; the bound only ends a write that hangs
+                run_id, deadline = mlflow.active_run().info.run_id, time.monotonic() + HANG_S
                 while not MlflowClient(uri).get_metric_history(run_id, "train_loss"):
-                    assert time.monotonic() < deadline, "epoch 1's metrics never reached the store"
+                    assert time.monotonic() < deadline, f"epoch 1's metrics, sent, not stored in {HANG_S} s"
                     time.sleep(0.05)
 
     monkeypatch.setattr(leukml.tracking.sink, "MlflowSink", RecordedSink)
@@ -400,10 +408,11 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
 
 class _WaitForSystemMetrics:
     """Holds the training at its first epoch until MLflow's monitor has logged a sample of the
-    machine into the run (a gate the test controls, not a run long enough)."""
+    machine into the run (a gate the test controls, not a run long enough), failing the training
+    if none comes within ``HANG_S``; ``watch_s``: only watch that long (a run that logs none)."""
 
-    def __init__(self, uri: str, patience: float = 120) -> None:
-        self.client, self.seen, self.patience = MlflowClient(uri), set(), patience
+    def __init__(self, uri: str, watch_s: float | None = None) -> None:
+        self.client, self.seen, self.watch_s = MlflowClient(uri), set(), watch_s
 
     def log_data(self, dataset, split) -> None:
         pass
@@ -412,10 +421,11 @@ class _WaitForSystemMetrics:
         if epoch != 1:
             return
         run_id = mlflow.active_run().info.run_id
-        deadline = time.monotonic() + self.patience
+        deadline = time.monotonic() + (self.watch_s or HANG_S)
         while not self.seen and time.monotonic() < deadline:
             self.seen = {k for k in self.client.get_run(run_id).data.metrics if k.startswith("system/")}
             time.sleep(0.2)
+        assert self.seen or self.watch_s, f"MLflow's monitor logged no system/ metric in {HANG_S} s"
 
     def log_milestone(self, *args) -> None:
         pass
@@ -429,7 +439,8 @@ def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypa
     watched, _ = tracked_train(TrainConfig.of(system_metrics=True, **base), "sys", uri, observer=gate)
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= gate.seen
     # unasked, none in 6 sampling intervals (a run that samples shows one within the first)
-    plain, _ = tracked_train(TrainConfig.of(**base), "sys", uri, observer=_WaitForSystemMetrics(uri, 3))
+    unasked = _WaitForSystemMetrics(uri, watch_s=3)
+    plain, _ = tracked_train(TrainConfig.of(**base), "sys", uri, observer=unasked)
     client = MlflowClient(uri)
     assert not [k for k in client.get_run(plain).data.metrics if k.startswith("system/")]
     assert client.get_run(watched).data.params["system_metrics"] == "true"

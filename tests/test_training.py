@@ -149,3 +149,24 @@ def test_a_shared_base_cache_changes_no_result(tiny_data):
         ):
             np.testing.assert_array_equal(mine, theirs)
     assert other.milestones != fresh.milestones or other.history != fresh.history
+
+
+def test_a_long_runs_epoch_n_model_is_the_n_epoch_runs(tiny_data):
+    """The learning rate follows the optimizer step, not the run's length: the milestone at epoch 2
+    of a 4-epoch run is what a 2-epoch run of the same seed gives (so one long run stands for the
+    paper's shorter ones). A steep decay makes any dependence on the length show."""
+    common = dict(
+        data_dir=str(tiny_data), weights="none", image_size=32, batch_size=8, lr=1e-3, seed=8,
+        decay_steps=2, decay_rate=0.5, dropout=0.3,
+    )  # fmt: skip
+    long = train(TrainConfig.of(epochs=4, eval_epochs=(2, 4), **common))
+    short = train(TrainConfig.of(epochs=2, **common))
+    assert sorted(long.milestones) == [2, 4] and sorted(short.milestones) == [2]
+    # the tiny model's predicted classes barely move in 2 epochs: its AUC and the curves (val_* is
+    # the test side here: no validation split) show the model itself
+    assert "test_auc" in short.milestones[2] and len(short.history["val_loss"]) == 2
+    assert long.milestones[2] == pytest.approx(short.milestones[2], rel=1e-6, abs=1e-7, nan_ok=True)
+    assert set(long.history) == set(short.history)
+    for key, values in short.history.items():
+        assert long.history[key][:2] == pytest.approx(values, rel=1e-6, nan_ok=True), key
+    assert long.history["train_loss"][3] != long.history["train_loss"][1]  # and the long run went on
