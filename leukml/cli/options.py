@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+from pathlib import Path
 
 import click
 
@@ -101,6 +102,25 @@ def config_options(config: type, skip: tuple[str, ...] = ()):
     return decorate
 
 
+TRACKING_URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
+
+
+def report_out(help: str):
+    """``--out``: the folder a report is written to (`leukml report`, `leukml protocols`)."""
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("report"),
+        show_default=True,
+        help=help,
+    )
+
+
+def reader_tracking_uri():
+    """``--tracking-uri`` of the commands that read runs (not refused under ``mlflow run``)."""
+    return click.option("--tracking-uri", default="", help=TRACKING_URI_HELP)
+
+
 def train_options(fn=None, skip: tuple[str, ...] = ()):
     """Every `leukml train` option (from ``TrainConfig``'s definitions) but ``skip``, with where to
     track it; `leukml search`, `cv` and `protocols` take them too (the latter two without the split
@@ -112,7 +132,7 @@ def train_options(fn=None, skip: tuple[str, ...] = ()):
         "--tracking-uri",
         default="",
         callback=_not_under_mlflow_run("the tracking store ($MLFLOW_TRACKING_URI)"),
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+        help=TRACKING_URI_HELP,
     )(fn)
     fn = click.option(
         "--experiment",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from leukml.analysis.comparison import PROTOCOL_CHOICES
-from leukml.cli.options import STUDY_NAME_HELP, bool_flag, friendly_errors
+from leukml.cli.options import STUDY_NAME_HELP, bool_flag, friendly_errors, reader_tracking_uri, report_out
 from leukml.common.console import import_backend
 
 READ_EXPERIMENT_HELP = (
@@ -21,18 +21,8 @@ READ_EXPERIMENT_HELP = (
 @click.option("--experiment", default="", help=READ_EXPERIMENT_HELP)
 @click.option("--parent-run", default="", help="Only the trials of this search's parent run.")
 @click.option("--study-name", default="", help=STUDY_NAME_HELP)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("report"),
-    show_default=True,
-    help="Folder for report.html, report.md and the figures.",
-)
-@click.option(
-    "--tracking-uri",
-    default="",
-    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
-)
+@report_out("Folder for report.html, report.md and the figures.")
+@reader_tracking_uri()
 @friendly_errors
 def report(experiment: str, parent_run: str, study_name: str, out: Path, tracking_uri: str) -> None:
     """Rebuild the paper's tables and Figure 9 from tracked runs, beside the paper's numbers."""
@@ -80,11 +70,7 @@ def report(experiment: str, parent_run: str, study_name: str, out: Path, trackin
     "(official, subject, kfold, fold, image); mixed: every run, numbers on different test sets.",
 )
 @bool_flag("--rollback", "Point the alias back at the 'previous' version instead.")
-@click.option(
-    "--tracking-uri",
-    default="",
-    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
-)
+@reader_tracking_uri()
 @friendly_errors
 def promote(
     experiment,

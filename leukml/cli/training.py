@@ -13,6 +13,7 @@ from leukml.cli.options import (
     _train_options,
     config_options,
     friendly_errors,
+    report_out,
     train_options,
 )
 from leukml.common.console import import_backend
@@ -124,13 +125,7 @@ def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
 
 @click.command()
 @train_options(skip=PROTOCOLS_SETS)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("report"),
-    show_default=True,
-    help="Folder for the report of the runs (report.html, report.md, figures).",
-)
+@report_out("Folder for the report of the runs (report.html, report.md, figures).")
 @friendly_errors
 def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     """Train one configuration under the image, subject and official splits, then report the gap."""
