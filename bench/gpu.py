@@ -29,14 +29,20 @@ only the two head epochs, on random features of the base's output shape (no extr
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 
 import harness
 import numpy as np
 
-os.environ.setdefault("LEUKML_CACHE", tempfile.mkdtemp(prefix="leukml-gpu-"))
+# Every cache this script makes lives under one folder, removed when it exits (a full run's features
+# are gigabytes).
+SCRATCH = tempfile.mkdtemp(prefix="leukml-gpu-")
+atexit.register(shutil.rmtree, SCRATCH, True)
+os.environ.setdefault("LEUKML_CACHE", os.path.join(SCRATCH, "cache"))
 harness.quiet()
 
 import keras  # noqa: E402
@@ -83,7 +89,7 @@ def epochs_per_s(epoch, min_s: float = 2.0) -> float:
 
 def fresh_cache(name: str) -> None:
     """An empty feature cache from here on (leukml reads ``LEUKML_CACHE`` at call time)."""
-    os.environ["LEUKML_CACHE"] = tempfile.mkdtemp(prefix=f"leukml-gpu-{name}-")
+    os.environ["LEUKML_CACHE"] = tempfile.mkdtemp(prefix=f"{name}-", dir=SCRATCH)
 
 
 def paper_data(images: np.ndarray, labels: np.ndarray, size: int) -> Prepared:
