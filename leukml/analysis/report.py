@@ -77,7 +77,7 @@ def rpf_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
     tables = []
     for (arch, opt), run in sorted(cells.items(), key=lambda kv: (_arch_order(kv[0][0]), kv[0][1])):
         header = ["Epoch", "Recall", "paper", "Prec.", "paper", "F1", "paper"]
-        rows, ours_all, theirs_all = [], [], []
+        rows, ours_all, ours_paired, theirs_all, paired = [], [], [], [], []
         for epoch in run.milestones:
             ours = [run.curves.get(n, {}).get(epoch) for n in names]
             theirs = paper.rpf(arch, opt, epoch) or (None, None, None)
@@ -87,12 +87,9 @@ def rpf_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
             ours_all.append(ours)
             if theirs[0] is not None:
                 theirs_all.append(theirs)
-        mean_ours = np.mean(np.array(ours_all, dtype=float), axis=0) if ours_all else [None] * 3
-        mean_theirs = np.mean(theirs_all, axis=0) if theirs_all else [None] * 3
-        rows.append(
-            ["Totals"]
-            + [c for o, t in zip(mean_ours, mean_theirs, strict=True) for c in (_fmt(o), _fmt(t, 2))]
-        )
+                ours_paired.append(ours)
+                paired.append(epoch)
+        rows.append(_totals_row(ours_paired or ours_all, theirs_all, paired, len(run.milestones)))
         tables.append(
             Table(
                 f"Recall, precision, F1 (macro), {arch} + {opt} (paper Tables 3-6){_not_image([run])}",
@@ -101,6 +98,15 @@ def rpf_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
             )
         )
     return tables
+
+
+def _totals_row(ours: list, theirs: list, paired: list[int], n_rows: int) -> list[str]:
+    """The means of both sides over the same epochs: the paper's where it has any (a milestone it
+    never reported would otherwise move our mean and not its), named when that is not every row."""
+    mean_ours = np.mean(np.array(ours, dtype=float), axis=0) if ours else [None] * 3
+    mean_theirs = np.mean(theirs, axis=0) if theirs else [None] * 3
+    label = "Totals" if len(paired) in (0, n_rows) else f"Totals (epochs {', '.join(map(str, paired))})"
+    return [label] + [c for o, t in zip(mean_ours, mean_theirs, strict=True) for c in (_fmt(o), _fmt(t, 2))]
 
 
 def test_accuracy_table(cells: dict[tuple[str, str], RunRecord]) -> Table:
