@@ -11,6 +11,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from leukml import CLASS_NAMES
 from leukml.common.cachedir import cache_path, write_json_atomic
-from leukml.data.filehash import content_digests
+from leukml.data.filehash import HASH_THREADS, content_digests, read_as_hashed
 from leukml.data.images import ImageError, check_image, is_image_name
 
 LAYOUTS_HELP = (
@@ -221,19 +222,34 @@ def _with_digests(root: Path, candidates: list[Record]) -> tuple[list[Record], l
     return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()]
 
 
+def _verdict(path: Path, digest: str) -> str | None:
+    """Why the file cannot be used (decoded from the very bytes that were hashed), or None."""
+    try:
+        check_image(read_as_hashed(path, digest))
+    except ImageError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    return None
+
+
 def _check_images(root: Path, records: list[Record]) -> dict[str, str]:
     """Decode every candidate once per distinct content; the verdicts are cached by fingerprint."""
     cached = cache_path("scan", f"{fingerprint(records)}.json")
     if cached.is_file():
         return json.loads(cached.read_text())
     bad: dict[str, str] = {}
-    for r in tqdm(records, desc="checking images", unit="img", leave=False, mininterval=1.0, disable=None):
-        try:
-            check_image(root / r.relpath)
-        except ImageError as exc:
-            bad[r.relpath] = str(exc)
-        except OSError as exc:
-            bad[r.relpath] = f"unreadable ({exc.strerror or exc})"
+    pool = ThreadPoolExecutor(HASH_THREADS)  # hashing and decoding release the GIL
+    try:
+        verdicts = pool.map(lambda r: _verdict(root / r.relpath, r.digest), records)
+        shown = tqdm(
+            verdicts, "checking images", len(records), leave=False, unit="img", mininterval=1.0, disable=None
+        )
+        for r, why in zip(records, shown, strict=True):
+            if why is not None:
+                bad[r.relpath] = why
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     write_json_atomic(cached, bad)
     return bad
 

@@ -31,10 +31,37 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
+class DataChanged(ValueError):
+    """A data file's bytes are no longer those its digest was taken from."""
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of the file's bytes (hex, ``DIGEST_CHARS`` long)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()[:DIGEST_CHARS]
+
+
+def bytes_digest(data: bytes) -> str:
+    """``file_digest`` of a file whose bytes are ``data``."""
+    return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
+
+
+def read_as_hashed(path: Path, digest: str) -> bytes:
+    """The bytes of ``path``, read once, checked to be those ``digest`` was taken from: whatever is
+    decoded from them is what a cache keyed by that digest (or a fingerprint of it) may hold, even
+    when the file changes after it was hashed (a sync tool, a stain normalisation).
+
+    Raises:
+        DataChanged: the file's bytes differ from the hashed ones (the message names the file).
+        OSError: the file cannot be read.
+    """
+    data = Path(path).read_bytes()
+    if bytes_digest(data) != digest:
+        raise DataChanged(
+            f"{path} changed while leukml was reading the data (its bytes are not those hashed "
+            "moments before); nothing was cached from it: run again once the files stop changing"
+        )
+    return data
 
 
 def _memo_path(root: Path) -> Path:

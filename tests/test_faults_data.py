@@ -1,0 +1,79 @@
+"""Faults a real lab meets in its data (issue 29): files that change between hashing and decoding,
+a full cache disk, and files leukml leaves out, each said in a line and counted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leukml.data import discovery, filehash
+from leukml.data.discovery import discover
+from leukml.data.imagecache import load_images
+from leukml.data.images import decode_image
+from leukml.data.synth import SynthConfig, write_synthetic
+
+TINY = {"n_all": 8, "n_hem": 4, "subjects": 4, "size": 40}
+
+
+@pytest.fixture
+def cells(tmp_path, monkeypatch, request) -> Path:
+    """12 synthetic cells of their own (a seed per test: no cache of another test's applies),
+    older than the (shortened) racy window, so their digests are memoised."""
+    monkeypatch.setattr(filehash, "RACY_S", 0.2)
+    seed = sum(map(ord, request.node.name))
+    root = write_synthetic(tmp_path / "cells", SynthConfig(seed=seed, **TINY))
+    time.sleep(0.3)  # a clock interval: files this old are memoised
+    return root
+
+
+def _change_after_hashing(monkeypatch, change) -> list[dict[str, str]]:
+    """Call ``change()`` right after discovery takes the digests (as a sync tool might); returns
+    the digests taken."""
+    real, taken = discovery.content_digests, []
+
+    def hashed_then_changed(root, relpaths):
+        digests, errors = real(root, relpaths)
+        taken.append(dict(digests))
+        change()
+        return digests, errors
+
+    monkeypatch.setattr(discovery, "content_digests", hashed_then_changed)
+    return taken
+
+
+def _swap(a: Path, b: Path) -> None:
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    assert len(data_a) == len(data_b)  # the same names and sizes: only the bytes differ
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+
+
+def test_image_cache_holds_the_bytes_its_fingerprint_names(cells, monkeypatch):
+    first = discover(cells)  # the scan verdicts are cached: only the decode reads the files again
+    a, b = first.paths()[0], first.paths()[-1]
+    taken = _change_after_hashing(monkeypatch, lambda: _swap(a, b))
+    with pytest.raises(filehash.DataChanged, match=a.name):
+        load_images(discover(cells), 32)
+    monkeypatch.undo()
+    _swap(a, b)  # the files as they were hashed
+    again = discover(cells)
+    assert {r.relpath: r.digest for r in again.records} == taken[0]
+    assert again.fingerprint == first.fingerprint
+    images = load_images(again, 32)
+    for i, path in enumerate(again.paths()):
+        np.testing.assert_array_equal(images[i], decode_image(path, 32), err_msg=path.name)
+
+
+def test_scan_verdict_is_of_the_bytes_that_were_hashed(cells, monkeypatch):
+    target = sorted(cells.rglob("*.bmp"))[0]
+    good = target.read_bytes()
+    _change_after_hashing(monkeypatch, lambda: target.write_bytes(b"XX" + good[2:]))
+    with pytest.raises(filehash.DataChanged, match=target.name):
+        discover(cells)
+    monkeypatch.undo()
+    target.write_bytes(good)
+    dataset = discover(cells)
+    assert not dataset.skipped and len(dataset) == 12
