@@ -3,6 +3,11 @@ a full cache disk, and files leukml leaves out, each said in a line and counted.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -77,3 +82,39 @@ def test_scan_verdict_is_of_the_bytes_that_were_hashed(cells, monkeypatch):
     target.write_bytes(good)
     dataset = discover(cells)
     assert not dataset.skipped and len(dataset) == 12
+
+
+LEUKML = Path(sys.executable).parent / "leukml"
+
+
+@pytest.fixture
+def full_disk(tmp_path) -> Path:
+    """A 2 MB tmpfs with 64 KiB left: room for discovery's small JSON files, not for decoded images."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (as in CI)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True, timeout=30)
+    try:
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(b"\0" * (free - 64 * 1024))
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True, timeout=30)
+
+
+def test_cache_on_a_full_disk_fails_in_one_line_and_the_run_fails(tmp_path, tiny_data, full_disk, child_env):
+    store = tmp_path / "mlflow.db"
+    args = [str(LEUKML), "train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "40"]
+    args += ["--epochs", "1", "--batch-size", "8", "--tracking-uri", f"sqlite:///{store}"]
+    env = child_env(LEUKML_CACHE=str(full_disk / "cache"))
+    done = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    images = full_disk / "cache" / "images"
+    assert f"no space left in the cache folder {images}" in last, last
+    assert f"{48 * 40 * 40 * 3:,} bytes needed" in last and "LEUKML_CACHE" in last, last
+    assert not list(full_disk.rglob("*.tmp"))  # no partial file left behind
+    with sqlite3.connect(store) as db:
+        assert db.execute("select status from runs").fetchall() == [("FAILED",)]
