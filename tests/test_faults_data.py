@@ -118,3 +118,71 @@ def test_cache_on_a_full_disk_fails_in_one_line_and_the_run_fails(tmp_path, tiny
     assert not list(full_disk.rglob("*.tmp"))  # no partial file left behind
     with sqlite3.connect(store) as db:
         assert db.execute("select status from runs").fetchall() == [("FAILED",)]
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory) -> Path:
+    """12 good cells and, beside them, one file of each kind a lab's folder holds by mistake."""
+    root = write_synthetic(tmp_path_factory.mktemp("messy"), SynthConfig(seed=3, **TINY))
+    cells = sorted(root.rglob("*.bmp"))
+    good_all = next(p for p in cells if p.parent.name == "all")
+    hem = next(p for p in cells if p.parent.name == "hem").parent
+    prelim = root / "prelim"
+    prelim.mkdir()
+    (prelim / "labels.csv").write_text(
+        "Patient_ID,new_names,labels\n" + "".join(f"P{i},{i}.bmp,2\n" for i in (1, 2))
+    )
+    for i in (1, 2):
+        shutil.copy(good_all, prelim / f"{i}.bmp")
+    (good_all.parent / "UID_9_1_1_all.bmp").write_bytes(b"")  # zero bytes
+    (good_all.parent / "UID_9_2_1_all.bmp").write_bytes(good_all.read_bytes()[:300])  # truncated
+    (hem / "UID_H9_3_1_hem.bmp").symlink_to(root / "gone.bmp")  # broken link
+    shutil.copy(good_all, hem / "UID_9_4_1_all.bmp")  # an ALL cell filed under hem/
+    other = root / "other"
+    other.mkdir()
+    (other / "labels.csv").write_text("file,class\nx.bmp,1\n")
+    shutil.copy(good_all, other / "x.bmp")
+    return root
+
+
+def test_discovery_names_misfiled_cells_and_the_csv_it_cannot_read(messy):
+    skipped = {s.path: s for s in discover(messy).skipped}
+    misfiled = skipped[next(p for p in skipped if p.endswith("UID_9_4_1_all.bmp"))]
+    assert misfiled.kind == "name and folder disagree"
+    assert "name says all" in misfiled.reason and "hem/" in misfiled.reason
+    assert "other/labels.csv" in skipped["other/x.bmp"].reason
+    assert "'file,class'" in skipped["other/x.bmp"].reason
+    assert skipped["prelim/1.bmp"].kind == "bad label"
+
+
+def test_training_says_what_it_skipped_and_tags_the_run(tmp_path, messy, child_env):
+    store = tmp_path / "mlflow.db"
+    args = [str(LEUKML), "train", "--data-dir", str(messy), "--weights", "none", "--image-size", "32"]
+    args += ["--epochs", "1", "--batch-size", "8", "--tracking-uri", f"sqlite:///{store}"]
+    env = child_env()
+    del env["LEUKML_QUIET"]
+    done = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if line.startswith("warning: skipped")]
+    assert len(said) == 1, done.stderr[-3000:]
+    line = said[0]
+    assert f"skipped 7 of 19 files under {messy}: " in line, line
+    for count in (
+        "2 bad label",
+        "2 unusable image",
+        "1 broken link",
+        "1 name and folder disagree",
+        "1 unlabelled",
+    ):
+        assert count in line, line
+    assert line.endswith(f"run `leukml inspect {messy}` for the rest"), line
+    with sqlite3.connect(store) as db:
+        tags = dict(db.execute("select key, value from tags where key like 'skipped%'").fetchall())
+    assert tags == {
+        "skipped": "7",
+        "skipped_bad_label": "2",
+        "skipped_unusable_image": "2",
+        "skipped_broken_link": "1",
+        "skipped_name_and_folder_disagree": "1",
+        "skipped_unlabelled": "1",
+    }

@@ -95,13 +95,31 @@ def fingerprint(records: Iterable[Record]) -> str:
     return h.hexdigest()[:16]
 
 
-def _is_labels_csv(path: Path) -> bool:
+def _csv_header(path: Path) -> tuple[str, ...]:
+    """The first row of a CSV file, as written (empty when unreadable)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError):
-        return False
-    return tuple(c.strip().lower() for c in header) == CSV_HEADER
+            return tuple(c.strip() for c in next(csv.reader(fh), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ()
+
+
+def _is_labels_csv(path: Path) -> bool:
+    return tuple(c.lower() for c in _csv_header(path)) == CSV_HEADER
+
+
+def _unlabelled_reason(root: Path, path: Path, other_csvs: list[Path]) -> str:
+    """Why a file has no label, naming a CSV beside it (or one folder up) that is not a labels CSV:
+    the likely reason is its header."""
+    reason = "unlabelled: not under an all/ or hem/ folder nor in a labels CSV"
+    near = [c for c in other_csvs if c.parent in (path.parent, path.parent.parent)]
+    if not near:
+        return reason
+    header = ",".join(_csv_header(near[0])) or "none"
+    return (
+        f"{reason}; {near[0].relative_to(root)} is not read as one: its header is {header!r}, "
+        "expected Patient_ID,new_names,labels"
+    )
 
 
 def _link_problem(root: Path, path: Path) -> Skipped | None:
@@ -201,7 +219,7 @@ def _from_csvs(root: Path, csv_paths: list[Path]) -> tuple[list[Record], list[Sk
     return records, skipped, claimed
 
 
-def _from_folders(root: Path, path: Path) -> Record | Skipped:
+def _from_folders(root: Path, path: Path, other_csvs: list[Path]) -> Record | Skipped:
     rel = path.relative_to(root)
     label, fold = None, None
     for part in reversed(rel.parts[:-1]):
@@ -211,8 +229,14 @@ def _from_folders(root: Path, path: Path) -> Record | Skipped:
         if fold is None and match:
             fold = int(match.group(1))
     if label is None:
-        reason = "unlabelled: not under an all/ or hem/ folder nor in a labels CSV"
-        return Skipped(rel.as_posix(), reason, "unlabelled")
+        return Skipped(rel.as_posix(), _unlabelled_reason(root, path, other_csvs), "unlabelled")
+    named = path.stem.rsplit("_", 1)[-1].lower()  # C-NMC names end in _all or _hem
+    if "_" in path.stem and named in CLASS_NAMES and CLASS_NAMES.index(named) != label:
+        reason = (
+            f"its name says {named} but it is under a {CLASS_NAMES[label]}/ folder; "
+            "move it to the right folder (or rename it) to use it"
+        )
+        return Skipped(rel.as_posix(), reason, "name and folder disagree")
     return Record(rel.as_posix(), label, parse_subject(path.name), fold, path.stat().st_size)
 
 
@@ -266,11 +290,13 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
     if not root.is_dir():
         raise FileNotFoundError(f"data dir {root} does not exist or is not a folder; {LAYOUTS_HELP}")
     images, csvs, skipped = _walk(root)
-    candidates, csv_skipped, claimed = _from_csvs(root, [c for c in csvs if _is_labels_csv(c)])
+    labels_csvs = [c for c in csvs if _is_labels_csv(c)]
+    candidates, csv_skipped, claimed = _from_csvs(root, labels_csvs)
     skipped += csv_skipped
+    other_csvs = [c for c in csvs if c not in labels_csvs]
     for path in images:
         if path not in claimed:
-            item = _from_folders(root, path)
+            item = _from_folders(root, path, other_csvs)
             (candidates if isinstance(item, Record) else skipped).append(item)
     candidates, unreadable = _with_digests(root, candidates)
     skipped += unreadable
@@ -286,6 +312,37 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
     records = sorted((r for r in candidates if r.relpath not in bad), key=lambda r: r.relpath)
     _check_classes(root, records, skipped)
     return Dataset(root, tuple(records), tuple(skipped), fingerprint(records))
+
+
+def skip_counts(skipped: Sequence[Skipped]) -> dict[str, int]:
+    """How many files were skipped for each kind of reason, most first."""
+    return dict(Counter(s.kind for s in skipped).most_common())
+
+
+def skip_tags(dataset: Dataset) -> dict[str, str]:
+    """A run's tags for what its data left out: ``skipped`` (all) and ``skipped_<kind>`` per kind
+    (``skipped_bad_label``, ``skipped_name_and_folder_disagree``, ...)."""
+    counts = skip_counts(dataset.skipped)
+    return {"skipped": str(len(dataset.skipped))} | {
+        "skipped_" + re.sub(r"\W+", "_", kind): str(n) for kind, n in counts.items()
+    }
+
+
+def skip_line(dataset: Dataset, examples: int = 3) -> str | None:
+    """One line for a training's console: what was left out per reason, the first example of
+    each, and where to see the rest; None when nothing was."""
+    if not dataset.skipped:
+        return None
+    counts = skip_counts(dataset.skipped)
+    firsts = [next(s for s in dataset.skipped if s.kind == kind) for kind in counts][:examples]
+    return (
+        f"skipped {len(dataset.skipped)} of {len(dataset.skipped) + len(dataset)} files under "
+        f"{dataset.root}: "
+        + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        + "; e.g. "
+        + "; ".join(f"{s.path}: {s.reason}" for s in firsts)
+        + f"; run `leukml inspect {dataset.root}` for the rest"
+    )
 
 
 def skip_summary(skipped: Sequence[Skipped], examples: int = 3) -> str:
