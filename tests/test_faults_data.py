@@ -3,6 +3,7 @@ a full cache disk, and files leukml leaves out, each said in a line and counted.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import sqlite3
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from leukml.data import discovery, filehash
 from leukml.data.discovery import discover
 from leukml.data.imagecache import load_images
-from leukml.data.images import decode_image
+from leukml.data.images import ImageError, decode_base64_batch, decode_image
 from leukml.data.synth import SynthConfig, write_synthetic
 
 TINY = {"n_all": 8, "n_hem": 4, "subjects": 4, "size": 40}
@@ -186,3 +188,35 @@ def test_training_says_what_it_skipped_and_tags_the_run(tmp_path, messy, child_e
         "skipped_name_and_folder_disagree": "1",
         "skipped_unlabelled": "1",
     }
+
+
+def _float_tiff(path: Path, pixels: np.ndarray) -> Path:
+    Image.fromarray(pixels.astype(np.float32), mode="F").save(path)
+    return path
+
+
+def test_float_tiff_is_scaled_not_decoded_black(tmp_path):
+    pixels = np.random.default_rng(0).random((40, 40))  # a microscope's 0..1 floats
+    decoded = decode_image(_float_tiff(tmp_path / "cell.tif", pixels), 40)
+    np.testing.assert_array_equal(decoded[..., 0], np.rint(pixels.astype(np.float32) * 255))
+    with pytest.raises(ImageError, match="NaN, infinite or negative"):
+        decode_image(_float_tiff(tmp_path / "nan.tif", np.full((40, 40), np.nan)), 40)
+
+
+def test_served_model_refuses_a_blank_image(tmp_path):
+    _float_tiff(tmp_path / "black.tif", np.zeros((40, 40)))
+    encoded = base64.b64encode((tmp_path / "black.tif").read_bytes()).decode()
+    with pytest.raises(ValueError, match="row 0: not a usable image: blank image"):
+        decode_base64_batch([encoded], 32)
+
+
+def test_predict_refuses_a_blank_image_in_one_line(tmp_path, child_env):
+    _float_tiff(tmp_path / "black.tif", np.zeros((40, 40)))
+    args = [str(LEUKML), "predict", "black.tif", "--model-uri", "models:/leukml-all-classifier@champion"]
+    env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    done = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [
+        "Error: black.tif: blank image (every pixel is 0): there is no cell to classify; "
+        "give BMP, PNG, JPEG or TIFF images of single cells"
+    ]
