@@ -41,8 +41,8 @@ def _change_after_hashing(monkeypatch, change) -> list[dict[str, str]]:
     the digests taken."""
     real, taken = discovery.content_digests, []
 
-    def hashed_then_changed(root, relpaths):
-        digests, errors = real(root, relpaths)
+    def hashed_then_changed(*args, **kwargs):
+        digests, errors = real(*args, **kwargs)
         taken.append(dict(digests))
         change()
         return digests, errors
@@ -75,7 +75,9 @@ def test_image_cache_holds_the_bytes_its_fingerprint_names(cells, monkeypatch):
 
 
 def test_scan_verdict_is_of_the_bytes_that_were_hashed(cells, monkeypatch):
+    discover(cells)  # every digest memoised: a later scan reads the files again
     target = sorted(cells.rglob("*.bmp"))[0]
+    shutil.copy(target, target.with_name("UID_7_7_7_" + target.name.rsplit("_", 1)[-1]))  # a new scan
     good = target.read_bytes()
     _change_after_hashing(monkeypatch, lambda: target.write_bytes(b"XX" + good[2:]))
     with pytest.raises(filehash.DataChanged, match=target.name):
@@ -83,7 +85,17 @@ def test_scan_verdict_is_of_the_bytes_that_were_hashed(cells, monkeypatch):
     monkeypatch.undo()
     target.write_bytes(good)
     dataset = discover(cells)
+    assert not dataset.skipped and len(dataset) == 13
+
+
+def test_files_read_to_be_hashed_are_checked_from_those_bytes(cells, monkeypatch):
+    target = sorted(cells.rglob("*.bmp"))[0]
+    good = target.read_bytes()
+    _change_after_hashing(monkeypatch, lambda: target.write_bytes(b"XX" + good[2:]))
+    dataset = discover(cells)  # the verdict is of the (good) bytes that were hashed
     assert not dataset.skipped and len(dataset) == 12
+    with pytest.raises(filehash.DataChanged, match=target.name):
+        load_images(dataset, 32)
 
 
 LEUKML = Path(sys.executable).parent / "leukml"

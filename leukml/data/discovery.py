@@ -10,7 +10,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from leukml import CLASS_NAMES
 from leukml.common.cachedir import cache_path, write_json_atomic
-from leukml.data.filehash import HASH_THREADS, content_digests, read_as_hashed
+from leukml.data.filehash import HASH_THREADS, content_digests, hashed_reader
 from leukml.data.images import ImageError, check_image, is_image_name
 
 LAYOUTS_HELP = (
@@ -240,40 +240,54 @@ def _from_folders(root: Path, path: Path, other_csvs: list[Path]) -> Record | Sk
     return Record(rel.as_posix(), label, parse_subject(path.name), fold, path.stat().st_size)
 
 
-def _with_digests(root: Path, candidates: list[Record]) -> tuple[list[Record], list[Skipped]]:
-    digests, errors = content_digests(root, [r.relpath for r in candidates])
-    records = [dataclasses.replace(r, digest=digests[r.relpath]) for r in candidates if r.relpath in digests]
-    return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()]
-
-
-def _verdict(path: Path, digest: str) -> str | None:
-    """Why the file cannot be used (decoded from the very bytes that were hashed), or None."""
+def _verdict_of(data: bytes) -> str | None:
+    """Why an image file whose bytes are ``data`` cannot be used, or None."""
     try:
-        check_image(read_as_hashed(path, digest))
+        check_image(data)
     except ImageError as exc:
         return str(exc)
-    except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
     return None
 
 
-def _check_images(root: Path, records: list[Record]) -> dict[str, str]:
-    """Decode every candidate once per distinct content; the verdicts are cached by fingerprint."""
+def _with_digests(
+    root: Path, candidates: list[Record]
+) -> tuple[list[Record], list[Skipped], dict[str, str | None]]:
+    """The candidates with their digests, the unreadable ones, and the scan verdicts of the files
+    that were read to be hashed (decoded from the very bytes hashed)."""
+    verdicts: dict[str, str | None] = {}
+    digests, errors = content_digests(
+        root, [r.relpath for r in candidates], lambda rel, data: verdicts.update({rel: _verdict_of(data)})
+    )
+    records = [dataclasses.replace(r, digest=digests[r.relpath]) for r in candidates if r.relpath in digests]
+    return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()], verdicts
+
+
+def _verdict(read: Callable[[str, str], bytes], record: Record) -> str | None:
+    """Why the file cannot be used (decoded from bytes checked to be the hashed ones), or None."""
+    try:
+        return _verdict_of(read(record.relpath, record.digest))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+
+
+def _check_images(root: Path, records: list[Record], known: dict[str, str | None]) -> dict[str, str]:
+    """Decode every candidate once per distinct content; the verdicts are cached by fingerprint.
+    ``known``: the verdicts of the files read while hashing them; the others are read here."""
     cached = cache_path("scan", f"{fingerprint(records)}.json")
     if cached.is_file():
         return json.loads(cached.read_text())
-    bad: dict[str, str] = {}
+    todo = [r for r in records if r.relpath not in known]
     pool = ThreadPoolExecutor(HASH_THREADS)  # hashing and decoding release the GIL
     try:
-        verdicts = pool.map(lambda r: _verdict(root / r.relpath, r.digest), records)
+        read = hashed_reader(root)
+        verdicts = pool.map(lambda r: _verdict(read, r), todo)
         shown = tqdm(
-            verdicts, "checking images", len(records), leave=False, unit="img", mininterval=1.0, disable=None
+            verdicts, "checking images", len(todo), leave=False, unit="img", mininterval=1.0, disable=None
         )
-        for r, why in zip(records, shown, strict=True):
-            if why is not None:
-                bad[r.relpath] = why
+        found = dict(known) | {r.relpath: why for r, why in zip(todo, shown, strict=True)}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    bad = {r.relpath: found[r.relpath] for r in records if found[r.relpath] is not None}
     write_json_atomic(cached, bad)
     return bad
 
@@ -298,9 +312,9 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
         if path not in claimed:
             item = _from_folders(root, path, other_csvs)
             (candidates if isinstance(item, Record) else skipped).append(item)
-    candidates, unreadable = _with_digests(root, candidates)
+    candidates, unreadable, verdicts = _with_digests(root, candidates)
     skipped += unreadable
-    bad = _check_images(root, candidates) if candidates else {}
+    bad = _check_images(root, candidates, verdicts) if candidates else {}
     if strict and bad:
         first = next(iter(bad.items()))
         raise ValueError(

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from leukml.common.cachedir import cache_path, cached_array
 from leukml.data.discovery import Dataset, Record
-from leukml.data.filehash import HASH_THREADS, read_as_hashed
+from leukml.data.filehash import HASH_THREADS, hashed_reader
 from leukml.data.images import DEFAULT_RESIZE, RESIZE_METHODS, ImageError, decode_image
 
 
@@ -19,8 +19,9 @@ def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np
     The first call decodes and resizes every image into ``$LEUKML_CACHE/images/`` (keyed by the
     dataset fingerprint, size and resize method); later calls memory-map that file. A partial file
     from an interrupted run is never used: it is written under a temp name and renamed when done.
-    Each image is decoded from the very bytes its digest was taken from (read once, hashed again),
-    so the cache holds what its fingerprint names even when a file changes after discovery.
+    Each image is decoded from bytes checked to be those its digest was taken from
+    (``filehash.hashed_reader``), so the cache holds what its fingerprint names even when a file
+    changes after discovery.
 
     Raises:
         ImageError: an image became unreadable since discovery (the message names it).
@@ -30,10 +31,12 @@ def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np
         raise ValueError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
     path = cache_path("images", f"{dataset.fingerprint}-{size}-{method}.npy")
 
+    read = hashed_reader(dataset.root)
+
     def decode(record: Record) -> np.ndarray:
         path = dataset.root / record.relpath
         try:
-            return decode_image(read_as_hashed(path, record.digest), size, method)
+            return decode_image(read(record.relpath, record.digest), size, method)
         except (ImageError, OSError) as exc:
             raise ImageError(f"{path}: {exc}; run `leukml inspect` on the data dir") from None
 
