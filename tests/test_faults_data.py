@@ -232,3 +232,15 @@ def test_predict_refuses_a_blank_image_in_one_line(tmp_path, child_env):
         "Error: black.tif: blank image (every pixel is 0): there is no cell to classify; "
         "give BMP, PNG, JPEG or TIFF images of single cells"
     ]
+
+
+def test_inspect_counts_the_skipped_files_per_reason(messy, child_env):
+    done = subprocess.run(
+        [str(LEUKML), "inspect", str(messy)], env=child_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("skipped "))
+    assert line == (
+        "skipped 7 file(s): 2 unusable image, 2 bad label, 1 name and folder disagree, 1 broken link, "
+        "1 unlabelled"
+    )
