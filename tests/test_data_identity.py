@@ -124,7 +124,7 @@ def test_digest_memo_skips_unchanged_files_only(tmp_path, monkeypatch):
     _settle()
     hashed: list[Path] = []
     real = filehash.file_digest
-    monkeypatch.setattr(filehash, "file_digest", lambda p: hashed.append(p) or real(p))
+    monkeypatch.setattr(filehash, "file_digest", lambda p, *seen: hashed.append(p) or real(p, *seen))
     first = discover(root)
     assert len(hashed) == len(first)
     hashed.clear()
@@ -144,7 +144,7 @@ def test_fresh_files_are_rehashed_until_they_are_old(tmp_path, monkeypatch):
     root = write_synthetic(tmp_path / "cells", SynthConfig(seed=9, **TINY))
     hashed: list[Path] = []
     real = filehash.file_digest
-    monkeypatch.setattr(filehash, "file_digest", lambda p: hashed.append(p) or real(p))
+    monkeypatch.setattr(filehash, "file_digest", lambda p, *seen: hashed.append(p) or real(p, *seen))
     n = len(discover(root))
     discover(root)
     assert len(hashed) == 2 * n

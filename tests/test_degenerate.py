@@ -57,7 +57,8 @@ def test_the_console_warns_at_the_first_one_class_milestone_only_and_again_for_t
     ]
     console.log_milestone(30, {}, np.array([[2, 1], [1, 5]]), [])
     assert len(err.getvalue().splitlines()) == 1
-    console.log_data(None, SimpleNamespace(warning=None))  # a search's next trial
+    nothing_skipped = SimpleNamespace(skipped=(), fingerprint="f")
+    console.log_data(nothing_skipped, SimpleNamespace(warning=None))  # a search's next trial
     console.log_milestone(10, {}, ALL_EVERYWHERE, [])
     assert len(err.getvalue().splitlines()) == 2
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
@@ -32,10 +34,74 @@ def temp_sibling(path: Path) -> Path:
     return Path(tmp)
 
 
+class CacheFull(OSError):
+    """The cache folder's disk has no room for what leukml must write there."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _full(folder: Path, needed: int) -> CacheFull:
+    try:
+        free = f", {shutil.disk_usage(folder).free:,} free"
+    except OSError:
+        free = ""
+    return CacheFull(
+        errno.ENOSPC,
+        f"no space left in the cache folder {folder}: {needed:,} bytes needed{free}; free space "
+        "there or set LEUKML_CACHE to a folder on a disk with room",
+    )
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def write_json_atomic(path: Path, obj: object) -> None:
-    tmp = temp_sibling(path)
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    text = json.dumps(obj)
+    try:
+        tmp = temp_sibling(path)
+    except OSError as exc:
+        raise _full(path.parent, len(text)) if exc.errno in _NO_SPACE else exc from None
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _full(path.parent, len(text)) if exc.errno in _NO_SPACE else exc from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _open_reserved(path: Path, dtype: np.dtype | type, shape: tuple[int, ...]) -> tuple[Path, np.memmap]:
+    """A writable memmap of a new temp file beside ``path`` whose every block is allocated first:
+    writing through a map into a sparse file on a full disk kills the process (SIGBUS) with
+    nothing said; reserving turns that into ``CacheFull`` before any pixel is written.
+
+    Raises:
+        CacheFull: the disk cannot hold the array (no temp file is left behind).
+    """
+    needed = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    try:
+        tmp = temp_sibling(path)
+    except OSError as exc:
+        raise _full(path.parent, needed) if exc.errno in _NO_SPACE else exc from None
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise
+            # EOPNOTSUPP/EINVAL: this file system cannot reserve; write through the map as before
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _full(path.parent, needed) if exc.errno in _NO_SPACE else exc from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, out
 
 
 def cached_array(
@@ -44,9 +110,8 @@ def cached_array(
     """The array stored at ``path``, memory-mapped read-only; built first by ``fill`` (which
     writes every row of a writable memmap) when missing, under a temp name renamed on success."""
     if not path.is_file():
-        tmp = temp_sibling(path)
+        tmp, out = _open_reserved(path, dtype, shape)
         try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
             fill(out)
             out.flush()
             del out
@@ -69,9 +134,8 @@ def cached_array_later(
     place. The future is None where the file was there already."""
     if path.is_file():
         return np.load(path, mmap_mode="r"), None
-    tmp = temp_sibling(path)
+    tmp, out = _open_reserved(path, dtype, shape)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         writes = fill(out)
     except BaseException:
         tmp.unlink(missing_ok=True)

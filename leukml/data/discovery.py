@@ -10,7 +10,8 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from leukml import CLASS_NAMES
 from leukml.common.cachedir import cache_path, write_json_atomic
-from leukml.data.filehash import content_digests
+from leukml.data.filehash import HASH_THREADS, content_digests, hashed_reader
 from leukml.data.images import ImageError, check_image, is_image_name
 
 LAYOUTS_HELP = (
@@ -94,13 +95,31 @@ def fingerprint(records: Iterable[Record]) -> str:
     return h.hexdigest()[:16]
 
 
-def _is_labels_csv(path: Path) -> bool:
+def _csv_header(path: Path) -> tuple[str, ...]:
+    """The first row of a CSV file, as written (empty when unreadable)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError):
-        return False
-    return tuple(c.strip().lower() for c in header) == CSV_HEADER
+            return tuple(c.strip() for c in next(csv.reader(fh), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ()
+
+
+def _is_labels_csv(path: Path) -> bool:
+    return tuple(c.lower() for c in _csv_header(path)) == CSV_HEADER
+
+
+def _unlabelled_reason(root: Path, path: Path, other_csvs: list[Path]) -> str:
+    """Why a file has no label, naming a CSV beside it (or one folder up) that is not a labels CSV:
+    the likely reason is its header."""
+    reason = "unlabelled: not under an all/ or hem/ folder nor in a labels CSV"
+    near = [c for c in other_csvs if c.parent in (path.parent, path.parent.parent)]
+    if not near:
+        return reason
+    header = ",".join(_csv_header(near[0])) or "none"
+    return (
+        f"{reason}; {near[0].relative_to(root)} is not read as one: its header is {header!r}, "
+        "expected Patient_ID,new_names,labels"
+    )
 
 
 def _link_problem(root: Path, path: Path) -> Skipped | None:
@@ -200,7 +219,7 @@ def _from_csvs(root: Path, csv_paths: list[Path]) -> tuple[list[Record], list[Sk
     return records, skipped, claimed
 
 
-def _from_folders(root: Path, path: Path) -> Record | Skipped:
+def _from_folders(root: Path, path: Path, other_csvs: list[Path]) -> Record | Skipped:
     rel = path.relative_to(root)
     label, fold = None, None
     for part in reversed(rel.parts[:-1]):
@@ -210,30 +229,65 @@ def _from_folders(root: Path, path: Path) -> Record | Skipped:
         if fold is None and match:
             fold = int(match.group(1))
     if label is None:
-        reason = "unlabelled: not under an all/ or hem/ folder nor in a labels CSV"
-        return Skipped(rel.as_posix(), reason, "unlabelled")
+        return Skipped(rel.as_posix(), _unlabelled_reason(root, path, other_csvs), "unlabelled")
+    named = path.stem.rsplit("_", 1)[-1].lower()  # C-NMC names end in _all or _hem
+    if "_" in path.stem and named in CLASS_NAMES and CLASS_NAMES.index(named) != label:
+        reason = (
+            f"its name says {named} but it is under a {CLASS_NAMES[label]}/ folder; "
+            "move it to the right folder (or rename it) to use it"
+        )
+        return Skipped(rel.as_posix(), reason, "name and folder disagree")
     return Record(rel.as_posix(), label, parse_subject(path.name), fold, path.stat().st_size)
 
 
-def _with_digests(root: Path, candidates: list[Record]) -> tuple[list[Record], list[Skipped]]:
-    digests, errors = content_digests(root, [r.relpath for r in candidates])
+def _verdict_of(data: bytes) -> str | None:
+    """Why an image file whose bytes are ``data`` cannot be used, or None."""
+    try:
+        check_image(data)
+    except ImageError as exc:
+        return str(exc)
+    return None
+
+
+def _with_digests(
+    root: Path, candidates: list[Record]
+) -> tuple[list[Record], list[Skipped], dict[str, str | None]]:
+    """The candidates with their digests, the unreadable ones, and the scan verdicts of the files
+    that were read to be hashed (decoded from the very bytes hashed)."""
+    verdicts: dict[str, str | None] = {}
+    digests, errors = content_digests(
+        root, [r.relpath for r in candidates], lambda rel, data: verdicts.update({rel: _verdict_of(data)})
+    )
     records = [dataclasses.replace(r, digest=digests[r.relpath]) for r in candidates if r.relpath in digests]
-    return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()]
+    return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()], verdicts
 
 
-def _check_images(root: Path, records: list[Record]) -> dict[str, str]:
-    """Decode every candidate once per distinct content; the verdicts are cached by fingerprint."""
+def _verdict(read: Callable[[str, str], bytes], record: Record) -> str | None:
+    """Why the file cannot be used (decoded from bytes checked to be the hashed ones), or None."""
+    try:
+        return _verdict_of(read(record.relpath, record.digest))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+
+
+def _check_images(root: Path, records: list[Record], known: dict[str, str | None]) -> dict[str, str]:
+    """Decode every candidate once per distinct content; the verdicts are cached by fingerprint.
+    ``known``: the verdicts of the files read while hashing them; the others are read here."""
     cached = cache_path("scan", f"{fingerprint(records)}.json")
     if cached.is_file():
         return json.loads(cached.read_text())
-    bad: dict[str, str] = {}
-    for r in tqdm(records, desc="checking images", unit="img", leave=False, mininterval=1.0, disable=None):
-        try:
-            check_image(root / r.relpath)
-        except ImageError as exc:
-            bad[r.relpath] = str(exc)
-        except OSError as exc:
-            bad[r.relpath] = f"unreadable ({exc.strerror or exc})"
+    todo = [r for r in records if r.relpath not in known]
+    pool = ThreadPoolExecutor(HASH_THREADS)  # hashing and decoding release the GIL
+    try:
+        read = hashed_reader(root)
+        verdicts = pool.map(lambda r: _verdict(read, r), todo)
+        shown = tqdm(
+            verdicts, "checking images", len(todo), leave=False, unit="img", mininterval=1.0, disable=None
+        )
+        found = dict(known) | {r.relpath: why for r, why in zip(todo, shown, strict=True)}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    bad = {r.relpath: found[r.relpath] for r in records if found[r.relpath] is not None}
     write_json_atomic(cached, bad)
     return bad
 
@@ -250,15 +304,17 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
     if not root.is_dir():
         raise FileNotFoundError(f"data dir {root} does not exist or is not a folder; {LAYOUTS_HELP}")
     images, csvs, skipped = _walk(root)
-    candidates, csv_skipped, claimed = _from_csvs(root, [c for c in csvs if _is_labels_csv(c)])
+    labels_csvs = [c for c in csvs if _is_labels_csv(c)]
+    candidates, csv_skipped, claimed = _from_csvs(root, labels_csvs)
     skipped += csv_skipped
+    other_csvs = [c for c in csvs if c not in labels_csvs]
     for path in images:
         if path not in claimed:
-            item = _from_folders(root, path)
+            item = _from_folders(root, path, other_csvs)
             (candidates if isinstance(item, Record) else skipped).append(item)
-    candidates, unreadable = _with_digests(root, candidates)
+    candidates, unreadable, verdicts = _with_digests(root, candidates)
     skipped += unreadable
-    bad = _check_images(root, candidates) if candidates else {}
+    bad = _check_images(root, candidates, verdicts) if candidates else {}
     if strict and bad:
         first = next(iter(bad.items()))
         raise ValueError(
@@ -270,6 +326,37 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
     records = sorted((r for r in candidates if r.relpath not in bad), key=lambda r: r.relpath)
     _check_classes(root, records, skipped)
     return Dataset(root, tuple(records), tuple(skipped), fingerprint(records))
+
+
+def skip_counts(skipped: Sequence[Skipped]) -> dict[str, int]:
+    """How many files were skipped for each kind of reason, most first."""
+    return dict(Counter(s.kind for s in skipped).most_common())
+
+
+def skip_tags(dataset: Dataset) -> dict[str, str]:
+    """A run's tags for what its data left out: ``skipped`` (all) and ``skipped_<kind>`` per kind
+    (``skipped_bad_label``, ``skipped_name_and_folder_disagree``, ...)."""
+    counts = skip_counts(dataset.skipped)
+    return {"skipped": str(len(dataset.skipped))} | {
+        "skipped_" + re.sub(r"\W+", "_", kind): str(n) for kind, n in counts.items()
+    }
+
+
+def skip_line(dataset: Dataset, examples: int = 3) -> str | None:
+    """One line for a training's console: what was left out per reason, the first example of
+    each, and where to see the rest; None when nothing was."""
+    if not dataset.skipped:
+        return None
+    counts = skip_counts(dataset.skipped)
+    firsts = [next(s for s in dataset.skipped if s.kind == kind) for kind in counts][:examples]
+    return (
+        f"skipped {len(dataset.skipped)} of {len(dataset.skipped) + len(dataset)} files under "
+        f"{dataset.root}: "
+        + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        + "; e.g. "
+        + "; ".join(f"{s.path}: {s.reason}" for s in firsts)
+        + f"; run `leukml inspect {dataset.root}` for the rest"
+    )
 
 
 def skip_summary(skipped: Sequence[Skipped], examples: int = 3) -> str:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,10 +31,56 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of the file's bytes (hex, ``DIGEST_CHARS`` long)."""
+class DataChanged(ValueError):
+    """A data file's bytes are no longer those its digest was taken from."""
+
+
+def file_digest(path: Path, seen: Callable[[bytes], None] | None = None) -> str:
+    """SHA-256 of the file's bytes (hex, ``DIGEST_CHARS`` long); ``seen`` is given those bytes."""
+    if seen is not None:
+        data = Path(path).read_bytes()
+        seen(data)
+        return bytes_digest(data)
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()[:DIGEST_CHARS]
+
+
+def bytes_digest(data: bytes) -> str:
+    """``file_digest`` of a file whose bytes are ``data``."""
+    return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
+
+
+def _changed(path: Path) -> DataChanged:
+    return DataChanged(
+        f"{path} changed while leukml was reading the data (its bytes are not those hashed "
+        "moments before); nothing was cached from it: run again once the files stop changing"
+    )
+
+
+def hashed_reader(root: Path) -> Callable[[str, str], bytes]:
+    """``read(relpath, digest)``: the bytes of a file under ``root``, read once and checked to be
+    those ``digest`` was taken from, so that whatever is decoded from them is what a cache keyed by
+    that digest (or a fingerprint of it) may hold, even when the file changes after it was hashed
+    (a sync tool, a stain normalisation). The check is the digest memo's own rule where the memo
+    holds the file (its stat, taken after reading, unchanged since it was hashed), else a hash of
+    the bytes read.
+
+    ``read`` raises ``DataChanged`` (naming the file) when the bytes differ, ``OSError`` when the
+    file cannot be read.
+    """
+    memo = _load_memo(_memo_path(root))
+
+    def read(rel: str, digest: str) -> bytes:
+        path = root / rel
+        data = path.read_bytes()
+        entry = memo.get(rel)
+        if entry and entry[1] == digest and entry[0] == _stat_key(os.stat(path)):
+            return data
+        if bytes_digest(data) != digest:
+            raise _changed(path)
+        return data
+
+    return read
 
 
 def _memo_path(root: Path) -> Path:
@@ -50,17 +96,21 @@ def _load_memo(path: Path) -> dict[str, list]:
     return memo if isinstance(memo, dict) else {}
 
 
-def _digest_or_error(path: Path) -> str | OSError:
+def _digest_or_error(path: Path, seen: Callable[[bytes], None] | None) -> str | OSError:
     try:
-        return file_digest(path)
+        return file_digest(path, seen)
     except OSError as exc:
         return exc
 
 
-def content_digests(root: Path, relpaths: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+def content_digests(
+    root: Path, relpaths: Sequence[str], seen: Callable[[str, bytes], None] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
     """``({relpath: digest}, {relpath: why unreadable})`` for the files under ``root``. A file
     whose stat is unchanged since it was last hashed (and was not racy then) keeps its memoised
-    digest; the others are read."""
+    digest; the others are read, and ``seen(relpath, the bytes hashed)`` is called on each of
+    them (from worker threads), so that what is learnt from a file's bytes (a scan verdict) is of
+    the bytes its digest names and costs no second read."""
     memo_file = _memo_path(root)
     memo = _load_memo(memo_file)
     trusted_before = (time.time() - RACY_S) * 1e9
@@ -80,7 +130,11 @@ def content_digests(root: Path, relpaths: Sequence[str]) -> tuple[dict[str, str]
         else:
             todo.append(rel)
     with ThreadPoolExecutor(HASH_THREADS) as pool:
-        for rel, got in zip(todo, pool.map(lambda rel: _digest_or_error(root / rel), todo), strict=True):
+
+        def digest(rel: str) -> str | OSError:
+            return _digest_or_error(root / rel, seen and (lambda data: seen(rel, data)))
+
+        for rel, got in zip(todo, pool.map(digest, todo), strict=True):
             if isinstance(got, OSError):
                 errors[rel] = f"unreadable ({got.strerror or got})"
                 del stats[rel]

@@ -53,11 +53,28 @@ def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
     return img
 
 
+def _from_float(img: Image.Image) -> Image.Image:
+    """A 32-bit float image (scientific TIFF) as 8 bits: 0..1 is scaled to 0..255, a larger range
+    by its peak. PIL's own conversion clips to 0..255, which makes a 0..1 image all black.
+
+    Raises:
+        ImageError: NaN, infinite or negative pixels (no scale is right for them).
+    """
+    arr = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(arr).all() or arr.min() < 0:
+        raise ImageError(
+            "float image with NaN, infinite or negative pixels; save it as 8-bit RGB (BMP, PNG, TIFF)"
+        )
+    peak = arr.max()
+    scale = 255.0 if peak <= 1.0 else 255.0 / peak
+    return Image.fromarray(np.rint(arr * scale).astype(np.uint8))
+
+
 def load_rgb(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Fully decode an image file (path or bytes) to RGB.
 
     Grayscale and palette images are expanded; transparent pixels become black, the background
-    of C-NMC cells.
+    of C-NMC cells; 16-bit and float images are scaled to 8 bits.
 
     Raises:
         ImageError: empty, unreadable, truncated or oversized input.
@@ -75,7 +92,16 @@ def load_rgb(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         peak = arr.max() or 1.0
         img = Image.fromarray((arr * (255.0 / peak)).astype(np.uint8))
+    if img.mode == "F":
+        img = _from_float(img)
     return img.convert("RGB")
+
+
+def refuse_blank(pixels: np.ndarray) -> None:
+    """Raise ``ImageError`` for an image whose pixels are all one colour: it holds no cell, and a
+    prediction on it would be an answer about nothing."""
+    if pixels.size and pixels.min() == pixels.max():
+        raise ImageError(f"blank image (every pixel is {pixels.flat[0]}): there is no cell to classify")
 
 
 def to_square(img: Image.Image) -> Image.Image:
@@ -125,7 +151,7 @@ def read_image_file(path: Path, max_pixels: int = MAX_PIXELS) -> bytes:
     """
     data = Path(path).read_bytes()
     try:
-        load_rgb(data, max_pixels)
+        refuse_blank(np.asarray(load_rgb(data, max_pixels)))
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}; give BMP, PNG, JPEG or TIFF images of single cells") from None
     return data
@@ -159,6 +185,7 @@ def decode_base64_batch(
             raise ValueError(f"row {row}: 'image' is not valid base64") from None
         try:
             out[row] = decode_image(data, size, method)
+            refuse_blank(out[row])
         except ImageError as exc:
             raise ValueError(f"row {row}: not a usable image: {exc}") from None
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from leukml.data.discovery import discover
+from leukml.data.discovery import discover, skip_counts
 from leukml.data.splits import SplitConfig, split_records, summarize
 
 MAX_SKIPPED_SHOWN = 50
@@ -20,6 +20,7 @@ def describe(data_dir: str | os.PathLike, split: SplitConfig | None = None, stri
         "preliminary_test_set": sum(r.listed for r in dataset.records),
         "folds": sorted({r.fold for r in dataset.records if r.fold is not None}),
         "skipped": [{"path": s.path, "reason": s.reason} for s in dataset.skipped],
+        "skipped_counts": skip_counts(dataset.skipped),
     }
     if split is not None:
         result = split_records(dataset.records, split)
@@ -56,7 +57,8 @@ def render_text(report: dict) -> str:
             f"  labelled preliminary test set (--split official): {report['preliminary_test_set']} images"
         )
     skipped = report["skipped"]
-    lines.append(f"skipped {len(skipped)} file(s)")
+    counts = ", ".join(f"{n} {kind}" for kind, n in report["skipped_counts"].items())
+    lines.append(f"skipped {len(skipped)} file(s)" + (f": {counts}" if counts else ""))
     lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:MAX_SKIPPED_SHOWN]]
     if len(skipped) > MAX_SKIPPED_SHOWN:
         lines.append(f"  ... and {len(skipped) - MAX_SKIPPED_SHOWN} more (see --json)")

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from leukml import CLASS_NAMES
 from leukml.analysis import plots
-from leukml.data.discovery import Dataset
+from leukml.data.discovery import Dataset, skip_tags
 from leukml.data.splits import Split, manifest, n_subjects, summarize, test_set_id
 from leukml.training.checkpoint import Snapshot
 from leukml.training.config import TrainConfig
@@ -137,6 +137,7 @@ class MlflowSink:
                 # facts of the split actually made (leukml.data.splits.Split), not of the options
                 "selection_on_test": str(split.selection_on_test).lower(),
                 "test_one_class": str(split.test_one_class).lower(),
+                **skip_tags(dataset),  # what the data left out: skipped, skipped_<reason>
             }
         )
         self._log_inputs(dataset, counts)

@@ -12,7 +12,7 @@ from typing import Protocol, TextIO
 
 import numpy as np
 
-from leukml.data.discovery import Dataset
+from leukml.data.discovery import Dataset, skip_line
 from leukml.data.splits import Split
 from leukml.training.evaluation import (
     FLAT_LOSS_EPOCHS,
@@ -92,13 +92,15 @@ class FlatLossWatch:
 
 class ConsoleSink:
     """Prints a training's progress for a person: warnings (the split's, a flat loss, the first
-    milestone predicting one class everywhere) to ``err`` and one line per epoch to ``out``."""
+    milestone predicting one class everywhere, the files the data left out) to ``err`` and one
+    line per epoch to ``out``."""
 
     def __init__(
         self, epochs: int | None = None, out: TextIO | None = None, err: TextIO | None = None
     ) -> None:
         self.epochs, self.out, self.err = epochs, out, err
         self._loss, self._one_class_said = FlatLossWatch(), False
+        self._skips_said: set[str] = set()  # fingerprints: a search's trials share one dataset
 
     def _warn(self, text: str) -> None:
         print(f"warning: {text}", file=self.err or sys.stderr, flush=True)
@@ -106,6 +108,9 @@ class ConsoleSink:
     def log_data(self, dataset: Dataset, split: Split) -> None:
         # a new training begins (a search or CV shares one console): its warnings are its own
         self._loss, self._one_class_said = FlatLossWatch(), False
+        if (skipped := skip_line(dataset)) and dataset.fingerprint not in self._skips_said:
+            self._skips_said.add(dataset.fingerprint)
+            self._warn(skipped)
         if split.warning:
             self._warn(split.warning)
 
