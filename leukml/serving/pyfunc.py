@@ -87,7 +87,8 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
 
     def warm_up(self) -> None:
         """Trace the model's predict function at load for any batch size (``WARM_BATCHES``), so a
-        request never traces it: the same weights and operations, the batch dimension left free."""
+        request never traces it: the same weights and operations, the batch dimension left free.
+        (On JAX a new batch size still compiles once; this covers 1 and 2 images.)"""
         for n in WARM_BATCHES:
             self._p_all(np.zeros((n, self.size, self.size, 3), np.float32))
 
