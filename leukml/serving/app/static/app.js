@@ -45,6 +45,8 @@ async function classify(files) {
     const name = file.relPath || file.webkitRelativePath || file.name;
     if (/\.zip$/i.test(name)) {
       try { items = items.concat(await expand(file)); } catch (error) { message(error.message); }
+    } else if (file.size > SETTINGS.maxBytes) {  // the server's limit, before sending it
+      message(`${name}: ${file.size} bytes, over the ${SETTINGS.maxBytes}-byte limit; send smaller images`);
     } else if (IMAGE.test(name) || !name.includes("/")) {  // loose files: a bad one is named
       items.push({ name, file });
     }
