@@ -158,13 +158,15 @@ def test_a_bad_file_is_named_and_the_others_answered(serve_page, source, real_sa
     files = [
         (cells[0].name, cells[0].read_bytes()),
         ("broken.bmp", b"BM not really"),
+        ("header.bmp", b"BM this is not a bitmap"),
         (cells[1].name, cells[1].read_bytes()),
     ]
     status, body = _predict(url, files)
     assert status == 200, body
-    first, broken, second = body["results"]
-    assert broken["file"] == "broken.bmp" and broken["error"].startswith("broken.bmp: not a readable image")
-    expected = source.answer([base64.b64encode(d).decode() for n, d in files if n != "broken.bmp"])
+    first, broken, header, second = body["results"]
+    for bad in (broken, header):  # an unknown format; a BMP header that breaks off
+        assert bad["error"].startswith(f"{bad['file']}: not a readable image"), bad
+    expected = source.answer([base64.b64encode(d).decode() for n, d in (files[0], files[3])])
     for got, (_, want) in zip((first, second), expected.iterrows(), strict=True):
         assert got["label"] == want["label"] and got["p_all"] == pytest.approx(want["p_all"], abs=1e-6)
         assert got["model_version"] == "7" and got["warnings"] == []

@@ -29,12 +29,15 @@ def prepare(config: AppConfig, token: str | None, tracking_uri: str | None = Non
         ValueError: a non-loopback host without a token; no such registered version.
     """
     check_bind(config.host, token)
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     from leukml.serving.app.source import open_source
     from leukml.tracking.uri import resolve_tracking_uri
 
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)  # the registry and models:/ URIs follow the global one, not the client's
+    client = MlflowClient(uri)
     source = open_source(client, config.model_uri, config.url or None)
     told = evaluation(client, source.info)
     host = f"[{config.host}]" if ":" in config.host else config.host
