@@ -209,3 +209,19 @@ def test_a_token_guards_every_route_but_the_static_files(serve_page):
     assert _request(url + "/static/app.js")[0] == 200
     with urllib.request.urlopen(f"{url}/?token={TOKEN}", timeout=60) as response:
         assert response.status == 200 and f"leukml_app_token={TOKEN}" in response.headers["set-cookie"]
+
+
+def test_a_zip_gives_its_images_and_names_what_it_left_out(serve_page, real_sample):
+    url = serve_page(Limits())
+    cells = _cells(real_sample, 2)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for cell in cells:
+            z.write(cell, f"patient/{cell.name}")
+        z.writestr("patient/notes.txt", "not a cell")
+        z.writestr("__MACOSX/patient/._x.bmp", "resource fork")
+    status, body = _request(url + "/api/expand", archive.getvalue(), {"X-File-Name": "p.zip"})
+    assert status == 200, body
+    assert [f["name"] for f in body["files"]] == [f"p.zip/patient/{c.name}" for c in cells]
+    assert [base64.b64decode(f["data"]) for f in body["files"]] == [c.read_bytes() for c in cells]
+    assert body["skipped"] == ["p.zip/patient/notes.txt: not an image file name"]

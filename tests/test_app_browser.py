@@ -186,6 +186,13 @@ def test_a_person_uploads_cells_and_sees_the_models_answers(
     assert chrome.find_element(By.ID, "n-cells").text == "10"
     assert chrome.find_element(By.ID, "n-all").text == str(n_all)
     assert chrome.find_element(By.ID, "n-hem").text == str(10 - n_all)
+    chrome.find_element(By.CSS_SELECTOR, "th[data-sort=p_all]").click()  # sorts the table by p_all
+    shown = [
+        float(r.get_attribute("data-p-all"))
+        for r in chrome.find_elements(By.CSS_SELECTOR, "#results tr[data-file]")
+    ]
+    assert shown == sorted(shown) and len(shown) == 10
+    chrome.find_element(By.CSS_SELECTOR, "th[data-sort=index]").click()
     _screenshot(chrome, artifacts / "app-results.png")
     if docs := os.environ.get("LEUKML_DOCS_SCREENSHOT"):
         _screenshot(chrome, Path(docs))
