@@ -99,10 +99,8 @@ def expand_zip(name: str, data: bytes, limits: Limits) -> tuple[list[Upload], li
     images = [e for e in entries if is_image_name(PurePosixPath(e.filename))]
     if len(images) > limits.max_files:
         raise ValueError(f"{name} holds {len(images)} images; an upload may hold {limits.max_files}")
-    uploads, skipped = (
-        [],
-        [f"{name}/{e.filename}: not an image file name" for e in entries if e not in images],
-    )
+    skipped = [f"{name}/{e.filename}: not an image file name" for e in entries if e not in images]
+    uploads = []
     for entry in images:
         if entry.file_size > limits.max_bytes:
             skipped.append(f"{name}/{entry.filename}: {entry.file_size} bytes, over the limit")
