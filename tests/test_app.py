@@ -225,3 +225,18 @@ def test_a_zip_gives_its_images_and_names_what_it_left_out(serve_page, real_samp
     assert [f["name"] for f in body["files"]] == [f"p.zip/patient/{c.name}" for c in cells]
     assert [base64.b64decode(f["data"]) for f in body["files"]] == [c.read_bytes() for c in cells]
     assert body["skipped"] == ["p.zip/patient/notes.txt: not an image file name"]
+
+
+def test_an_answer_from_another_version_is_flagged(source, real_sample):
+    """With --url, a server may serve another version than the page names: each answer says so."""
+    import dataclasses
+
+    from leukml.serving.app.inference import Upload, answer_chunk
+
+    cell = _cells(real_sample, 1)[0]
+    upload = [Upload(cell.name, cell.read_bytes())]
+    (same,) = answer_chunk(source, upload, Limits())
+    assert same["warnings"] == []
+    other = dataclasses.replace(source, info=dataclasses.replace(source.info, version="8"))
+    (flagged,) = answer_chunk(other, upload, Limits())
+    assert flagged["warnings"] == ["answered by model version 7, not version 8 shown above"]

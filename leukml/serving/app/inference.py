@@ -75,9 +75,17 @@ def answer_chunk(source: Source, uploads: list[Upload], limits: Limits) -> list[
             "model_version": str(row.get("model_version", source.info.version)),
             "image": _png(picture.copy()),
             "gradcam": _png(shown),
-            "warnings": list(check(np.asarray(picture)).warnings),
+            "warnings": list(check(np.asarray(picture)).warnings) + _other_version(row, source),
         }
     return results
+
+
+def _other_version(row: dict, source: Source) -> list[str]:
+    """A server (``--url``) that answers with another version than the page names."""
+    answered = str(row.get("model_version", source.info.version))
+    if answered == source.info.version:
+        return []
+    return [f"answered by model version {answered}, not version {source.info.version} shown above"]
 
 
 def expand_zip(name: str, data: bytes, limits: Limits) -> tuple[list[Upload], list[str]]:
