@@ -85,6 +85,7 @@ def test_gpu_head_quick(child_env, tmp_path):
         ("grid.py", "headline: usual recipe / leukml grid"),
         ("tracking.py", "headline: MLflow tracking overhead"),
         ("serve.py", "headline: serving overhead"),
+        ("app.py", "headline: page / (served + Grad-CAM)"),
         ("gpu.py", "gpu headline: study"),  # extraction, epochs, the whole study, the usual recipe
         ("compilecache.py", "headline: a later process with JAX's compilation cache"),
     ],

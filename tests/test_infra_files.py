@@ -148,3 +148,10 @@ def test_kustomize_renders_the_stack():
     assert done.returncode == 0, done.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(done.stdout) if doc]
     assert kinds.count("Deployment") == 2 and "StatefulSet" in kinds and "Job" in kinds
+
+
+def test_compose_app_serves_the_page_behind_a_token_on_loopback():
+    app = _compose()["services"]["app"]
+    assert app["command"][:2] == ["leukml", "app"] and app["profiles"] == ["app"]
+    assert "LEUKML_APP_TOKEN" in app["environment"]  # it binds 0.0.0.0 in the container: a token
+    assert all(port.startswith("127.0.0.1:") for port in app["ports"])

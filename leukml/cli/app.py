@@ -7,7 +7,7 @@ import warnings
 
 import click
 
-from leukml.cli import data, results, training
+from leukml.cli import data, page, results, training
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,5 +24,5 @@ def main() -> None:
     )
 
 
-for command in (*data.COMMANDS, *training.COMMANDS, *results.COMMANDS):
+for command in (*data.COMMANDS, *training.COMMANDS, *results.COMMANDS, *page.COMMANDS):
     main.add_command(command)

@@ -17,6 +17,7 @@ ENTRY_POINTS = {
     "promote": "promote",
     "cv": "cv",
     "protocols": "protocols",
+    "app": "app",
 }
 # not parameters: `mlflow run` starts a new run, and continuing one is `leukml train --resume`
 NOT_IN_PROJECT = ("resume",)

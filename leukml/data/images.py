@@ -45,6 +45,8 @@ def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
         raise ImageError(f"decompression bomb refused ({exc})") from None
     except UnidentifiedImageError:
         raise ImageError("not a readable image (unknown or corrupt format)") from None
+    except OSError as exc:  # a known format's header that breaks off: "BM" and a few bytes
+        raise ImageError(f"not a readable image (corrupt header: {exc})") from None
     w, h = img.size
     if w * h > max_pixels:
         raise ImageError(f"decompression bomb refused: {w}x{h} pixels exceeds {max_pixels}")

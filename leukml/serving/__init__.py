@@ -1,5 +1,6 @@
 """The registered model and its use: promotion to the registry with aliases (``registry``), the
-image-taking pyfunc a server runs (``pyfunc``), and prediction from files (``predict``).
+image-taking pyfunc a server runs (``pyfunc``), prediction from files (``predict``), and the web
+page in front of a registered version (``app``, `leukml app`).
 
 May import every layer below (tracking included). MLflow yes; no Optuna.
 """

@@ -98,9 +98,16 @@ def predict_with_model(model_uri: str, images: list[Path]) -> pd.DataFrame:
 
 
 def predict_with_server(url: str, images: list[Path], timeout: float = 120.0) -> pd.DataFrame:
-    body = json.dumps(
-        {"dataframe_split": {"columns": ["image"], "data": [[_encode(p)] for p in images]}}
-    ).encode()
+    return post_encoded(url, [_encode(p) for p in images], timeout)
+
+
+def post_encoded(url: str, encoded: list[str], timeout: float = 120.0) -> pd.DataFrame:
+    """One POST of base64 image files to a running ``mlflow models serve``; its predictions.
+
+    Raises:
+        ValueError: the server refused the request or cannot be reached.
+    """
+    body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[e] for e in encoded]}}).encode()
     request = urllib.request.Request(
         url.rstrip("/") + "/invocations", data=body, headers={"Content-Type": "application/json"}
     )

@@ -1,0 +1,185 @@
+// leukml app: send the chosen images in chunks (one model call each), show each answer, summarise.
+"use strict";
+const SETTINGS = JSON.parse(document.getElementById("settings").textContent);
+const CODES = JSON.parse(document.getElementById("codes").textContent);
+const IMAGE = /\.(bmp|png|jpe?g|tiff?)$/i;
+let rows = [];
+let order = { key: "index", ascending: true };
+
+const $ = (id) => document.getElementById(id);
+
+function message(text) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  $("messages").appendChild(li);
+}
+
+function base64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result.slice(reader.result.indexOf(",") + 1));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function post(path, body, headers) {
+  const response = await fetch(path, { method: "POST", body, headers });
+  const payload = await response.json().catch(() => ({ error: `${path} answered ${response.status}` }));
+  if (!response.ok) throw new Error(payload.error || `${path} answered ${response.status}`);
+  return payload;
+}
+
+// a zip is opened by the server; its images come back to be sent like the others
+async function expand(file) {
+  const payload = await post("api/expand", file, { "X-File-Name": file.name });
+  payload.skipped.forEach(message);
+  return payload.files.map((f) => ({ name: f.name, data: f.data }));
+}
+
+async function classify(files) {
+  rows = [];
+  $("messages").replaceChildren();
+  let items = [];
+  for (const file of files) {
+    const name = file.relPath || file.webkitRelativePath || file.name;
+    if (/\.zip$/i.test(name)) {
+      try { items = items.concat(await expand(file)); } catch (error) { message(error.message); }
+    } else if (file.size > SETTINGS.maxBytes) {  // the server's limit, before sending it
+      message(`${name}: ${file.size} bytes, over the ${SETTINGS.maxBytes}-byte limit; send smaller images`);
+    } else if (IMAGE.test(name) || !name.includes("/")) {  // loose files: a bad one is named
+      items.push({ name, file });
+    }
+  }
+  if (items.length > SETTINGS.maxFiles) {
+    message(`${items.length} images: an upload may hold at most ${SETTINGS.maxFiles}; send fewer`);
+    return;
+  }
+  $("progress-box").hidden = false;
+  progress(0, items.length);
+  for (let start = 0; start < items.length; start += SETTINGS.chunk) {
+    const chunk = items.slice(start, start + SETTINGS.chunk);
+    try {
+      const sent = await Promise.all(chunk.map(async (i) => ({ name: i.name, data: i.data ?? await base64(i.file) })));
+      const payload = await post("api/predict", JSON.stringify({ files: sent }), { "Content-Type": "application/json" });
+      payload.results.forEach((r, k) => r.error ? message(r.error) : rows.push({ ...r, index: start + k + 1 }));
+    } catch (error) {
+      message(`${chunk.map((i) => i.name).join(", ")}: ${error.message}`);
+    }
+    progress(Math.min(start + SETTINGS.chunk, items.length), items.length);
+    render();
+  }
+}
+
+function progress(done, total) {
+  $("progress").max = Math.max(total, 1);
+  $("progress").value = done;
+  $("progress-text").textContent = `${done} of ${total} images answered`;
+}
+
+function summary() {
+  const p = rows.map((r) => r.p_all);
+  const n = p.length;
+  const nAll = rows.filter((r) => r.label === "ALL").length;
+  const mean = p.reduce((a, b) => a + b, 0) / n;
+  const sd = Math.sqrt(p.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
+  const warned = rows.filter((r) => r.warnings.length).length;
+  return `<b id="n-cells">${n}</b> cells: <b id="n-all">${nAll}</b> predicted ALL, ` +
+    `<b id="n-hem">${n - nAll}</b> hem; p_all mean <b id="p-mean">${mean.toFixed(3)}</b>, ` +
+    `standard deviation <b id="p-sd">${sd.toFixed(3)}</b>, range ${Math.min(...p).toFixed(3)} to ` +
+    `${Math.max(...p).toFixed(3)}; <span id="n-warned">${warned}</span> unlike the training cells.`;
+}
+
+function cell(tr, html, cls) {
+  const td = document.createElement("td");
+  td.innerHTML = html;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+
+function text(value) {
+  const span = document.createElement("span");
+  span.textContent = value;
+  return span.innerHTML;
+}
+
+function render() {
+  $("sample").hidden = rows.length === 0;
+  if (!rows.length) return;
+  $("summary").innerHTML = summary();
+  const sorted = [...rows].sort((a, b) => {
+    const x = a[order.key], y = b[order.key];
+    return (x < y ? -1 : x > y ? 1 : 0) * (order.ascending ? 1 : -1);
+  });
+  const body = document.querySelector("#results tbody");
+  body.replaceChildren();
+  for (const r of sorted) {
+    const tr = document.createElement("tr");
+    tr.dataset.file = r.file;
+    tr.dataset.pAll = r.p_all;
+    cell(tr, String(r.index));
+    cell(tr, text(r.file), "file");
+    cell(tr, `<img class="cell" alt="cell ${text(r.file)}" src="${r.image}">`);
+    cell(tr, `<img class="gradcam" alt="Grad-CAM of ${text(r.file)}" src="${r.gradcam}">`);
+    cell(tr, r.label, `label label-${r.label}`);
+    cell(tr, `<span class="p-all">${r.p_all.toFixed(4)}</span>` +
+      `<div class="bar"><div style="width:${(100 * r.p_all).toFixed(1)}%"></div></div>`);
+    cell(tr, r.warnings.map((w) => `<div class="warning">${text(w)}</div>`).join(""), "warnings");
+    body.appendChild(tr);
+  }
+}
+
+// the same columns as `leukml predict --csv`: file, label (1 = ALL, 0 = hem), p_all; upload order
+function download() {
+  const quote = (s) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const lines = ["file,label,p_all", ...[...rows].sort((a, b) => a.index - b.index)
+    .map((r) => `${quote(r.file)},${CODES[r.label]},${r.p_all}`)];
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv" }));
+  link.download = "leukml-predictions.csv";
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}
+
+// a dropped folder: walk it (Chrome hands folders over as entries)
+async function walk(entry, prefix) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    file.relPath = prefix + file.name;
+    return [file];
+  }
+  const reader = entry.createReader();
+  let found = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    for (const child of batch) found = found.concat(await walk(child, `${prefix}${entry.name}/`));
+  }
+  return found;
+}
+
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", async (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry());
+  if (entries.every(Boolean)) {
+    let files = [];
+    for (const entry of entries) files = files.concat(await walk(entry, ""));
+    classify(files);
+  } else {
+    classify([...e.dataTransfer.files]);
+  }
+});
+$("files").addEventListener("change", (e) => classify([...e.target.files]));
+$("folder").addEventListener("change", (e) => classify([...e.target.files].filter((f) => IMAGE.test(f.name))));
+$("download").addEventListener("click", download);
+document.querySelectorAll("th[data-sort]").forEach((th) => th.addEventListener("click", () => {
+  const key = th.dataset.sort;
+  order = { key, ascending: order.key === key ? !order.ascending : true };
+  render();
+}));
