@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from leukml import CLASS_NAMES
 from leukml.common.cachedir import cache_path, write_json_atomic
+from leukml.common.console import Progress, silent
 from leukml.data.filehash import content_digests
 from leukml.data.images import ImageError, check_image, is_image_name
 
@@ -215,31 +215,36 @@ def _from_folders(root: Path, path: Path) -> Record | Skipped:
     return Record(rel.as_posix(), label, parse_subject(path.name), fold, path.stat().st_size)
 
 
-def _with_digests(root: Path, candidates: list[Record]) -> tuple[list[Record], list[Skipped]]:
-    digests, errors = content_digests(root, [r.relpath for r in candidates])
+def _with_digests(
+    root: Path, candidates: list[Record], progress: Progress
+) -> tuple[list[Record], list[Skipped]]:
+    digests, errors = content_digests(root, [r.relpath for r in candidates], progress)
     records = [dataclasses.replace(r, digest=digests[r.relpath]) for r in candidates if r.relpath in digests]
     return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()]
 
 
-def _check_images(root: Path, records: list[Record]) -> dict[str, str]:
+def _check_images(root: Path, records: list[Record], progress: Progress) -> dict[str, str]:
     """Decode every candidate once per distinct content; the verdicts are cached by fingerprint."""
     cached = cache_path("scan", f"{fingerprint(records)}.json")
     if cached.is_file():
         return json.loads(cached.read_text())
     bad: dict[str, str] = {}
-    for r in tqdm(records, desc="checking images", unit="img", leave=False, mininterval=1.0, disable=None):
-        try:
-            check_image(root / r.relpath)
-        except ImageError as exc:
-            bad[r.relpath] = str(exc)
-        except OSError as exc:
-            bad[r.relpath] = f"unreadable ({exc.strerror or exc})"
+    with progress("checking images", len(records), "img") as advance:
+        for r in records:
+            try:
+                check_image(root / r.relpath)
+            except ImageError as exc:
+                bad[r.relpath] = str(exc)
+            except OSError as exc:
+                bad[r.relpath] = f"unreadable ({exc.strerror or exc})"
+            advance(1)
     write_json_atomic(cached, bad)
     return bad
 
 
-def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
-    """Find every labelled image under ``data_dir``, at any depth.
+def discover(data_dir: str | os.PathLike, strict: bool = False, progress: Progress = silent) -> Dataset:
+    """Find every labelled image under ``data_dir``, at any depth; ``progress`` hears of hashing
+    and checking them.
 
     Raises:
         FileNotFoundError: ``data_dir`` is missing.
@@ -256,9 +261,9 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
         if path not in claimed:
             item = _from_folders(root, path)
             (candidates if isinstance(item, Record) else skipped).append(item)
-    candidates, unreadable = _with_digests(root, candidates)
+    candidates, unreadable = _with_digests(root, candidates, progress)
     skipped += unreadable
-    bad = _check_images(root, candidates) if candidates else {}
+    bad = _check_images(root, candidates, progress) if candidates else {}
     if strict and bad:
         first = next(iter(bad.items()))
         raise ValueError(

@@ -12,6 +12,7 @@ cannot hide a change either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from leukml.common.cachedir import cache_path, write_json_atomic
+from leukml.common.console import Progress, silent
 
 DIGEST_CHARS = 32  # 128 bits of SHA-256
 RACY_S = 2.0  # files modified this recently are re-hashed next time
@@ -57,10 +59,12 @@ def _digest_or_error(path: Path) -> str | OSError:
         return exc
 
 
-def content_digests(root: Path, relpaths: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+def content_digests(
+    root: Path, relpaths: Sequence[str], progress: Progress = silent
+) -> tuple[dict[str, str], dict[str, str]]:
     """``({relpath: digest}, {relpath: why unreadable})`` for the files under ``root``. A file
     whose stat is unchanged since it was last hashed (and was not racy then) keeps its memoised
-    digest; the others are read."""
+    digest; the others are read (``progress`` hears of them)."""
     memo_file = _memo_path(root)
     memo = _load_memo(memo_file)
     trusted_before = (time.time() - RACY_S) * 1e9
@@ -79,13 +83,15 @@ def content_digests(root: Path, relpaths: Sequence[str]) -> tuple[dict[str, str]
             digests[rel] = entry[1]
         else:
             todo.append(rel)
-    with ThreadPoolExecutor(HASH_THREADS) as pool:
+    hashing = progress("hashing data files", len(todo), "files") if todo else contextlib.nullcontext(None)
+    with ThreadPoolExecutor(HASH_THREADS) as pool, hashing as advance:
         for rel, got in zip(todo, pool.map(lambda rel: _digest_or_error(root / rel), todo), strict=True):
             if isinstance(got, OSError):
                 errors[rel] = f"unreadable ({got.strerror or got})"
                 del stats[rel]
             else:
                 digests[rel] = got
+            advance(1)
     fresh = {
         rel: [_stat_key(st), digests[rel]]
         for rel, st in stats.items()

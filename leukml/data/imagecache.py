@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from leukml.common.cachedir import cache_path, cached_array
+from leukml.common.console import Progress, silent
 from leukml.data.discovery import Dataset
 from leukml.data.images import DEFAULT_RESIZE, RESIZE_METHODS, ImageError, decode_image
 
 
-def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np.ndarray:
+def load_images(
+    dataset: Dataset, size: int, method: str = DEFAULT_RESIZE, progress: Progress = silent
+) -> np.ndarray:
     """All of ``dataset``'s images as a read-only ``(N, size, size, 3)`` uint8 array.
 
     The first call decodes and resizes every image into ``$LEUKML_CACHE/images/`` (keyed by the
     dataset fingerprint, size and resize method); later calls memory-map that file. A partial file
     from an interrupted run is never used: it is written under a temp name and renamed when done.
+    ``progress`` hears of the decoding.
 
     Raises:
         ImageError: an image became unreadable since discovery (the message names it).
@@ -25,12 +28,12 @@ def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np
     path = cache_path("images", f"{dataset.fingerprint}-{size}-{method}.npy")
 
     def decode_all(out: np.ndarray) -> None:
-        for i, p in enumerate(
-            tqdm(dataset.paths(), desc=f"decoding {size}px", unit="img", mininterval=1.0, disable=None)
-        ):
-            try:
-                out[i] = decode_image(p, size, method)
-            except (ImageError, OSError) as exc:
-                raise ImageError(f"{p}: {exc}; run `leukml inspect` on the data dir") from None
+        with progress(f"decoding images at {size} px", len(dataset), "img") as advance:
+            for i, p in enumerate(dataset.paths()):
+                try:
+                    out[i] = decode_image(p, size, method)
+                except (ImageError, OSError) as exc:
+                    raise ImageError(f"{p}: {exc}; run `leukml inspect` on the data dir") from None
+                advance(1)
 
     return cached_array(path, (len(dataset), size, size, 3), np.uint8, decode_all)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leukml.common.console import silent
 from leukml.data.discovery import discover
 from leukml.data.splits import n_subjects, summarize
 from leukml.data.synth import embedded_dataset
@@ -114,7 +115,7 @@ def tracked_train(
             cost.tracking_s += time.perf_counter() - began
             result = train(config, both, bases, store_checkpoint=timed.log_checkpoint)
             trained = time.perf_counter()
-            writer.log_outcome(result, config, sink)
+            writer.log_outcome(result, config, sink, getattr(both, "progress", silent))
     _spent(cost, began, trained)
     return run.info.run_id, result
 
@@ -154,7 +155,7 @@ def tracked_resume(
             cost.tracking_s += time.perf_counter() - began
             result = train(config, both, bases, resume=saved, store_checkpoint=timed.log_checkpoint)
             trained = time.perf_counter()
-            writer.log_outcome(result, config, sink)
+            writer.log_outcome(result, config, sink, getattr(both, "progress", silent))
     _spent(cost, began, trained)
     return run.info.run_id, result
 

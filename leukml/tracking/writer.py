@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from leukml.analysis import plots
+from leukml.common.console import Progress, silent
 from leukml.common.runtime import backend_requirements, device_name, package_version
 from leukml.experiments.summary import StudySummary
 from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
@@ -70,8 +71,11 @@ def run_tags(config: TrainConfig) -> dict[str, str]:
     return tags
 
 
-def log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
-    """The finished run's curves figure, the epoch its logged model is from, and the model."""
+def log_outcome(
+    result: TrainResult, config: TrainConfig, sink: MlflowSink, progress: Progress = silent
+) -> None:
+    """The finished run's curves figure, the epoch its logged model is from, and the model
+    (``progress`` hears of logging it)."""
     facts = {"model_epoch": result.model_epoch}
     if result.best_epoch is not None:
         facts["best_epoch"] = result.best_epoch
@@ -85,7 +89,8 @@ def log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> N
     prepared = result.prepared
     example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
     model = result.network.model
-    with _model_dir_created_first():
+    megabytes = round(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables) / 1e6)
+    with progress("logging the model", megabytes, "MB") as advance, _model_dir_created_first():
         mlflow.models.Model.log(
             artifact_path=None,
             name="model",
@@ -96,6 +101,7 @@ def log_outcome(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> N
             pip_requirements=backend_requirements(),
             validate_serving_input=False,
         )
+        advance(megabytes)
 
 
 def _signature(model: keras.Model) -> ModelSignature:

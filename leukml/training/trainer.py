@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import keras
 
+from leukml.common.console import silent
 from leukml.model.networks import build_network, copy_base
 from leukml.training import device, termination
 from leukml.training.bases import BaseCache
@@ -100,14 +101,15 @@ def train(
     split and loaded (then ``config``'s data options are not read).
     """
     device.compilation_cache()
-    prepared = prepare_data(config) if prepared is None else prepared
     sink = sink or NullSink()
+    progress = getattr(sink, "progress", silent)  # the console's: long steps say what they do
+    prepared = prepare_data(config, progress) if prepared is None else prepared
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.resolved_precision):
         network = build_network(config.model, base=_shared_base(config, bases), seed=config.seed)
         if config.uses_feature_cache and config.fine_tune_epoch != 1:  # epoch 1 fine-tuning: no use
-            source: Source = feature_source(network, prepared, config, bases=bases)
+            source: Source = feature_source(network, prepared, config, bases=bases, progress=progress)
         else:
             source = ImageSource(prepared.images)
         if resume is not None:
