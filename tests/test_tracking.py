@@ -168,6 +168,9 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
     local = mlflow.artifacts.download_artifacts(uri_model, dst_path=str(tmp_path / "dl"))
     example = mlflow.models.Model.load(local).load_input_example(local)
     assert example.shape == (1, 32, 32, 3) and example.dtype == np.float32
+    # made while the training ran, from the image file: the first test image as the training saw it
+    first = result.prepared.images[result.prepared.split.test[:1]]
+    np.testing.assert_array_equal(example, first.astype(np.float32))
     served = np.asarray(mlflow.pyfunc.load_model(uri_model).predict(example))
     direct = np.asarray(result.network.model.predict_on_batch(example))
     np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)

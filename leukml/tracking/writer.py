@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric
 from mlflow.models.signature import ModelSignature
+from mlflow.models.utils import _Example
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
@@ -90,14 +91,14 @@ def log_outcome(
     example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
     model = result.network.model
     megabytes = round(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables) / 1e6)
-    with progress("logging the model", megabytes, "MB") as advance, _model_dir_created_first():
+    with progress("logging the model", megabytes, "MB") as advance:
         mlflow.models.Model.log(
             artifact_path=None,
             name="model",
             flavor=_KerasFlavor,
             model=model,
             signature=_signature(model),
-            input_example=example,
+            example=sink.input_example(example),
             pip_requirements=backend_requirements(),
             validate_serving_input=False,
         )
@@ -123,27 +124,14 @@ class _KerasFlavor:
     __name__ = "mlflow.keras"
 
     @staticmethod
-    def save_model(validate_serving_input: bool = True, **kwargs):
+    def save_model(validate_serving_input: bool = True, example: _Example | None = None, **kwargs):
+        """``mlflow.keras.save_model`` with an input example made already (``MlflowSink.input_example``),
+        written as MLflow writes one."""
+        if example is not None:
+            os.makedirs(kwargs["path"], exist_ok=True)
+            example.save(kwargs["path"])
+            kwargs["mlflow_model"].saved_input_example_info = example.info
         return mlflow.keras.save_model(**kwargs)
-
-
-@contextlib.contextmanager
-def _model_dir_created_first():
-    """MLflow 3.17's keras flavor writes input_example.json before it creates the model folder
-    (FileNotFoundError); create the folder first. Harmless where MLflow already does."""
-    from mlflow.keras import save as keras_save
-
-    original = keras_save._save_example
-
-    def save_example(mlflow_model, example, path, *args, **kwargs):
-        os.makedirs(path, exist_ok=True)
-        return original(mlflow_model, example, path, *args, **kwargs)
-
-    keras_save._save_example = save_example
-    try:
-        yield
-    finally:
-        keras_save._save_example = original
 
 
 def connect(experiment: str, tracking_uri: str | None) -> None:
