@@ -91,7 +91,7 @@ def log_outcome(
     example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
     model = result.network.model
     megabytes = round(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables) / 1e6)
-    with progress("logging the model", megabytes, "MB") as advance:
+    with progress("logging the model", megabytes, "MB") as advance, servable(model):
         mlflow.models.Model.log(
             artifact_path=None,
             name="model",
@@ -103,6 +103,25 @@ def log_outcome(
             validate_serving_input=False,
         )
         advance(megabytes)
+
+
+@contextlib.contextmanager
+def servable(model: keras.Model):
+    """``model`` as it is served, meanwhile: its parts compiled for training (the head, or the
+    whole model once fine-tuned) without their optimizer and compile settings, which Keras would
+    save with it (Adam's two moments: a VGG16 head's at 128 px are 34 MB of a 109 MB model) and
+    compile again on loading. Serving needs neither; a checkpoint holds the optimizer's state."""
+    parts = [
+        m for m in (model, *model.layers) if isinstance(m, keras.Model) and getattr(m, "compiled", False)
+    ]
+    kept = [(m, m.optimizer) for m in parts]
+    for m in parts:
+        m.optimizer, m.compiled = None, False
+    try:
+        yield model
+    finally:
+        for m, optimizer in kept:
+            m.optimizer, m.compiled = optimizer, True
 
 
 def _signature(model: keras.Model) -> ModelSignature:
