@@ -3,9 +3,12 @@ curves (each step once) and the same model as a run that was never interrupted."
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -13,7 +16,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from leukml.tracking.runs import tracked_train
+from leukml.training.checkpoint import Schedule
 from leukml.training.config import TrainConfig
+from leukml.training.sinks import NullSink
+from leukml.training.trainer import train
 
 LEUKML = Path(sys.executable).parent / "leukml"
 RECIPES = {
@@ -163,7 +169,7 @@ def test_resume_refusals_are_one_line(tiny_data, tmp_path, child_env):
     )
     cases = {
         finished: "the run is FINISHED; only FAILED or KILLED runs continue",
-        early.info.run_id: "the run saved no checkpoint (it failed before its first, every 10 epochs)",
+        early.info.run_id: "no checkpoint (it failed before its first, after 10 minutes of training)",
         "0" * 32: "no such run",
     }
     for run_id, expected in cases.items():
@@ -205,3 +211,125 @@ def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, 
     assert "Traceback" not in done.stderr
     assert "the run saved no checkpoint" in done.stderr.strip().splitlines()[-1], done.stderr
     assert client.get_run(broken_id).info.status == "FAILED"  # left as it was
+
+
+class Minutes(NullSink):
+    """A clock the training advances by ``per_epoch`` minutes as each epoch ends: the time rule
+    tested on any machine's speed."""
+
+    def __init__(self, per_epoch: float) -> None:
+        self.per_epoch, self.now = per_epoch, 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def log_epoch(self, epoch, metrics) -> None:
+        self.now += 60 * self.per_epoch
+
+
+def test_schedule_by_time_and_by_epochs():
+    """A checkpoint once 10 minutes passed since the last one, or on a multiple of --checkpoint-every,
+    whichever comes first; none after the last epoch or an early stop; both 0: never."""
+    clock = Minutes(4)
+
+    def due_epochs(schedule: Schedule, epochs: int) -> list[int]:
+        due = []
+        for epoch in range(1, epochs + 1):
+            clock.log_epoch(epoch, {})
+            if schedule.due(SimpleNamespace(epoch=epoch, stopped_epoch=None)):
+                due.append(epoch)
+                schedule.taken()
+        return due
+
+    assert due_epochs(Schedule(0, 10, 9, clock), 9) == [3, 6]  # at 12 and 24 minutes; 9 is the last
+    assert due_epochs(Schedule(5, 10, 9, clock), 9) == [3, 5, 8]  # 5 by epochs restarts the minutes
+    assert due_epochs(Schedule(2, 0, 9, clock), 9) == [2, 4, 6, 8]
+    assert due_epochs(Schedule(0, 0, 9, clock), 9) == [] and Schedule(0, 0, 9, clock).never
+    stopped = Schedule(1, 10, 9, clock)
+    assert not stopped.due(SimpleNamespace(epoch=4, stopped_epoch=4))
+
+
+def test_checkpoints_by_minutes_of_training(tiny_data):
+    """The training stores checkpoints by its clock: with 4 minutes an epoch, after epochs 3 and 6
+    of 7; a run of seconds on the real clock stores none."""
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=7, batch_size=8)
+    clock, stored = Minutes(4), []
+    train(config, clock, store_checkpoint=stored.append, clock=clock)
+    assert [s.epoch for s in stored] == [3, 6]
+    stored.clear()
+    train(config, store_checkpoint=stored.append)
+    assert stored == []
+
+
+# `leukml train ...` (argv[2:]) that pauses at epoch argv[1] (its metrics handed out, the epoch not
+# ended) until the test writes a line to its stdin: the SIGTERM lands inside that epoch on any machine
+PAUSED = "leukml-test: training paused at epoch"
+GATED = textwrap.dedent(f"""
+    import sys
+
+    import leukml.tracking.runs
+    from leukml.cli import main
+    from leukml.training.sinks import FanoutSink, NullSink
+
+    pause_at = int(sys.argv[1])
+
+    class Gate(NullSink):
+        def log_epoch(self, epoch, metrics):
+            if epoch == pause_at:
+                print("{PAUSED}", epoch, flush=True)
+                sys.stdin.readline()
+
+    train = leukml.tracking.runs.train
+    def gated(config, sink, *args, **kwargs):
+        return train(config, FanoutSink(sink, Gate()), *args, **kwargs)
+
+    leukml.tracking.runs.train = gated
+    main(sys.argv[2:], prog_name="leukml")
+""")
+
+
+def test_sigterm_stores_a_checkpoint_of_the_epoch_under_way(tiny_data, tmp_path, child_env):
+    """SIGTERM in epoch 2 of a run that has stored no checkpoint yet (a run of seconds): epoch 2 ends,
+    its checkpoint is stored, the run is FAILED (exit 143), and --resume continues it from there."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32"]
+    args += ["--epochs", "4", "--batch-size", "8", "--tracking-uri", uri]
+    # a bound no slow machine reaches: the test decides when the epoch ends
+    env = child_env(LEUKML_TERM_GRACE_S="600")
+    child = subprocess.Popen(
+        [sys.executable, "-c", GATED, "2", *args],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in child.stdout:
+            if line.startswith(PAUSED):
+                break
+        else:
+            pytest.fail(f"no pause (exit code {child.wait(timeout=60)}): {child.stderr.read()[-3000:]}")
+        child.send_signal(signal.SIGTERM)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        _, stderr = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=60)
+    assert child.returncode == 143, stderr[-3000:]
+    assert "terminated (SIGTERM)" in stderr.strip().splitlines()[-1]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["checkpoint_epoch"] == "2"
+    assert max(s for s, _ in _curves(client, run.info.run_id)["train_loss"]) == 2
+
+    done = _leukml(["train", "--resume", run.info.run_id, "--tracking-uri", uri], env, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = client.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags["resumed_from_epoch"] == "2"
+    assert [s for s, _ in _curves(client, run.info.run_id)["train_loss"]] == [1, 2, 3, 4]

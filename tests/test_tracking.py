@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import h5py
 import mlflow
 import numpy as np
 import pytest
@@ -168,9 +171,22 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
     local = mlflow.artifacts.download_artifacts(uri_model, dst_path=str(tmp_path / "dl"))
     example = mlflow.models.Model.load(local).load_input_example(local)
     assert example.shape == (1, 32, 32, 3) and example.dtype == np.float32
+    # made while the training ran, from the image file: the first test image as the training saw it
+    first = result.prepared.images[result.prepared.split.test[:1]]
+    np.testing.assert_array_equal(example, first.astype(np.float32))
     served = np.asarray(mlflow.pyfunc.load_model(uri_model).predict(example))
     direct = np.asarray(result.network.model.predict_on_batch(example))
     np.testing.assert_allclose(served, direct, rtol=1e-5, atol=1e-6)
+    # served without the optimizer's state (a checkpoint's business), which the training keeps
+    (keras_file,) = Path(local).rglob("*.keras")
+    with (
+        zipfile.ZipFile(keras_file) as archive,
+        h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as h5,
+    ):
+        saved: list[str] = []
+        h5.visit(saved.append)
+    assert saved and not [name for name in saved if "optimizer" in name]
+    assert result.network.head.optimizer is not None and result.network.head.compiled
     # the signature written from the model's shapes is the one MLflow infers from a prediction
     assert mlflow.models.get_model_info(uri_model).signature == infer_signature(example, direct)
     client = MlflowClient(uri)

@@ -40,6 +40,7 @@ BOOKKEEPING_PARAMS = (
     "jit",
     "precision",  # the device's dtype policy: so a CPU image run and a GPU CV still line up
     "checkpoint_every",  # when the run saved itself, not what it trained
+    "checkpoint_minutes",
     "system_metrics",
 )
 NOT_CONFIGURATION = frozenset(SPLIT_PARAMS + BOOKKEEPING_PARAMS)

@@ -13,6 +13,9 @@ are wrong for the exception it raises:
   those raise as "Exception ignored in ..." and goes on, so the training would carry on as if no
   signal had come. A ``Terminated`` or ``KeyboardInterrupt`` swallowed there is not printed: the
   signal is sent again.
+
+A SIGTERM during a training that checkpoints first lets the epoch under way end and store its
+checkpoint, within a bound (``leukml.training.termination``); a second one exits at once.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ import threading
 import time
 from collections.abc import Iterator
 
+from leukml.training import termination
+from leukml.training.termination import Terminated
+
+__all__ = ["Terminated", "handled"]
+
 RESEND_AFTER_S = 0.01  # soon, but after the call or the collection under way has moved on
 DEFER_AT_MOST_S = 2.0
 # where an exception cut short can leave a transaction open or a run unreturned (see the module)
@@ -32,11 +40,6 @@ UNSAFE = ("mlflow.", "sqlalchemy.")
 
 _first_deferred: dict[int, float] = {}  # signal -> when it was first put off
 _resending: set[int] = set()  # signals sent again soon: one at a time each
-
-
-class Terminated(SystemExit):
-    """SIGTERM (a killed worker, a stopped container): unwinds like Ctrl-C, so the MLflow run is
-    marked FAILED instead of staying RUNNING forever."""
 
 
 def _inside_unsafe(frame) -> bool:
@@ -71,6 +74,8 @@ def _deliver(signum: int, frame, exc: BaseException) -> None:
 
 
 def _terminate(signum, frame) -> None:
+    if termination.defer(signum):  # a training stops at its epoch's end, with a checkpoint
+        return
     _deliver(signum, frame, Terminated(128 + signum))
 
 

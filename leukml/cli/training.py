@@ -37,17 +37,21 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
     if resume:
         _check_resume_alone()
     import_backend()
-    from leukml.tracking.runs import tracked_resume, tracked_train
+    from leukml.tracking.runs import Cost, tracked_resume, tracked_train
 
+    cost = Cost()
     if resume:
         # the run's own options; its epochs are known once the checkpoint is read
-        run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0))
+        run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0), cost=cost)
     else:
         config = TrainConfig.of(**_train_options(**options))
+        console = _console(config.epochs)
+        uri = tracking_uri or None
         run_id, result = tracked_train(
-            config, experiment=experiment, tracking_uri=tracking_uri or None, observer=_console(config.epochs)
+            config, experiment=experiment, tracking_uri=uri, observer=console, cost=cost
         )
     click.echo(f"run {run_id} finished")
+    click.echo(cost.line())
     click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  {'f1':>5}")
     for epoch, m in result.milestones.items():
         click.echo(

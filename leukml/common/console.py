@@ -1,5 +1,6 @@
-"""Keeping TensorFlow's native start-up lines off the console, so that a command's output (and a
-failure's one line) is not buried under them."""
+"""The console: TensorFlow's native start-up lines kept off it, so that a command's output (and a
+failure's one line) is not buried under them; long steps' progress (``Progress``), which the
+library reports and only the console prints."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import os
 import re
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol, TextIO
 
 # TensorFlow >= 2.19 logs these through absl before its logging is set up, so TF_CPP_MIN_LOG_LEVEL
 # cannot silence them (tensorflow/tensorflow#100442): absl INFO/WARNING lines in either format,
@@ -68,3 +72,46 @@ def import_backend() -> None:
     # TensorFlow warns about "tf.function retracing" when a process builds several models (a
     # search, the folds of a CV): expected there, and not the user's to fix
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+class Progress(Protocol):
+    """How a long step says what it does: ``with progress("decoding 128 px", 360, "img") as
+    advance: ... advance(n)``. The library takes one (default ``silent``) and never prints."""
+
+    def __call__(
+        self, what: str, total: int | None, unit: str
+    ) -> contextlib.AbstractContextManager[Callable[[int], None]]: ...
+
+
+@contextlib.contextmanager
+def silent(what: str, total: int | None, unit: str) -> Iterator[Callable[[int], None]]:
+    """A ``Progress`` that says nothing."""
+    yield lambda n=1: None
+
+
+class StepLines:
+    """The console's ``Progress``: on a terminal a progress bar (tqdm); elsewhere (a log file, CI,
+    ``mlflow run``) one line as a step starts and one as it ends, with its count and rate."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out
+
+    @contextlib.contextmanager
+    def __call__(self, what: str, total: int | None, unit: str) -> Iterator[Callable[[int], None]]:
+        out = self.out or sys.stdout
+        if out.isatty():
+            from tqdm.auto import tqdm
+
+            with tqdm(total=total, desc=what, unit=unit, file=out, mininterval=0.5) as bar:
+                yield bar.update
+            return
+        print(f"{what}: {'' if total is None else f'{total} {unit}, '}started", file=out, flush=True)
+        done, start = [0], time.perf_counter()
+
+        def advance(n: int = 1) -> None:
+            done[0] += n
+
+        yield advance
+        seconds = time.perf_counter() - start
+        rate = f"{done[0] / seconds:.1f} {unit}/s" if seconds > 0 else "-"
+        print(f"{what}: {done[0]} {unit} in {seconds:.1f} s ({rate})", file=out, flush=True)

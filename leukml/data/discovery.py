@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import errno
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from leukml import CLASS_NAMES
 from leukml.common.cachedir import cache_path, write_json_atomic
+from leukml.common.console import Progress, silent
 from leukml.data.filehash import HASH_THREADS, content_digests, hashed_reader
 from leukml.data.images import ImageError, check_image, is_image_name
 
@@ -250,13 +251,16 @@ def _verdict_of(data: bytes) -> str | None:
 
 
 def _with_digests(
-    root: Path, candidates: list[Record]
+    root: Path, candidates: list[Record], progress: Progress
 ) -> tuple[list[Record], list[Skipped], dict[str, str | None]]:
     """The candidates with their digests, the unreadable ones, and the scan verdicts of the files
     that were read to be hashed (decoded from the very bytes hashed)."""
     verdicts: dict[str, str | None] = {}
     digests, errors = content_digests(
-        root, [r.relpath for r in candidates], lambda rel, data: verdicts.update({rel: _verdict_of(data)})
+        root,
+        [r.relpath for r in candidates],
+        lambda rel, data: verdicts.update({rel: _verdict_of(data)}),
+        progress,
     )
     records = [dataclasses.replace(r, digest=digests[r.relpath]) for r in candidates if r.relpath in digests]
     return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()], verdicts
@@ -270,7 +274,9 @@ def _verdict(read: Callable[[str, str], bytes], record: Record) -> str | None:
         return f"unreadable ({exc.strerror or exc})"
 
 
-def _check_images(root: Path, records: list[Record], known: dict[str, str | None]) -> dict[str, str]:
+def _check_images(
+    root: Path, records: list[Record], known: dict[str, str | None], progress: Progress
+) -> dict[str, str]:
     """Decode every candidate once per distinct content; the verdicts are cached by fingerprint.
     ``known``: the verdicts of the files read while hashing them; the others are read here."""
     cached = cache_path("scan", f"{fingerprint(records)}.json")
@@ -280,11 +286,12 @@ def _check_images(root: Path, records: list[Record], known: dict[str, str | None
     pool = ThreadPoolExecutor(HASH_THREADS)  # hashing and decoding release the GIL
     try:
         read = hashed_reader(root)
-        verdicts = pool.map(lambda r: _verdict(read, r), todo)
-        shown = tqdm(
-            verdicts, "checking images", len(todo), leave=False, unit="img", mininterval=1.0, disable=None
-        )
-        found = dict(known) | {r.relpath: why for r, why in zip(todo, shown, strict=True)}
+        found = dict(known)
+        checking = progress("checking images", len(todo), "img") if todo else contextlib.nullcontext(None)
+        with checking as advance:
+            for r, why in zip(todo, pool.map(lambda r: _verdict(read, r), todo), strict=True):
+                found[r.relpath] = why
+                advance(1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     bad = {r.relpath: found[r.relpath] for r in records if found[r.relpath] is not None}
@@ -292,8 +299,9 @@ def _check_images(root: Path, records: list[Record], known: dict[str, str | None
     return bad
 
 
-def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
-    """Find every labelled image under ``data_dir``, at any depth.
+def discover(data_dir: str | os.PathLike, strict: bool = False, progress: Progress = silent) -> Dataset:
+    """Find every labelled image under ``data_dir``, at any depth; ``progress`` hears of hashing
+    and checking them.
 
     Raises:
         FileNotFoundError: ``data_dir`` is missing.
@@ -312,9 +320,9 @@ def discover(data_dir: str | os.PathLike, strict: bool = False) -> Dataset:
         if path not in claimed:
             item = _from_folders(root, path, other_csvs)
             (candidates if isinstance(item, Record) else skipped).append(item)
-    candidates, unreadable, verdicts = _with_digests(root, candidates)
+    candidates, unreadable, verdicts = _with_digests(root, candidates, progress)
     skipped += unreadable
-    bad = _check_images(root, candidates, verdicts) if candidates else {}
+    bad = _check_images(root, candidates, verdicts, progress) if candidates else {}
     if strict and bad:
         first = next(iter(bad.items()))
         raise ValueError(

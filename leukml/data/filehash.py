@@ -12,6 +12,7 @@ cannot hide a change either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from leukml.common.cachedir import cache_path, write_json_atomic
+from leukml.common.console import Progress, silent
 
 DIGEST_CHARS = 32  # 128 bits of SHA-256
 RACY_S = 2.0  # files modified this recently are re-hashed next time
@@ -104,13 +106,16 @@ def _digest_or_error(path: Path, seen: Callable[[bytes], None] | None) -> str | 
 
 
 def content_digests(
-    root: Path, relpaths: Sequence[str], seen: Callable[[str, bytes], None] | None = None
+    root: Path,
+    relpaths: Sequence[str],
+    seen: Callable[[str, bytes], None] | None = None,
+    progress: Progress = silent,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``({relpath: digest}, {relpath: why unreadable})`` for the files under ``root``. A file
     whose stat is unchanged since it was last hashed (and was not racy then) keeps its memoised
-    digest; the others are read, and ``seen(relpath, the bytes hashed)`` is called on each of
-    them (from worker threads), so that what is learnt from a file's bytes (a scan verdict) is of
-    the bytes its digest names and costs no second read."""
+    digest; the others are read (``progress`` hears of them), and ``seen(relpath, the bytes
+    hashed)`` is called on each of them (from worker threads), so that what is learnt from a
+    file's bytes (a scan verdict) is of the bytes its digest names and costs no second read."""
     memo_file = _memo_path(root)
     memo = _load_memo(memo_file)
     trusted_before = (time.time() - RACY_S) * 1e9
@@ -129,7 +134,8 @@ def content_digests(
             digests[rel] = entry[1]
         else:
             todo.append(rel)
-    with ThreadPoolExecutor(HASH_THREADS) as pool:
+    hashing = progress("hashing data files", len(todo), "files") if todo else contextlib.nullcontext(None)
+    with ThreadPoolExecutor(HASH_THREADS) as pool, hashing as advance:
 
         def digest(rel: str) -> str | OSError:
             return _digest_or_error(root / rel, seen and (lambda data: seen(rel, data)))
@@ -140,6 +146,7 @@ def content_digests(
                 del stats[rel]
             else:
                 digests[rel] = got
+            advance(1)
     fresh = {
         rel: [_stat_key(st), digests[rel]]
         for rel, st in stats.items()

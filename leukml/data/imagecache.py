@@ -5,15 +5,17 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from leukml.common.cachedir import cache_path, cached_array
+from leukml.common.console import Progress, silent
 from leukml.data.discovery import Dataset, Record
 from leukml.data.filehash import HASH_THREADS, hashed_reader
 from leukml.data.images import DEFAULT_RESIZE, RESIZE_METHODS, ImageError, decode_image
 
 
-def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np.ndarray:
+def load_images(
+    dataset: Dataset, size: int, method: str = DEFAULT_RESIZE, progress: Progress = silent
+) -> np.ndarray:
     """All of ``dataset``'s images as a read-only ``(N, size, size, 3)`` uint8 array.
 
     The first call decodes and resizes every image into ``$LEUKML_CACHE/images/`` (keyed by the
@@ -21,7 +23,7 @@ def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np
     from an interrupted run is never used: it is written under a temp name and renamed when done.
     Each image is decoded from bytes checked to be those its digest was taken from
     (``filehash.hashed_reader``), so the cache holds what its fingerprint names even when a file
-    changes after discovery.
+    changes after discovery. ``progress`` hears of the decoding.
 
     Raises:
         ImageError: an image became unreadable since discovery (the message names it).
@@ -44,12 +46,10 @@ def load_images(dataset: Dataset, size: int, method: str = DEFAULT_RESIZE) -> np
         # hashing and decoding release the GIL: reading, hashing and decoding overlap
         pool = ThreadPoolExecutor(HASH_THREADS)
         try:
-            decoded = pool.map(decode, dataset.records)
-            shown = tqdm(
-                decoded, f"decoding {size}px", total=len(dataset), unit="img", mininterval=1.0, disable=None
-            )
-            for i, pixels in enumerate(shown):
-                out[i] = pixels
+            with progress(f"decoding images at {size} px", len(dataset), "img") as advance:
+                for i, pixels in enumerate(pool.map(decode, dataset.records)):
+                    out[i] = pixels
+                    advance(1)
         finally:  # a failure (or Ctrl-C) stops here, not after decoding the rest
             pool.shutdown(wait=True, cancel_futures=True)
 

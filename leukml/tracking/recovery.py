@@ -107,14 +107,26 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
         )
     if "checkpoint_epoch" not in run.data.tags:
         raise ValueError(
-            f"--resume {run_id}: the run saved no checkpoint (it failed before its first, every "
-            f"{run.data.params.get('checkpoint_every', '?')} epochs): train it again"
+            f"--resume {run_id}: the run saved no checkpoint ({_no_checkpoint_yet(run.data.params)}): "
+            "train it again"
         )
     config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
     slot = run.data.tags.get("checkpoint_path", CHECKPOINT_PATH)
     local = client.download_artifacts(run_id, slot, str(folder))
     experiment = client.get_experiment(run.info.experiment_id).name
     return config, experiment, Path(local)
+
+
+def _no_checkpoint_yet(params: dict[str, str]) -> str:
+    """Why a run has no checkpoint, from its checkpoint options (a run older than
+    ``checkpoint_minutes`` checkpointed by epochs alone)."""
+    every = int(float(params.get("checkpoint_every", "0") or 0))
+    minutes = float(params.get("checkpoint_minutes", "0") or 0)
+    rules = [f"after {minutes:g} minutes of training"] if minutes > 0 else []
+    rules += [f"every {every} epochs"] if every > 0 else []
+    if not rules:
+        return "it ran with --checkpoint-minutes 0 --checkpoint-every 0: checkpoints off"
+    return f"it failed before its first, {' or '.join(rules)}"
 
 
 def start_resumed_run(run_id: str, epoch: int) -> dict[str, set[int]]:

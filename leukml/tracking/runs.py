@@ -12,8 +12,12 @@ import dataclasses
 import re
 import secrets
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+
+from leukml.common.console import silent
 from leukml.data.discovery import discover
 from leukml.data.splits import n_subjects, summarize
 from leukml.data.synth import embedded_dataset
@@ -25,9 +29,59 @@ from leukml.tracking import sink as mlflow_sink
 from leukml.tracking.uri import DEFAULT_EXPERIMENT
 from leukml.training import checkpoint
 from leukml.training.bases import BaseCache
+from leukml.training.checkpoint import Snapshot
 from leukml.training.config import TrainConfig
+from leukml.training.evaluation import SubjectScore
 from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink
 from leukml.training.trainer import TrainResult, check_split, train
+
+
+@dataclasses.dataclass
+class Cost:
+    """What tracking cost a tracked training in its own thread: starting the run, its params and
+    tags, the sink's calls as the training hands results out, the logged model, waiting for the
+    background writes and ending the run (``tracking_s``), of the call's whole time (``total_s``).
+    The background thread's writes count only where the training waits for them."""
+
+    tracking_s: float = 0.0
+    total_s: float = 0.0
+
+    def line(self) -> str:
+        """``tracking: 0.41 s of this run's 13.02 s, 3.2% of the 12.61 s it trained``."""
+        trained = self.total_s - self.tracking_s
+        share = self.tracking_s / trained if trained > 0 else float("nan")
+        return (
+            f"tracking: {self.tracking_s:.2f} s of this run's {self.total_s:.2f} s, {100 * share:.1f}% of "
+            f"the {trained:.2f} s it trained"
+        )
+
+
+class _Timed:
+    """The MLflow sink, its calls' time added to ``cost``."""
+
+    def __init__(self, sink: mlflow_sink.MlflowSink, cost: Cost) -> None:
+        self.sink, self.cost = sink, cost
+
+    def _timed(self, fn, *args) -> None:
+        start = time.perf_counter()
+        try:
+            fn(*args)
+        finally:
+            self.cost.tracking_s += time.perf_counter() - start
+
+    def log_data(self, dataset, split) -> None:
+        self._timed(self.sink.log_data, dataset, split)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self._timed(self.sink.log_epoch, epoch, metrics)
+
+    def log_milestone(
+        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
+    ) -> None:
+        self._timed(self.sink.log_milestone, epoch, metrics, confusion, subjects)
+
+    def log_checkpoint(self, snapshot: Snapshot) -> None:
+        self._timed(self.sink.log_checkpoint, snapshot)
 
 
 def tracked_train(
@@ -37,13 +91,17 @@ def tracked_train(
     tags: dict[str, str] | None = None,
     observer: MetricSink | None = None,
     bases: BaseCache | None = None,
+    cost: Cost | None = None,
 ) -> tuple[str, TrainResult]:
     """Train with everything logged to MLflow; returns (run id, result).
 
     Inside ``mlflow run`` the run it created is used; inside an active run (a search), a nested
     run is made. ``observer`` also receives the metrics (a search's pruning reporter, the
-    console); ``bases``: frozen bases shared with other trainings (a search worker's).
+    console); ``bases``: frozen bases shared with other trainings (a search worker's); ``cost``
+    gets what tracking cost the run (``Cost``).
     """
+    cost = Cost() if cost is None else cost
+    began = time.perf_counter()
     flush_s = mlflow_sink.metric_flush_s()  # a bad value is refused before any run is made
     writer.connect(experiment, tracking_uri)
     # runs of one configuration differ in the UI: by split and seed, else by the random suffix
@@ -52,10 +110,22 @@ def tracked_train(
     with writer.mlflow_run(tags, run_name=name, system_metrics=config.system_metrics) as run:
         writer.start_training_run(run, config, experiment)
         with mlflow_sink.MlflowSink(config, run.info.run_id, flush_s) as sink:
-            both = FanoutSink(sink, observer) if observer else sink
-            result = train(config, both, bases, store_checkpoint=sink.log_checkpoint)
-            writer.log_outcome(result, config, sink)
+            timed = _Timed(sink, cost)
+            both = FanoutSink(timed, observer) if observer else timed
+            cost.tracking_s += time.perf_counter() - began
+            result = train(config, both, bases, store_checkpoint=timed.log_checkpoint)
+            trained = time.perf_counter()
+            writer.log_outcome(result, config, sink, getattr(both, "progress", silent))
+    _spent(cost, began, trained)
     return run.info.run_id, result
+
+
+def _spent(cost: Cost, began: float, trained: float) -> None:
+    """``cost`` after a tracked training that began at ``began`` and whose training returned at
+    ``trained``: what came after (the model, the last writes, the run's end) was tracking."""
+    ended = time.perf_counter()
+    cost.tracking_s += ended - trained
+    cost.total_s += ended - began
 
 
 def tracked_resume(
@@ -64,11 +134,14 @@ def tracked_resume(
     tags: dict[str, str] | None = None,
     observer: MetricSink | None = None,
     bases: BaseCache | None = None,
+    cost: Cost | None = None,
 ) -> tuple[str, TrainResult]:
     """Continue a FAILED or KILLED training run from its last checkpoint, in the same MLflow run,
     with its own options; returns (run id, result). Every metric ends with each step once: the
     steps the run logged after its checkpoint are computed again (the same values: the loop goes
     on exactly) but not sent again."""
+    cost = Cost() if cost is None else cost
+    began = time.perf_counter()
     flush_s = mlflow_sink.metric_flush_s()
     with tempfile.TemporaryDirectory(prefix="leukml-resume-") as tmp:
         config, experiment, folder = recovery.resumable(run_id, tracking_uri, Path(tmp))
@@ -77,9 +150,13 @@ def tracked_resume(
     with writer.mlflow_run(tags, run_id=run_id, system_metrics=config.system_metrics) as run:
         logged = recovery.start_resumed_run(run_id, saved.epoch)
         with mlflow_sink.MlflowSink(config, run.info.run_id, flush_s, logged) as sink:
-            both = FanoutSink(sink, observer) if observer else sink
-            result = train(config, both, bases, resume=saved, store_checkpoint=sink.log_checkpoint)
-            writer.log_outcome(result, config, sink)
+            timed = _Timed(sink, cost)
+            both = FanoutSink(timed, observer) if observer else timed
+            cost.tracking_s += time.perf_counter() - began
+            result = train(config, both, bases, resume=saved, store_checkpoint=timed.log_checkpoint)
+            trained = time.perf_counter()
+            writer.log_outcome(result, config, sink, getattr(both, "progress", silent))
+    _spent(cost, began, trained)
     return run.info.run_id, result
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 from leukml.model.networks import Network
 from leukml.training.loop import LoopState
 from leukml.training.stage import optimizer_state
+from leukml.training.termination import Terminated, Watch
 
 STATE_FILE, ARRAYS_FILE = "state.json", "arrays.npz"
 FORMAT = 1
@@ -156,13 +159,48 @@ def restore(network: Network, checkpoint: Checkpoint) -> None:
         variable.assign(value)
 
 
-def every(period: int, epochs: int, store: Callable[[Snapshot], None], network: Network):
-    """The loop's ``on_epoch`` callback that checkpoints every ``period`` epochs (not after the
-    last epoch or an early stop: the run is done) and hands each ``Snapshot`` to ``store``."""
+class Schedule:
+    """When a training stores a checkpoint: after an epoch when at least ``minutes`` of training
+    have passed since the last one (or since the training began), or when the epoch is a multiple
+    of ``every``; whichever comes first, and either rule off at 0. Never after the last epoch or
+    an early stop (the run is done). ``clock``: seconds, monotonic (a test's own)."""
+
+    def __init__(
+        self, every: int, minutes: float, epochs: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every, self.seconds, self.epochs, self.clock = every, 60 * minutes, epochs, clock
+        self._last = clock()
+
+    @property
+    def never(self) -> bool:
+        return self.every <= 0 and self.seconds <= 0
+
+    def due(self, state: LoopState) -> bool:
+        if state.epoch >= self.epochs or state.stopped_epoch:
+            return False
+        by_epochs = self.every > 0 and state.epoch % self.every == 0
+        return by_epochs or (self.seconds > 0 and self.clock() - self._last >= self.seconds)
+
+    def taken(self) -> None:
+        self._last = self.clock()
+
+
+def callback(
+    schedule: Schedule, store: Callable[[Snapshot], None], network: Network, watch: Watch | None = None
+):
+    """The loop's ``on_epoch`` callback that hands a ``Snapshot`` to ``store`` when ``schedule`` says
+    so, and, when ``watch`` noted a SIGTERM, stores one of the epoch just ended and raises
+    ``Terminated`` (``leukml.training.termination``)."""
 
     def on_epoch(state: LoopState, target: keras.Model) -> None:
-        if period <= 0 or state.epoch % period or state.epoch >= epochs or state.stopped_epoch:
-            return
-        store(snapshot(state, network, target))
+        if watch is not None:
+            watch.epoch_ended()
+            if watch.requested:
+                if state.epoch < schedule.epochs and not state.stopped_epoch:
+                    store(snapshot(state, network, target))
+                raise Terminated(128 + signal.SIGTERM)
+        if schedule.due(state):
+            store(snapshot(state, network, target))
+            schedule.taken()
 
     return on_epoch

@@ -95,10 +95,15 @@ class TrainConfig:
         "Log MLflow's system metrics with the run (CPU, memory, disk, network; GPU utilisation and "
         "memory through nvidia-ml-py when a GPU is present): was a slow run bound by the GPU or the host?",
     )
+    checkpoint_minutes: float = option(
+        10.0,
+        "Save a checkpoint into the run once this many minutes of training have passed since the last "
+        "one (0: not by time); also on SIGTERM. leukml train --resume RUN_ID continues a failed run "
+        "from its last one.",
+    )
     checkpoint_every: int = option(
-        10,
-        "Save a checkpoint into the run every N epochs (0: never); leukml train --resume RUN_ID "
-        "continues a failed run from its last one.",
+        0,
+        "Also save a checkpoint every N epochs (0: only by --checkpoint-minutes); both 0: never.",
     )
 
     def __post_init__(self) -> None:
@@ -116,6 +121,10 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every={self.checkpoint_every}; use 0 (never) or a number of epochs")
+        if not self.checkpoint_minutes >= 0:
+            raise ValueError(
+                f"checkpoint_minutes={self.checkpoint_minutes}; use 0 (not by time) or a number of minutes"
+            )
         for name in ("lr", "batch_size", "decay_steps", "decay_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)}; use a positive value")

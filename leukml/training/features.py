@@ -5,13 +5,14 @@ under ``$LEUKML_CACHE``, read ahead batch by batch, and kept on the device when 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 import numpy as np
 
 from leukml.common.cachedir import cache_path, cached_array, cached_array_later
+from leukml.common.console import Progress, silent
 from leukml.data.augment import VARIANTS, dihedral
 from leukml.model.networks import Network
 from leukml.training import device
@@ -57,11 +58,17 @@ def read_ahead(
 
 
 def _extract(
-    extractor: keras.Model, images: np.ndarray, variant: int, batch_size: int, out: np.ndarray
+    extractor: keras.Model,
+    images: np.ndarray,
+    variant: int,
+    batch_size: int,
+    out: np.ndarray,
+    advance: Callable[[int], None],
 ) -> None:
     """``extractor``'s output for variant ``variant`` of every image, written into ``out`` (host)."""
     for start, x in read_ahead(images, batch_size, variant):
         out[start : start + len(x)] = keras.ops.convert_to_numpy(extractor.predict_on_batch(x))
+        advance(len(x))
 
 
 def _write_rows(out: np.ndarray, start: int, rows) -> None:
@@ -70,7 +77,12 @@ def _write_rows(out: np.ndarray, start: int, rows) -> None:
 
 
 def _extract_kept(
-    extractor: keras.Model, images: np.ndarray, variant: int, batch_size: int, out: np.ndarray
+    extractor: keras.Model,
+    images: np.ndarray,
+    variant: int,
+    batch_size: int,
+    out: np.ndarray,
+    advance: Callable[[int], None],
 ) -> tuple[object | None, list[Future]]:
     """``_extract`` for a training that follows on the device: batches go through ``device.forward``
     and their outputs stay there; each is written into ``out`` on a thread (which waits for it
@@ -82,6 +94,7 @@ def _extract_kept(
         for start, x in read_ahead(images, batch_size, variant, on_device=True):
             parts.append(forward(x))
             writes.append(writer.submit(_write_rows, out, start, parts[-1]))
+            advance(len(x))
     finally:
         writer.shutdown(wait=False)  # the queued writes go on
     if not parts:
@@ -91,7 +104,13 @@ def _extract_kept(
 
 
 def _cached_features(
-    network: Network, prepared: Prepared, key: str, variant: int, batch_size: int | None, keep: bool
+    network: Network,
+    prepared: Prepared,
+    key: str,
+    variant: int,
+    batch_size: int | None,
+    keep: bool,
+    progress: Progress = silent,
 ) -> tuple[np.ndarray, object | None, Future | None]:
     """The base's output for variant ``variant`` of every image, cached under ``key``; with
     ``keep``, when it was extracted now, the same on the device and the cache file's completion
@@ -104,9 +123,11 @@ def _cached_features(
 
     def extract_all(out: np.ndarray):
         batch = batch_size or device.extraction_batch(extractor)
-        if not keep:
-            return _extract(extractor, prepared.images, variant, batch, out)
-        features, writes = _extract_kept(extractor, prepared.images, variant, batch, out)
+        what = "extracting base features" + (f" (dihedral variant {variant})" if variant else "")
+        with progress(what, len(prepared.images), "img") as advance:
+            if not keep:
+                return _extract(extractor, prepared.images, variant, batch, out, advance)
+            features, writes = _extract_kept(extractor, prepared.images, variant, batch, out, advance)
         kept.append(features)
         return writes
 
@@ -135,6 +156,7 @@ def feature_source(
     config: TrainConfig,
     batch_size: int | None = None,
     bases: BaseCache | None = None,
+    progress: Progress = silent,
 ) -> FeatureSource:
     """The cached features a run trains on: of the 8 dihedral variants of every image when its
     recipe draws them or tests with them (each extracted once, then cached), else of the images.
@@ -142,7 +164,7 @@ def feature_source(
     Where the head trains in compiled epochs (``compiled_epoch`` on a backend that has them),
     features extracted now stay on the device for it. With ``bases`` (a search worker's), the
     source, its device copies included, is kept there for the worker's next trials on the same
-    features (``BaseCache.features``)."""
+    features (``BaseCache.features``). ``progress`` hears of an extraction."""
     key = _feature_key(network, prepared, config, bases)
     count = VARIANTS if config.recipe.variants_needed else 1
     variant_bytes = len(prepared.images) * math.prod(network.extractor.output_shape[1:]) * 4
@@ -153,7 +175,7 @@ def feature_source(
     )
 
     def make() -> FeatureSource:
-        made = [_cached_features(network, prepared, key, v, batch_size, keep) for v in range(count)]
+        made = [_cached_features(network, prepared, key, v, batch_size, keep, progress) for v in range(count)]
         extracted = [kept for _, kept, _ in made]
         pending = [done for _, _, done in made if done is not None]
         return FeatureSource(

@@ -12,6 +12,7 @@ from typing import Protocol, TextIO
 
 import numpy as np
 
+from leukml.common.console import Progress, StepLines, silent
 from leukml.data.discovery import Dataset, skip_line
 from leukml.data.splits import Split
 from leukml.training.evaluation import (
@@ -45,6 +46,11 @@ class FanoutSink:
 
     def __init__(self, *sinks: MetricSink) -> None:
         self.sinks = sinks
+
+    @property
+    def progress(self) -> Progress:
+        """The first of its sinks' ``Progress`` (the console's), else ``silent``."""
+        return next((s.progress for s in self.sinks if hasattr(s, "progress")), silent)
 
     def log_data(self, dataset: Dataset, split: Split) -> None:
         for sink in self.sinks:
@@ -101,6 +107,7 @@ class ConsoleSink:
         self.epochs, self.out, self.err = epochs, out, err
         self._loss, self._one_class_said = FlatLossWatch(), False
         self._skips_said: set[str] = set()  # fingerprints: a search's trials share one dataset
+        self.progress: Progress = StepLines(out)  # long steps: a line as each starts and ends
 
     def _warn(self, text: str) -> None:
         print(f"warning: {text}", file=self.err or sys.stderr, flush=True)

@@ -9,15 +9,16 @@ through a ``MetricSink``, so the same training runs with or without tracking, on
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 
 import keras
 
+from leukml.common.console import silent
 from leukml.model.networks import build_network, copy_base
-from leukml.training import device
+from leukml.training import device, termination
 from leukml.training.bases import BaseCache
-from leukml.training.checkpoint import Checkpoint, Snapshot, restore
-from leukml.training.checkpoint import every as checkpoint_every
+from leukml.training.checkpoint import Checkpoint, Schedule, Snapshot, callback, restore
 from leukml.training.config import TrainConfig
 from leukml.training.features import extract_features, feature_source
 from leukml.training.loop import LoopState, TrainResult, fit
@@ -65,6 +66,16 @@ def _shared_base(config: TrainConfig, bases: BaseCache | None) -> keras.Model | 
     return copy_base(base) if config.recipe.fine_tune_layers else base
 
 
+@contextlib.contextmanager
+def _watched(checkpoints: bool, clock: Callable[[], float]):
+    """The training's ``termination.Watch`` while it runs, when it stores checkpoints; else None."""
+    if not checkpoints:
+        yield None
+        return
+    with termination.watching(termination.Watch(termination.grace_s(), clock)) as watch:
+        yield watch
+
+
 def train(
     config: TrainConfig,
     sink: MetricSink | None = None,
@@ -72,6 +83,7 @@ def train(
     resume: Checkpoint | None = None,
     store_checkpoint: Callable[[Snapshot], None] | None = None,
     prepared: Prepared | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Run one training as configured; results go to ``sink`` as they come.
 
@@ -83,26 +95,30 @@ def train(
 
     ``resume``: continue after the checkpoint's epoch exactly as the run would have gone on (the
     same batch order, draws, weights and optimizer state). ``store_checkpoint(snapshot)`` receives
-    a checkpoint every ``config.checkpoint_every`` epochs (host copies: it may write them later).
-    ``prepared``: data already split and loaded (then ``config``'s data options are not read).
+    a checkpoint as ``config.checkpoint_minutes`` and ``config.checkpoint_every`` say
+    (``checkpoint.Schedule``, timed by ``clock``), and one as the epoch under way ends after a
+    SIGTERM (``termination``); host copies: it may write them later. ``prepared``: data already
+    split and loaded (then ``config``'s data options are not read).
     """
     device.compilation_cache()
-    prepared = prepare_data(config) if prepared is None else prepared
     sink = sink or NullSink()
+    progress = getattr(sink, "progress", silent)  # the console's: long steps say what they do
+    prepared = prepare_data(config, progress) if prepared is None else prepared
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(config.resolved_precision):
         network = build_network(config.model, base=_shared_base(config, bases), seed=config.seed)
         if config.uses_feature_cache and config.fine_tune_epoch != 1:  # epoch 1 fine-tuning: no use
-            source: Source = feature_source(network, prepared, config, bases=bases)
+            source: Source = feature_source(network, prepared, config, bases=bases, progress=progress)
         else:
             source = ImageSource(prepared.images)
         if resume is not None:
             restore(network, resume)
-        on_epoch = None
-        if store_checkpoint is not None:
-            on_epoch = checkpoint_every(config.checkpoint_every, config.epochs, store_checkpoint, network)
-        result = fit(network, prepared, config, sink, source, resume.state if resume else None, on_epoch)
+        schedule = Schedule(config.checkpoint_every, config.checkpoint_minutes, config.epochs, clock)
+        with _watched(store_checkpoint is not None and not schedule.never, clock) as watch:
+            on_epoch = None if watch is None else callback(schedule, store_checkpoint, network, watch)
+            state = resume.state if resume else None
+            result = fit(network, prepared, config, sink, source, state, on_epoch)
         if isinstance(source, FeatureSource):
             source.settle()  # the feature cache an extraction wrote beside the training: complete
         return result
