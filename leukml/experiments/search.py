@@ -20,6 +20,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
+from leukml.common.stores import StoreError, store_problem, unknown_scheme
 from leukml.data.splits import Split
 from leukml.experiments.config import HEARTBEAT_S, SearchConfig
 from leukml.model.archs import POOLINGS
@@ -120,7 +121,24 @@ RunTrial = Callable[[TrainConfig, dict[str, str], TrialReporter, BaseCache], tup
 
 
 def make_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
-    """An RDB storage with heartbeats: a trial whose worker died is failed and retried."""
+    """An RDB storage with heartbeats: a trial whose worker died is failed and retried.
+
+    Raises:
+        StoreError: a storage that is not a database, corrupted, read-only or full.
+        ValueError: a URL whose scheme no database driver knows.
+    """
+    try:
+        return _open_storage(url, heartbeat)
+    except sqlalchemy.exc.ArgumentError:  # NoSuchModuleError too: garbage://, a typo'd scheme
+        raise ValueError(unknown_scheme(url, "--storage")) from None
+    except sqlalchemy.exc.DatabaseError as exc:
+        said = store_problem(url, "--storage", str(exc.orig or exc).splitlines()[0])
+        if said is None:  # a server that does not answer: the CLI words it
+            raise
+        raise StoreError(said) from None
+
+
+def _open_storage(url: str, heartbeat: int) -> RDBStorage:
     for attempt in range(3):
         try:
             return RDBStorage(
