@@ -168,6 +168,12 @@ def one_line(exc: Exception, inputs: dict) -> str | None:
         inputs: the command's parameters (``model_uri``, ``tracking_uri``, ``storage``), named in
             the message when they are the likely cause.
     """
+    message = _worded(exc, inputs)
+    notes = getattr(exc, "__notes__", [])  # what leukml added on the way out (a run left RUNNING)
+    return "; ".join([message, *(_flat(n, None) for n in notes)]) if message and notes else message
+
+
+def _worded(exc: Exception, inputs: dict) -> str | None:
     if message := _unreachable(exc, inputs):
         return message
     if isinstance(exc, _loaded("mlflow.exceptions", "MlflowException")):

@@ -24,6 +24,7 @@ from mlflow.types.schema import Schema, TensorSpec
 from leukml.analysis import plots
 from leukml.common.runtime import backend_requirements, device_name, package_version
 from leukml.experiments.summary import StudySummary
+from leukml.tracking import heartbeat
 from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
 from leukml.tracking.uri import UiLink, resolve_tracking_uri, ui_link
 from leukml.training.config import TrainConfig
@@ -171,10 +172,24 @@ def mlflow_run(
         mlflow.end_run("KILLED")
         raise
     except BaseException as exc:
-        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
-        mlflow.end_run("FAILED")
+        _end_failed(run.info.run_id, exc)
         raise
     mlflow.end_run("FINISHED")
+
+
+def _end_failed(run_id: str, exc: BaseException) -> None:
+    """Mark the run FAILED with an ``error`` tag. A store that cannot take even that (a full disk)
+    leaves the run RUNNING: the failure's line then says so, and how to mark it once it can."""
+    with contextlib.suppress(Exception):  # the status below matters more than the tag
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
+    try:
+        mlflow.end_run("FAILED")
+    except Exception:
+        exc.add_note(
+            f"run {run_id} is left RUNNING (the store could not mark it FAILED); once the store takes "
+            f"writes again, `leukml train --resume {run_id}` marks it (and continues it from its "
+            f"checkpoint) {heartbeat.stale_after_s():g} s after its last heartbeat"
+        )
 
 
 def _start_run(
