@@ -110,10 +110,9 @@ def claim(client: MlflowClient, run: Run) -> None:
 
 def _claim_once(client: MlflowClient, run_id: str, key: str) -> None:
     mine = f"{socket.gethostname()}:{os.getpid()}:{time.time():.3f}"
-    try:
+    # refused when the param is there already (another's value), or the write raced another's
+    with contextlib.suppress(mlflow.exceptions.MlflowException):
         client.log_param(run_id, key, mine)
-    except mlflow.exceptions.MlflowException:
-        pass  # the param is there already (its value is another's), or the write raced another's
     if client.get_run(run_id).data.params.get(key) != mine:
         raise ValueError(
             f"--resume {run_id}: another `leukml train --resume` took this run over first; "
@@ -133,5 +132,6 @@ if __name__ == "__main__":
 
     mark_failed(sys.argv[1])
     print(
-        f"run {sys.argv[1]} marked FAILED on {mlflow.get_tracking_uri()}; `leukml train --resume` continues it"
+        f"run {sys.argv[1]} marked FAILED on {mlflow.get_tracking_uri()}; "
+        "`leukml train --resume` continues it"
     )
