@@ -19,7 +19,7 @@ from leukml.cli.options import (
 from leukml.common.console import import_backend
 from leukml.experiments.config import SearchConfig
 from leukml.experiments.protocols import PROTOCOLS_SETS, SPLIT_OPTIONS, CvConfig, cv_lines
-from leukml.training.config import TrainConfig
+from leukml.training.config import TrainConfig, refuse_ignored
 
 
 @click.command()
@@ -43,7 +43,9 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
         # the run's own options; its epochs are known once the checkpoint is read
         run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0))
     else:
-        config = TrainConfig.of(**_train_options(**options))
+        values = _train_options(**options)
+        refuse_ignored(values)
+        config = TrainConfig.of(**values)
         run_id, result = tracked_train(
             config, experiment=experiment, tracking_uri=tracking_uri or None, observer=_console(config.epochs)
         )
