@@ -137,3 +137,37 @@ def test_of_two_claims_of_one_failure_one_wins(tmp_path):
     heartbeat.claim(client, failed)
     with pytest.raises(ValueError, match="another `leukml train --resume` took this run over first"):
         heartbeat.claim(client, failed)
+
+
+def test_a_grid_cell_interrupted_by_ctrl_c_is_trained_by_the_rerun(tiny_data, tmp_path, child_env):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = child_env(LEUKML_METRIC_FLUSH_S="0")
+    args = ["search", "--mode", "grid", "--archs", "vgg16", "--optimizers", "adam", "--study-name", "cut"]
+    args += ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--tracking-uri", uri]
+    args += ["--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32", "--epochs", "3"]
+    args += ["--eval-epochs", "3", "--batch-size", "8", "--checkpoint-every", "1"]
+    cut = _gated(2, args, env, tmp_path)  # after its checkpoint at epoch 1
+    try:
+        _until_paused(cut)
+        client = MlflowClient(uri)
+        experiment_id = client.get_experiment_by_name("leukml").experiment_id
+        [run] = client.search_runs([experiment_id], "tags.trial_number = '0'")
+        run_id = run.info.run_id
+        _wait_for(lambda: client.get_run(run_id).data.tags.get("checkpoint_epoch") == "1", "no checkpoint")
+        os.killpg(cut.pid, signal.SIGINT)  # Ctrl-C
+        out = cut.communicate(timeout=300)[0].decode(errors="replace")
+    finally:
+        if cut.poll() is None:
+            os.killpg(cut.pid, signal.SIGKILL)
+            cut.wait(timeout=60)
+    assert cut.returncode == 130, out[-3000:]
+    assert client.get_run(run_id).info.status == "FAILED"
+
+    rerun = subprocess.run(
+        [str(LEUKML), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "study cut: 2 trials" in rerun.stdout  # the interrupted one, and its retry
+    done = client.get_run(run_id)
+    assert done.info.status == "FINISHED"
+    assert done.data.tags["resumed_from_epoch"] == "1"

@@ -99,7 +99,10 @@ def search(
     click.echo("\n".join(ui_link_of(parent, table=True).lines("the runs in the MLflow UI")))
     if mode == "grid" and (gaps := incomplete_cells(study, config)):
         raise click.ClickException(
-            "grid incomplete, no COMPLETE trial for: " + ", ".join(f"{a}+{o}" for a, o in gaps)
+            "grid incomplete, no COMPLETE trial for: "
+            + ", ".join(f"{a}+{o}" for a, o in gaps)
+            + f"; run the same search again (--study-name {study.study_name}) to train the interrupted "
+            "ones (a failed one's error is on its trial run's `error` tag)"
         )
 
 

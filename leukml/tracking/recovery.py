@@ -21,20 +21,19 @@ STUDY_PARENT_RUNS = "study_parent_runs"  # tag: every search parent run of the s
 
 def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> list[str]:
     """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is
-    retried; returns the ids of the runs marked."""
-    client, marked = MlflowClient(), []
+    retried; returns the ids of the trial's failed runs (those marked, and an interrupted one's)."""
+    client, failed = MlflowClient(), []
     experiment_id = mlflow.active_run().info.experiment_id
     for run in client.search_runs(
         [experiment_id],
-        filter_string=(
-            f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}' "
-            "and attributes.status = 'RUNNING'"
-        ),
+        filter_string=f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}'",
     ):
-        client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
-        client.set_terminated(run.info.run_id, "FAILED")
-        marked.append(run.info.run_id)
-    return marked
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
+            client.set_terminated(run.info.run_id, "FAILED")
+        if run.info.status in ("RUNNING", "FAILED"):
+            failed.append(run.info.run_id)
+    return failed
 
 
 def checkpointed_run(run_ids: list[str], config: TrainConfig) -> str | None:
