@@ -130,9 +130,11 @@ def _mlflow(exc: Exception, inputs: dict) -> str | None:
     code = getattr(exc, "error_code", "")
     message = _flat(getattr(exc, "message", str(exc)))
     remote = message.startswith("API request to") or type(exc).__name__ == "RestException"
-    if code not in _MLFLOW_EXPECTED and not remote:
+    if code not in _MLFLOW_EXPECTED and not remote and not store_problem("", "", message):
         return None
     uri = _tracking_uri(inputs)
+    if said := store_problem(uri, "--tracking-uri", message):  # MLflow's own wording of a store fault
+        return said
     model = inputs.get("model_uri")
     if code in ("PERMISSION_DENIED", "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"):
         return (
