@@ -125,3 +125,32 @@ def test_a_full_disk_under_the_store_is_one_line_and_the_next_resume_marks_the_r
         failed = client.get_run(run.info.run_id)
         assert failed.info.status == "FAILED"
         assert failed.data.tags["error"].startswith("process lost: no heartbeat")
+
+
+@pytest.mark.parametrize("server", ["closed-port", "never-answers"])
+def test_a_tracking_server_that_does_not_answer_is_said_at_once(server, tmp_path, tiny_data, child_env):
+    """MLflow retries a dead server for minutes in silence: the command says at once that it does and
+    how to change that, then fails in one line (retries and timeouts made small here)."""
+    import socket
+
+    from test_cli_errors import closed_port
+
+    with socket.socket() as silent:  # takes connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = closed_port() if server == "closed-port" else silent.getsockname()[1]
+        env = child_env(
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES="1" if server == "closed-port" else "0",
+            MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+            MLFLOW_HTTP_REQUEST_TIMEOUT="2",
+        )
+        uri = f"http://127.0.0.1:{port}"
+        proc = run_leukml(
+            ["train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--tracking-uri", uri], env, tmp_path
+        )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    notice, line = [x for x in proc.stderr.splitlines() if x.strip()][-2:]
+    assert notice.startswith(f"the MLflow server at {uri} does not answer"), proc.stderr[-3000:]
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" in notice and "MLFLOW_HTTP_REQUEST_TIMEOUT" in notice
+    assert line.startswith(f"Error: cannot reach the MLflow server at {uri}: "), line
+    assert "Traceback" not in proc.stderr

@@ -26,7 +26,7 @@ from leukml.common.runtime import backend_requirements, device_name, package_ver
 from leukml.experiments.summary import StudySummary
 from leukml.tracking import heartbeat
 from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
-from leukml.tracking.uri import UiLink, resolve_tracking_uri, ui_link
+from leukml.tracking.uri import UiLink, resolve_tracking_uri, say_if_unanswered, ui_link
 from leukml.training.config import TrainConfig
 from leukml.training.sinks import EarlyStop
 from leukml.training.trainer import TrainResult
@@ -146,6 +146,7 @@ def connect(experiment: str, tracking_uri: str | None) -> None:
     or ``mlflow run`` created ours (``MLFLOW_RUN_ID``), which fixes the experiment itself."""
     if mlflow.active_run():
         return
+    say_if_unanswered(resolve_tracking_uri(tracking_uri))
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     if not os.environ.get("MLFLOW_RUN_ID"):
         # Set it again by id: when two workers create the experiment at once, MLflow 3.17's
