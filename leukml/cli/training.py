@@ -36,6 +36,10 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
     """Train one architecture x optimizer, tracked in MLflow."""
     if resume:
         _check_resume_alone()
+    else:  # refused before the backend's seconds of import
+        values = _train_options(**options)
+        refuse_ignored(values)
+        config = TrainConfig.of(**values)
     import_backend()
     from leukml.tracking.runs import tracked_resume, tracked_train
 
@@ -43,9 +47,6 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
         # the run's own options; its epochs are known once the checkpoint is read
         run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0))
     else:
-        values = _train_options(**options)
-        refuse_ignored(values)
-        config = TrainConfig.of(**values)
         run_id, result = tracked_train(
             config, experiment=experiment, tracking_uri=tracking_uri or None, observer=_console(config.epochs)
         )
