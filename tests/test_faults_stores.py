@@ -100,6 +100,7 @@ def test_a_broken_optuna_storage_is_one_line(fault, tmp_path, tiny_data, child_e
     assert parent.info.status == "FAILED"
 
 
+@pytest.mark.slow  # a training, then a resume, in subprocesses
 def test_a_full_disk_under_the_store_is_one_line_and_the_next_resume_marks_the_run(
     tmp_path, tiny_data, child_env
 ):

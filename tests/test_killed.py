@@ -83,6 +83,7 @@ def _resume(run_id: str, uri: str, env: dict, cwd: Path) -> subprocess.Completed
     )
 
 
+@pytest.mark.slow  # three trainings in subprocesses
 def test_a_killed_training_is_taken_over_by_one_resume(tiny_data, tmp_path, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = child_env(LEUKML_HEARTBEAT_S=str(BEAT_S), LEUKML_METRIC_FLUSH_S="0")
@@ -139,6 +140,7 @@ def test_of_two_claims_of_one_failure_one_wins(tmp_path):
         heartbeat.claim(client, failed)
 
 
+@pytest.mark.slow  # two searches in subprocesses
 def test_a_grid_cell_interrupted_by_ctrl_c_is_trained_by_the_rerun(tiny_data, tmp_path, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = child_env(LEUKML_METRIC_FLUSH_S="0")
