@@ -13,6 +13,9 @@ import re
 import sys
 from urllib.parse import urlsplit
 
+from leukml.common.stores import store_problem
+from leukml.experiments.config import storage_url
+
 # MLflow error codes that are about the user's inputs or the server, not about leukml's code
 _MLFLOW_EXPECTED = {
     "RESOURCE_DOES_NOT_EXIST",
@@ -96,12 +99,23 @@ def _unreachable(exc: BaseException, inputs: dict) -> str | None:
         request = next((getattr(e, "request", None) for e in chain if getattr(e, "request", None)), None)
         url = _server(called.group(1) if called else getattr(request, "url", None)) or _tracking_uri(inputs)
         return f"cannot reach the MLflow server at {url}: {_why_unreachable(text)}; {SERVER_HELP}"
-    database = _loaded("sqlalchemy.exc", "OperationalError")
+    database = _loaded("sqlalchemy.exc", "DatabaseError")
     if database and (db_error := next((e for e in chain if isinstance(e, database)), None)):
         reason = _flat(str(getattr(db_error, "orig", None) or db_error).splitlines()[0])
+        if said := _store_fault(db_error, reason, inputs):
+            return said
         options = "--storage / $OPTUNA_STORAGE or --tracking-uri" if "storage" in inputs else "--tracking-uri"
         return f"cannot use the database: {reason}; start the database server or fix {options}"
     return None
+
+
+def _store_fault(db_error: BaseException, reason: str, inputs: dict) -> str | None:
+    """A store that is not a database, corrupted, read-only or full: the Optuna storage when its
+    tables are the statement's (a search), else the tracking store."""
+    statement = str(getattr(db_error, "statement", "") or "")
+    if "storage" in inputs and re.search(r"\b(studies|trials|trial_\w+|study_\w+|version_info)\b", statement):
+        return store_problem(storage_url(inputs.get("storage")), "--storage", reason)
+    return store_problem(_tracking_uri(inputs), "--tracking-uri", reason)
 
 
 def _why_unreachable(text: str) -> str:
@@ -116,9 +130,11 @@ def _mlflow(exc: Exception, inputs: dict) -> str | None:
     code = getattr(exc, "error_code", "")
     message = _flat(getattr(exc, "message", str(exc)))
     remote = message.startswith("API request to") or type(exc).__name__ == "RestException"
-    if code not in _MLFLOW_EXPECTED and not remote:
+    if code not in _MLFLOW_EXPECTED and not remote and not store_problem("", "", message):
         return None
     uri = _tracking_uri(inputs)
+    if said := store_problem(uri, "--tracking-uri", message):  # MLflow's own wording of a store fault
+        return said
     model = inputs.get("model_uri")
     if code in ("PERMISSION_DENIED", "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"):
         return (
@@ -154,6 +170,12 @@ def one_line(exc: Exception, inputs: dict) -> str | None:
         inputs: the command's parameters (``model_uri``, ``tracking_uri``, ``storage``), named in
             the message when they are the likely cause.
     """
+    message = _worded(exc, inputs)
+    notes = getattr(exc, "__notes__", [])  # what leukml added on the way out (a run left RUNNING)
+    return "; ".join([message, *(_flat(n, None) for n in notes)]) if message and notes else message
+
+
+def _worded(exc: Exception, inputs: dict) -> str | None:
     if message := _unreachable(exc, inputs):
         return message
     if isinstance(exc, _loaded("mlflow.exceptions", "MlflowException")):

@@ -4,6 +4,7 @@ training's progress goes."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 from pathlib import Path
@@ -35,6 +36,8 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # MLflow logs a database error with its traceback before raising it: the one line says it
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         try:
             with signals.handled():
                 return fn(*args, **kwargs)

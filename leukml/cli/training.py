@@ -19,7 +19,7 @@ from leukml.cli.options import (
 from leukml.common.console import import_backend
 from leukml.experiments.config import SearchConfig
 from leukml.experiments.protocols import PROTOCOLS_SETS, SPLIT_OPTIONS, CvConfig, cv_lines
-from leukml.training.config import TrainConfig
+from leukml.training.config import TrainConfig, refuse_ignored
 
 
 @click.command()
@@ -36,6 +36,10 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
     """Train one architecture x optimizer, tracked in MLflow."""
     if resume:
         _check_resume_alone()
+    else:  # refused before the backend's seconds of import
+        values = _train_options(**options)
+        refuse_ignored(values)
+        config = TrainConfig.of(**values)
     import_backend()
     from leukml.tracking.runs import Cost, tracked_resume, tracked_train
 
@@ -44,7 +48,6 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
         # the run's own options; its epochs are known once the checkpoint is read
         run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0), cost=cost)
     else:
-        config = TrainConfig.of(**_train_options(**options))
         console = _console(config.epochs)
         uri = tracking_uri or None
         run_id, result = tracked_train(
@@ -101,7 +104,10 @@ def search(
     click.echo("\n".join(ui_link_of(parent, table=True).lines("the runs in the MLflow UI")))
     if mode == "grid" and (gaps := incomplete_cells(study, config)):
         raise click.ClickException(
-            "grid incomplete, no COMPLETE trial for: " + ", ".join(f"{a}+{o}" for a, o in gaps)
+            "grid incomplete, no COMPLETE trial for: "
+            + ", ".join(f"{a}+{o}" for a, o in gaps)
+            + f"; run the same search again (--study-name {study.study_name}) to train the interrupted "
+            "ones (a failed one's error is on its trial run's `error` tag)"
         )
 
 

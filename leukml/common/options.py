@@ -11,6 +11,7 @@ that defaults to true, ``parse=`` turns the flag's text into the field's value.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -145,6 +146,11 @@ def build(cls: type, values: dict[str, Any]) -> Any:
         o = opts[name]
         if o.optional and value in (None, ""):
             continue  # left empty: the field's default
+        if o.type is float and isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(
+                f"{o.flag} {value}: not a finite number; give a number"
+                + (f" such as {o.default}" if o.default != "" else "")
+            )
         fields.setdefault(o.part, {})[o.field] = o.to_field(value)
     hints = typing.get_type_hints(cls)
     own = fields.pop(None, {})

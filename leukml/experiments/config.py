@@ -18,6 +18,11 @@ HEARTBEAT_S = 30  # a killed worker's trial is marked failed 3 heartbeats later 
 EXTENDED_VAL_FRACTION = 0.1
 
 
+def storage_url(storage: str | None) -> str:
+    """The Optuna storage a search uses: ``storage``, else ``$OPTUNA_STORAGE``, else ``sqlite:///optuna.db``."""
+    return storage or os.environ.get("OPTUNA_STORAGE") or "sqlite:///optuna.db"
+
+
 def _names(text: str | tuple) -> tuple[str, ...]:
     """``"vgg16,resnet50"`` -> ``("vgg16", "resnet50")``."""
     return text if isinstance(text, tuple) else tuple(p for p in text.replace(" ", "").split(",") if p)
@@ -79,7 +84,7 @@ class SearchConfig:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or os.environ.get("OPTUNA_STORAGE") or "sqlite:///optuna.db"
+        return storage_url(self.storage)
 
     @property
     def name(self) -> str:

@@ -20,6 +20,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
+from leukml.common.stores import StoreError, store_problem, unknown_scheme
 from leukml.data.splits import Split
 from leukml.experiments.config import HEARTBEAT_S, SearchConfig
 from leukml.model.archs import POOLINGS
@@ -120,7 +121,24 @@ RunTrial = Callable[[TrainConfig, dict[str, str], TrialReporter, BaseCache], tup
 
 
 def make_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
-    """An RDB storage with heartbeats: a trial whose worker died is failed and retried."""
+    """An RDB storage with heartbeats: a trial whose worker died is failed and retried.
+
+    Raises:
+        StoreError: a storage that is not a database, corrupted, read-only or full.
+        ValueError: a URL whose scheme no database driver knows.
+    """
+    try:
+        return _open_storage(url, heartbeat)
+    except sqlalchemy.exc.ArgumentError:  # NoSuchModuleError too: garbage://, a typo'd scheme
+        raise ValueError(unknown_scheme(url, "--storage")) from None
+    except sqlalchemy.exc.DatabaseError as exc:
+        said = store_problem(url, "--storage", str(exc.orig or exc).splitlines()[0])
+        if said is None:  # a server that does not answer: the CLI words it
+            raise
+        raise StoreError(said) from None
+
+
+def _open_storage(url: str, heartbeat: int) -> RDBStorage:
     for attempt in range(3):
         try:
             return RDBStorage(
@@ -167,7 +185,8 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial, bases
         config = search.base.replace(**suggest(trial, search))
         tags = {"study_name": study_name, "trial_number": str(trial.number)}
         retry_of = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-        if retry_of is not None:  # a cell re-queued after its worker died
+        retry_of = trial.user_attrs.get("retry_of") if retry_of is None else retry_of
+        if retry_of is not None:  # a cell re-queued after its worker died or was interrupted
             tags["retry_of"] = str(retry_of)
         try:
             run_id, result = run_trial(config, tags, TrialReporter(trial, config), bases)
@@ -235,6 +254,20 @@ def _cell(trial: optuna.trial.FrozenTrial) -> tuple[str, str]:
     return params.get("arch"), params.get("optimizer")
 
 
+def _free_cells(trials: list, search: SearchConfig) -> list[tuple[tuple[str, str], int | None]]:
+    """The cells nobody has taken, each with the number of its last interrupted trial (Ctrl-C,
+    SIGTERM: trained again, from that trial's checkpoint where there is one) or None. A cell whose
+    training raised stays failed, reported."""
+    taken, interrupted = set(), {}
+    for t in trials:
+        if t.state == TrialState.FAIL and t.system_attrs.get("interrupted"):
+            interrupted[_cell(t)] = max(t.number, interrupted.get(_cell(t), -1))
+        else:
+            taken.add(_cell(t))
+    cells = [(a, o) for a in search.archs for o in search.optimizers if (a, o) not in taken]
+    return [(cell, interrupted.get(cell)) for cell in cells]
+
+
 @contextmanager
 def _claim_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
     """A PostgreSQL advisory lock per study; SQLite allows one writer (and one worker) anyway."""
@@ -257,11 +290,12 @@ def _claim(study: optuna.Study, search: SearchConfig):
         fail_stale_trials(study)  # a dead worker's trial -> FAIL, and its retry queued as WAITING
     trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.WAITING for t in trials):
-        taken = {_cell(t) for t in trials}  # a cell whose training raised stays failed, reported
-        free = [(a, o) for a in search.archs for o in search.optimizers if (a, o) not in taken]
+        free = _free_cells(trials, search)
         if not free:
             return _WAIT if any(t.state == TrialState.RUNNING for t in trials) else None
-        study.enqueue_trial({"arch": free[0][0], "optimizer": free[0][1]})
+        (arch, optimizer), retry_of = free[0]
+        retry = {"retry_of": retry_of} if retry_of is not None else None
+        study.enqueue_trial({"arch": arch, "optimizer": optimizer}, user_attrs=retry)
     with warnings.catch_warnings():  # heartbeats are kept by _Heartbeat, not by optimize()
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trial = study.ask()
@@ -294,8 +328,9 @@ def _run_claimed(
     except Exception as exc:  # recorded on the trial; the grid goes on
         say(f"trial {trial.number} failed: {type(exc).__name__}: {exc}")
         state = TrialState.FAIL
-    except BaseException:  # Ctrl-C, SIGTERM: the trial fails, the worker stops
+    except BaseException:  # Ctrl-C, SIGTERM: the trial fails, the worker stops; a rerun retrains it
         beat.done.set()
+        storage.set_trial_system_attr(trial._trial_id, "interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
         raise
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from leukml.tracking import heartbeat
 from leukml.tracking.reader import study_parent_runs
 from leukml.tracking.sink import CHECKPOINT_PATH
 from leukml.tracking.uri import resolve_tracking_uri
@@ -20,20 +21,19 @@ STUDY_PARENT_RUNS = "study_parent_runs"  # tag: every search parent run of the s
 
 def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> list[str]:
     """A killed worker leaves its trial's run RUNNING forever: mark it FAILED when the cell is
-    retried; returns the ids of the runs marked."""
-    client, marked = MlflowClient(), []
+    retried; returns the ids of the trial's failed runs (those marked, and an interrupted one's)."""
+    client, failed = MlflowClient(), []
     experiment_id = mlflow.active_run().info.experiment_id
     for run in client.search_runs(
         [experiment_id],
-        filter_string=(
-            f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}' "
-            "and attributes.status = 'RUNNING'"
-        ),
+        filter_string=f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}'",
     ):
-        client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
-        client.set_terminated(run.info.run_id, "FAILED")
-        marked.append(run.info.run_id)
-    return marked
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
+            client.set_terminated(run.info.run_id, "FAILED")
+        if run.info.status in ("RUNNING", "FAILED"):
+            failed.append(run.info.run_id)
+    return failed
 
 
 def checkpointed_run(run_ids: list[str], config: TrainConfig) -> str | None:
@@ -82,11 +82,14 @@ RESUMABLE = ("FAILED", "KILLED")
 
 
 def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[TrainConfig, str, Path]:
-    """(config, experiment name, checkpoint folder) of a FAILED or KILLED training run, its last
-    checkpoint downloaded into ``folder``.
+    """(config, experiment name, checkpoint folder) of a FAILED or KILLED training run, or a
+    RUNNING one whose process is gone (no heartbeat for ``heartbeat.stale_after_s()``), its last
+    checkpoint downloaded into ``folder``. The run is claimed first: of two resumes at once, one
+    goes on and the other is refused.
 
     Raises:
-        ValueError: no such run, a run that is not a failed training, or one without a checkpoint.
+        ValueError: no such run, a run that is not a failed training, a live one, one another
+            resume has claimed, or one without a checkpoint.
     """
     if tracking_uri is not None or mlflow.active_run() is None:  # a search's trial: its store
         mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
@@ -98,13 +101,15 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
             f"--resume {run_id}: no such run on {mlflow.get_tracking_uri()}; check the run id"
         ) from None
     status = run.info.status
-    if status not in RESUMABLE:
-        hint = "it is still running (or its worker died: wait until it is marked FAILED)"
-        if status == "FINISHED":
-            hint = "it finished: nothing to resume"
+    if status == "RUNNING":
+        heartbeat.take_over(client, run)  # refuses a live run; marks the lost attempt
+    elif status not in RESUMABLE:
         raise ValueError(
-            f"--resume {run_id}: the run is {status}; only FAILED or KILLED runs continue ({hint})"
+            f"--resume {run_id}: the run is {status}; only FAILED or KILLED runs continue (and RUNNING "
+            "ones whose process is gone); it finished: nothing to resume"
         )
+    else:
+        heartbeat.claim(client, run)
     if "checkpoint_epoch" not in run.data.tags:
         raise ValueError(
             f"--resume {run_id}: the run saved no checkpoint ({_no_checkpoint_yet(run.data.params)}): "

@@ -24,7 +24,7 @@ from leukml.data.synth import embedded_dataset
 from leukml.experiments.figures import study_summary
 from leukml.experiments.protocols import CvConfig, compared_protocols, cv_summary, fold_table, protocol_lines
 from leukml.experiments.search import SearchConfig, Study, run_search, search_objective, searched_options
-from leukml.tracking import reader, recovery, writer
+from leukml.tracking import heartbeat, reader, recovery, writer
 from leukml.tracking import sink as mlflow_sink
 from leukml.tracking.uri import DEFAULT_EXPERIMENT
 from leukml.training import checkpoint
@@ -103,13 +103,17 @@ def tracked_train(
     cost = Cost() if cost is None else cost
     began = time.perf_counter()
     flush_s = mlflow_sink.metric_flush_s()  # a bad value is refused before any run is made
+    heartbeat.interval_s()
     writer.connect(experiment, tracking_uri)
     # runs of one configuration differ in the UI: by split and seed, else by the random suffix
     name = f"{config.model.arch}-{config.optimizer}-{config.split.method}-s{config.seed}"
     name += f"-{secrets.token_hex(2)}"
     with writer.mlflow_run(tags, run_name=name, system_metrics=config.system_metrics) as run:
         writer.start_training_run(run, config, experiment)
-        with mlflow_sink.MlflowSink(config, run.info.run_id, flush_s) as sink:
+        with (
+            heartbeat.beating(run.info.run_id),
+            mlflow_sink.MlflowSink(config, run.info.run_id, flush_s) as sink,
+        ):
             timed = _Timed(sink, cost)
             both = FanoutSink(timed, observer) if observer else timed
             cost.tracking_s += time.perf_counter() - began
@@ -143,13 +147,17 @@ def tracked_resume(
     cost = Cost() if cost is None else cost
     began = time.perf_counter()
     flush_s = mlflow_sink.metric_flush_s()
+    heartbeat.interval_s()
     with tempfile.TemporaryDirectory(prefix="leukml-resume-") as tmp:
         config, experiment, folder = recovery.resumable(run_id, tracking_uri, Path(tmp))
         saved = checkpoint.load(folder)
     writer.connect(experiment, tracking_uri)
     with writer.mlflow_run(tags, run_id=run_id, system_metrics=config.system_metrics) as run:
         logged = recovery.start_resumed_run(run_id, saved.epoch)
-        with mlflow_sink.MlflowSink(config, run.info.run_id, flush_s, logged) as sink:
+        with (
+            heartbeat.beating(run.info.run_id),
+            mlflow_sink.MlflowSink(config, run.info.run_id, flush_s, logged) as sink,
+        ):
             timed = _Timed(sink, cost)
             both = FanoutSink(timed, observer) if observer else timed
             cost.tracking_s += time.perf_counter() - began

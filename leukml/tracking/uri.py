@@ -25,6 +25,54 @@ def default_experiment() -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
 
 
+PROBE_S = 3.0  # how long a tracking server may take to answer /health before the user is told
+# MLflow's HTTP retries (mlflow.environment_variables) and its defaults
+RETRY_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 7,
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 2,
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": 120,
+}
+
+
+def say_if_unanswered(uri: str) -> None:
+    """An http(s) tracking server that does not answer within ``PROBE_S``: MLflow retries it in
+    silence for minutes (about 4 by default), so say at once on stderr that it does and how to
+    change that. Said only when MLflow will wait: it retries, or the server took the connection
+    and keeps quiet (each try then lasts up to ``MLFLOW_HTTP_REQUEST_TIMEOUT``)."""
+    import urllib.error
+    import urllib.request
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_S).close()
+        return
+    except urllib.error.HTTPError:  # it answers, if not with a page
+        return
+    except (OSError, ValueError) as exc:
+        why = str(getattr(exc, "reason", exc))
+    retries, factor, timeout = (_setting(name) for name in RETRY_SETTINGS)
+    if not retries and "timed out" not in why:
+        return
+    backoff = sum(factor * 2**i for i in range(retries))
+    print(
+        f"the MLflow server at {parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]} does not answer ({why}); "
+        f"MLflow retries it {retries} time(s) (about {backoff} s of back-off, up to {timeout} s a try) "
+        "before failing: set MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR or "
+        "MLFLOW_HTTP_REQUEST_TIMEOUT lower to fail sooner",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _setting(name: str) -> int:
+    try:
+        return int(os.environ.get(name, RETRY_SETTINGS[name]))
+    except ValueError:
+        return RETRY_SETTINGS[name]
+
+
 UI_PORT = 5000  # `mlflow ui`'s default, named in the start command so that it and the URL agree
 LOCAL_UI = f"http://127.0.0.1:{UI_PORT}"  # where `mlflow ui` serves (its default host)
 SERVE_PORT = 5001  # `mlflow models serve`: beside the UI's

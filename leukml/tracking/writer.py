@@ -26,8 +26,9 @@ from leukml.analysis import plots
 from leukml.common.console import Progress, silent
 from leukml.common.runtime import backend_requirements, device_name, package_version
 from leukml.experiments.summary import StudySummary
+from leukml.tracking import heartbeat
 from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
-from leukml.tracking.uri import UiLink, resolve_tracking_uri, ui_link
+from leukml.tracking.uri import UiLink, resolve_tracking_uri, say_if_unanswered, ui_link
 from leukml.training.config import TrainConfig
 from leukml.training.sinks import EarlyStop
 from leukml.training.trainer import TrainResult
@@ -158,6 +159,7 @@ def connect(experiment: str, tracking_uri: str | None) -> None:
     or ``mlflow run`` created ours (``MLFLOW_RUN_ID``), which fixes the experiment itself."""
     if mlflow.active_run():
         return
+    say_if_unanswered(resolve_tracking_uri(tracking_uri))
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     if not os.environ.get("MLFLOW_RUN_ID"):
         # Set it again by id: when two workers create the experiment at once, MLflow 3.17's
@@ -184,10 +186,24 @@ def mlflow_run(
         mlflow.end_run("KILLED")
         raise
     except BaseException as exc:
-        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
-        mlflow.end_run("FAILED")
+        _end_failed(run.info.run_id, exc)
         raise
     mlflow.end_run("FINISHED")
+
+
+def _end_failed(run_id: str, exc: BaseException) -> None:
+    """Mark the run FAILED with an ``error`` tag. A store that cannot take even that (a full disk)
+    leaves the run RUNNING: the failure's line then says so, and how to mark it once it can."""
+    with contextlib.suppress(Exception):  # the status below matters more than the tag
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
+    try:
+        mlflow.end_run("FAILED")
+    except Exception:
+        exc.add_note(
+            f"run {run_id} is left RUNNING (the store could not mark it FAILED); once the store takes "
+            f"writes again, `leukml train --resume {run_id}` marks it (and continues it from its "
+            f"checkpoint) {heartbeat.stale_after_s():g} s after its last heartbeat"
+        )
 
 
 def _start_run(

@@ -20,6 +20,34 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_MODES = ("auto", "true", "false")
 
 
+FINE_TUNING = ("fine_tune_from", "fine_tune_lr")  # options that act only with --fine-tune-layers > 0
+
+
+def refuse_ignored(values: dict) -> None:
+    """Refuse options given (not left at their default) that the chosen split or recipe would
+    ignore, as they would be logged as if they had acted.
+
+    Raises:
+        ValueError: naming the option and what it needs.
+    """
+    opts = {o.name: o for o in options.options_of(TrainConfig)}
+    given = {k: v for k, v in values.items() if k in opts and v not in (None, "") and v != opts[k].default}
+    method = values.get("split") or opts["split"].default
+    for name in sorted(given.keys() & {o.name for o in options.options_of(SplitConfig)} - {"split"}):
+        if name not in USED_OPTIONS[method]:
+            users = " or ".join(m for m, used in USED_OPTIONS.items() if name in used)
+            raise ValueError(
+                f"{opts[name].flag} {given[name]} acts only with --split {users} (this run: --split "
+                f"{method}); drop it or choose one of those splits"
+            )
+    if not values.get("fine_tune_layers"):
+        for name in sorted(given.keys() & set(FINE_TUNING)):
+            raise ValueError(
+                f"{opts[name].flag} {given[name]} acts only with fine-tuning: give --fine-tune-layers N "
+                "(N > 0) too, or drop it"
+            )
+
+
 def parse_epochs(text: str | tuple) -> tuple[int, ...]:
     """``"10,20,30"`` -> ``(10, 20, 30)``; empty -> ``()`` (the default milestones)."""
     if isinstance(text, tuple):
@@ -126,7 +154,7 @@ class TrainConfig:
                 f"checkpoint_minutes={self.checkpoint_minutes}; use 0 (not by time) or a number of minutes"
             )
         for name in ("lr", "batch_size", "decay_steps", "decay_rate"):
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:  # NaN too
                 raise ValueError(f"{name}={getattr(self, name)}; use a positive value")
         self.recipe.check_run(self.epochs, self.split.val_fraction)
 

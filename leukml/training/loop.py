@@ -141,6 +141,23 @@ def _finish(network: Network, prepared: Prepared, config: TrainConfig, state: Lo
     )
 
 
+class Diverged(ValueError):
+    """The training loss is no longer a finite number: every later epoch would train on NaN."""
+
+
+def _check_finite(loss: float, epoch: int, stage: int, config: TrainConfig) -> None:
+    """Stop at the first epoch whose loss is NaN or infinite, naming what set its learning rate."""
+    if math.isfinite(float(loss)):
+        return
+    rate = f"--lr {config.lr:g}, --decay-rate {config.decay_rate:g}, --decay-steps {config.decay_steps}"
+    if stage == 2:  # fine-tuning has one constant rate of its own
+        rate = f"--fine-tune-lr {config.recipe.fine_tune_lr:g}"
+    raise Diverged(
+        f"the training diverged: train_loss is {float(loss)} at epoch {epoch}; lower the learning "
+        f"rate ({rate})"
+    )
+
+
 def fit(
     network: Network,
     prepared: Prepared,
@@ -174,6 +191,7 @@ def fit(
             state.optimizer_variables = None  # restored into the stage's optimizer
         order = split.train[state.order_rng.permutation(len(split.train))]
         logs = run_epoch(stage, state.augment_rng, config, labels, order, weights)
+        _check_finite(logs["loss"], state.epoch + 1, state.stage, config)
         val_logs, val_probs = stage.evaluate(labels, val_idx, config.batch_size)
         metrics = {
             "train_loss": logs["loss"],
