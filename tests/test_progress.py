@@ -12,8 +12,9 @@ from leukml.data.synth import SynthConfig, write_synthetic
 
 LEUKML = Path(sys.executable).parent / "leukml"
 STEPS = {
-    "hashing data files": (24, "files"),
-    "checking images": (24, "img"),
+    # a new file is checked from the bytes read to hash it; "checking images" runs only for files
+    # whose digests the memo had (tests/test_faults_data.py)
+    "hashing and checking data files": (24, "files"),
     "decoding images at 32 px": (24, "img"),
     "extracting base features": (24, "img"),
     "logging the model": (None, "MB"),

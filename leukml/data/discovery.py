@@ -261,6 +261,7 @@ def _with_digests(
         [r.relpath for r in candidates],
         lambda rel, data: verdicts.update({rel: _verdict_of(data)}),
         progress,
+        "hashing and checking data files",
     )
     records = [dataclasses.replace(r, digest=digests[r.relpath]) for r in candidates if r.relpath in digests]
     return records, [Skipped(rel, reason, "unreadable") for rel, reason in errors.items()], verdicts

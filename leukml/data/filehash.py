@@ -110,10 +110,11 @@ def content_digests(
     relpaths: Sequence[str],
     seen: Callable[[str, bytes], None] | None = None,
     progress: Progress = silent,
+    step: str = "hashing data files",
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``({relpath: digest}, {relpath: why unreadable})`` for the files under ``root``. A file
     whose stat is unchanged since it was last hashed (and was not racy then) keeps its memoised
-    digest; the others are read (``progress`` hears of them), and ``seen(relpath, the bytes
+    digest; the others are read (``progress`` hears of them as ``step``), and ``seen(relpath, the bytes
     hashed)`` is called on each of them (from worker threads), so that what is learnt from a
     file's bytes (a scan verdict) is of the bytes its digest names and costs no second read."""
     memo_file = _memo_path(root)
@@ -134,7 +135,7 @@ def content_digests(
             digests[rel] = entry[1]
         else:
             todo.append(rel)
-    hashing = progress("hashing data files", len(todo), "files") if todo else contextlib.nullcontext(None)
+    hashing = progress(step, len(todo), "files") if todo else contextlib.nullcontext(None)
     with ThreadPoolExecutor(HASH_THREADS) as pool, hashing as advance:
 
         def digest(rel: str) -> str | OSError:
