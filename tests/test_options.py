@@ -15,7 +15,7 @@ from leukml.cli import main
 from leukml.cli.mlproject import render
 from leukml.cli.options import config_options
 from leukml.common import options
-from leukml.common.options import option, options_of
+from leukml.common.options import env_seconds, option, options_of
 from leukml.experiments.config import SearchConfig
 from leukml.training.config import TrainConfig
 
@@ -119,3 +119,29 @@ def test_a_run_logs_only_the_split_options_its_split_reads(split, logged):
     split_options = {"test_fraction", "val_fraction", "test_fold", "folds", "seed", "pool"}
     assert set(config.as_dict()) & split_options == logged
     assert TrainConfig.from_params(config.as_dict()).as_dict() == config.as_dict()  # resume: the same run
+
+
+@pytest.mark.parametrize(
+    ("value", "zero", "expected"),
+    [
+        ("", None, 7.0),
+        ("2.5", None, 2.5),
+        ("0", "never", 0.0),
+        ("0", None, None),
+        ("-1", "never", None),
+        ("inf", "never", None),
+        ("nan", None, None),
+        ("soon", None, None),
+    ],
+)
+def test_seconds_from_the_environment_are_finite_and_named_when_refused(monkeypatch, value, zero, expected):
+    monkeypatch.setenv("LEUKML_SOME_S", value)
+    if expected is not None:
+        assert env_seconds("LEUKML_SOME_S", 7.0, zero) == expected
+        return
+    bound = ">= 0 (0: never)" if zero else "> 0"
+    with pytest.raises(ValueError) as refused:
+        env_seconds("LEUKML_SOME_S", 7.0, zero)
+    assert str(refused.value) == (
+        f"LEUKML_SOME_S={value!r}; use a number of seconds {bound}, or unset it for the default 7"
+    )

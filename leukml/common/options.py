@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -187,3 +188,26 @@ def flat_values(config: Any) -> dict[str, Any]:
         holder = getattr(config, o.part) if o.part else config
         out[o.field if o.invert else o.name] = getattr(holder, o.field)
     return out
+
+
+def env_seconds(name: str, default: float, zero: str | None = None) -> float:
+    """Seconds from the environment variable ``name``, else ``default``; ``zero``: what 0 means
+    (None: 0 is refused too).
+
+    Raises:
+        ValueError: the variable is set but is not a finite number of seconds (> 0, or >= 0 with
+            ``zero``); the message names it, the bound and the default.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds >= 0 if zero else seconds > 0) or math.isinf(seconds):
+        bound = f">= 0 (0: {zero})" if zero else "> 0"
+        raise ValueError(
+            f"{name}={text!r}; use a number of seconds {bound}, or unset it for the default {default:g}"
+        )
+    return seconds

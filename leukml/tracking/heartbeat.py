@@ -22,6 +22,8 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from leukml.common.options import env_seconds
+
 TAG = "heartbeat"
 INTERVAL_S = 30.0  # $LEUKML_HEARTBEAT_S
 STALE_BEATS = 3  # beats missed before a RUNNING run counts as lost
@@ -33,16 +35,7 @@ def interval_s() -> float:
     Raises:
         ValueError: a value that is not a number > 0.
     """
-    text = os.environ.get("LEUKML_HEARTBEAT_S", "").strip()
-    if not text:
-        return INTERVAL_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"LEUKML_HEARTBEAT_S={text!r}; use a number of seconds > 0 (default {INTERVAL_S:g})")
-    return value
+    return env_seconds("LEUKML_HEARTBEAT_S", INTERVAL_S)
 
 
 def stale_after_s() -> float:

@@ -5,7 +5,6 @@ thread."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from leukml import CLASS_NAMES
 from leukml.analysis import plots
+from leukml.common.options import env_seconds
 from leukml.data.discovery import Dataset, skip_tags
 from leukml.data.images import decode_image
 from leukml.data.splits import Split, manifest, n_subjects, summarize, test_set_id
@@ -42,19 +42,7 @@ def metric_flush_s() -> float:
     Raises:
         ValueError: the variable is set but is not a number of seconds >= 0.
     """
-    text = os.environ.get("LEUKML_METRIC_FLUSH_S", "").strip()
-    if not text:
-        return METRIC_FLUSH_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds >= 0:
-        raise ValueError(
-            f"LEUKML_METRIC_FLUSH_S={text!r}; use a number of seconds >= 0 (0 sends every epoch's "
-            f"metrics at once), or unset it for the default {METRIC_FLUSH_S:g}"
-        )
-    return seconds
+    return env_seconds("LEUKML_METRIC_FLUSH_S", METRIC_FLUSH_S, "every epoch's metrics are sent at once")
 
 
 class MlflowSink:

@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from leukml.common.options import env_seconds
+
 TERM_GRACE_S = 10.0  # `docker stop`'s default wait before SIGKILL; $LEUKML_TERM_GRACE_S
 
 
@@ -32,19 +34,7 @@ def grace_s() -> float:
     Raises:
         ValueError: the variable is set but is not a number of seconds >= 0.
     """
-    text = os.environ.get("LEUKML_TERM_GRACE_S", "").strip()
-    if not text:
-        return TERM_GRACE_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds >= 0:
-        raise ValueError(
-            f"LEUKML_TERM_GRACE_S={text!r}; use a number of seconds >= 0 (0: SIGTERM exits at once, "
-            f"with no checkpoint), or unset it for the default {TERM_GRACE_S:g}"
-        )
-    return seconds
+    return env_seconds("LEUKML_TERM_GRACE_S", TERM_GRACE_S, "SIGTERM exits at once, with no checkpoint")
 
 
 class Watch:
