@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -55,22 +53,9 @@ def start(argv: list[str], log: str, url: str, timeout: float = 300) -> subproce
             return child
         except OSError as exc:
             if child.poll() is not None or time.perf_counter() > deadline:
-                stop(child)
+                harness.stop_group(child)
                 raise RuntimeError(f"{argv[0]} did not serve: {(WORK / log).read_text()[-2000:]}") from exc
             time.sleep(0.5)
-
-
-def stop(child: subprocess.Popen) -> None:
-    if child.poll() is not None:
-        return
-    try:
-        os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 def post(url: str, payload: dict) -> dict:
@@ -148,7 +133,7 @@ def main() -> None:
         assert sum(len(a["results"]) for a in answers) == args.images
     finally:
         for child in children:
-            stop(child)
+            harness.stop_group(child)
     report(times, whole, args.images)
 
 

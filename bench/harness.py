@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,3 +170,17 @@ def table(*columns: str) -> None:
 def headline(text: str, name: str = "") -> None:
     """The last line, which tests/test_bench.py and bench/RESULTS.md read: ``[NAME ]headline: TEXT``."""
     print(f"{name} headline: {text}" if name else f"headline: {text}")
+
+
+def stop_group(child: subprocess.Popen) -> None:
+    """SIGTERM ``child``'s whole process group (a server and its workers); SIGKILL if it lingers."""
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    except ProcessLookupError:
+        pass

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -110,20 +108,6 @@ def wait_ready(server: subprocess.Popen, url: str, log: Path, timeout: float = 3
     raise RuntimeError(f"server not ready after {timeout} s")
 
 
-def stop_server(server: subprocess.Popen) -> None:
-    """SIGTERM the whole process group (mlflow -> uvicorn workers); SIGKILL if it lingers."""
-    if server.poll() is not None:
-        return
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
 def body(rows: list[str]) -> bytes:
     return json.dumps({"dataframe_split": {"columns": ["image"], "data": [[r] for r in rows]}}).encode()
 
@@ -200,7 +184,7 @@ def main() -> None:
         retraced = logs["model"].read_text(errors="replace").count("triggered tf.function retracing")
     finally:
         for server in servers:
-            stop_server(server)
+            harness.stop_group(server)
         shutil.rmtree(WORK, ignore_errors=True)
     report(results, retraced)
 

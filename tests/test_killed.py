@@ -9,37 +9,15 @@ import select
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from gates import GATED, PAUSED
 from mlflow.tracking import MlflowClient
 
 LEUKML = Path(sys.executable).parent / "leukml"
 BEAT_S = 2  # stale after 3 beats: 6 s
-PAUSED = "leukml-test: paused at epoch"
-# `leukml ARGS` whose training pauses at epoch argv[1] (its metrics handed to tracking) until a line
-# comes on stdin: the test kills it or lets it go there, however fast this machine trains
-GATED = textwrap.dedent(f"""
-    import sys
-
-    import leukml.tracking.runs
-    from leukml.cli import main
-    from leukml.training.sinks import FanoutSink, NullSink
-
-    pause_at = int(sys.argv[1])
-
-    class Gate(NullSink):
-        def log_epoch(self, epoch, metrics):
-            if epoch == pause_at:
-                print("{PAUSED}", epoch, flush=True)
-                sys.stdin.readline()
-
-    train = leukml.tracking.runs.train
-    leukml.tracking.runs.train = lambda cfg, sink, *a, **k: train(cfg, FanoutSink(sink, Gate()), *a, **k)
-    main(sys.argv[2:], prog_name="leukml")
-""")
 
 
 def _gated(pause_at: int, args: list[str], env: dict, cwd: Path) -> subprocess.Popen:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
 import numpy as np
 import pytest
+from gates import GATED, PAUSED
 from mlflow.tracking import MlflowClient
 
 from leukml.tracking.runs import tracked_train
@@ -259,33 +259,6 @@ def test_checkpoints_by_minutes_of_training(tiny_data):
     stored.clear()
     train(config, store_checkpoint=stored.append)
     assert stored == []
-
-
-# `leukml train ...` (argv[2:]) that pauses at epoch argv[1] (its metrics handed out, the epoch not
-# ended) until the test writes a line to its stdin: the SIGTERM lands inside that epoch on any machine
-PAUSED = "leukml-test: training paused at epoch"
-GATED = textwrap.dedent(f"""
-    import sys
-
-    import leukml.tracking.runs
-    from leukml.cli import main
-    from leukml.training.sinks import FanoutSink, NullSink
-
-    pause_at = int(sys.argv[1])
-
-    class Gate(NullSink):
-        def log_epoch(self, epoch, metrics):
-            if epoch == pause_at:
-                print("{PAUSED}", epoch, flush=True)
-                sys.stdin.readline()
-
-    train = leukml.tracking.runs.train
-    def gated(config, sink, *args, **kwargs):
-        return train(config, FanoutSink(sink, Gate()), *args, **kwargs)
-
-    leukml.tracking.runs.train = gated
-    main(sys.argv[2:], prog_name="leukml")
-""")
 
 
 def test_sigterm_stores_a_checkpoint_of_the_epoch_under_way(tiny_data, tmp_path, child_env):
