@@ -272,12 +272,12 @@ def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, mo
 
 def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
     """A figure that cannot be uploaded (background thread) is an error of the run, not lost."""
-    import leukml.analysis.plots
+    import leukml.analysis.raster
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(leukml.analysis.plots, "curves_figure", broken)
+    monkeypatch.setattr(leukml.analysis.raster, "curves_image", broken)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     with pytest.raises(OSError, match="disk full"):

@@ -1,4 +1,5 @@
-"""Figures of a run: confusion matrices, training curves, per-subject accuracy.
+"""The report's figures, drawn with matplotlib: confusion matrices and the accuracy over the epoch
+milestones. The figures a training logs are drawn with Pillow (``leukml.analysis.raster``).
 
 Plain ``matplotlib.figure.Figure`` objects with the Agg canvas, never pyplot: no global figure
 registry, nothing to close, and safe to draw on a background thread (the tracking layer renders
@@ -11,12 +12,8 @@ import io
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from leukml import CLASS_NAMES
-from leukml.training.evaluation import SubjectScore
-
-CLASS_COLORS = ("tab:blue", "tab:red")  # hem, all
 
 
 def confusion_figure(confusion: np.ndarray, title: str) -> Figure:
@@ -32,19 +29,6 @@ def confusion_figure(confusion: np.ndarray, title: str) -> Figure:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
-    return fig
-
-
-def curves_figure(history: dict[str, list[float]], val_label: str = "val") -> Figure:
-    """Loss and accuracy per epoch, train vs validation."""
-    fig = Figure(figsize=(9, 3.4), dpi=100, layout="tight")
-    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
-        for side, label in (("train", "train"), ("val", val_label)):
-            values = history.get(f"{side}_{metric}", [])
-            ax.plot(range(1, len(values) + 1), values, label=label)
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.legend()
     return fig
 
 
@@ -87,26 +71,3 @@ def png_bytes(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
-
-
-def subject_accuracy_figure(rows: list[SubjectScore], title: str) -> Figure:
-    """One horizontal bar per subject, its cells' accuracy, colored by class; the worst on top,
-    each bar labelled with its number of cells."""
-    rows = sorted(rows, key=lambda r: -r.accuracy)  # barh draws the first row at the bottom
-    fig = Figure(figsize=(5.6, 1.2 + 0.22 * max(len(rows), 4)), dpi=100, layout="tight")
-    ax = fig.subplots()
-    y = np.arange(len(rows))
-    ax.barh(y, [r.accuracy for r in rows], color=[CLASS_COLORS[r.label] for r in rows])
-    for i, r in enumerate(rows):
-        ax.text(min(r.accuracy, 1.0) + 0.01, i, f"{r.cells}", va="center", fontsize=7)
-    ax.set_yticks(y, [r.subject for r in rows], fontsize=7)
-    ax.set_xlim(0, 1.1)
-    ax.set_xlabel("accuracy of its cells (number of cells at the bar's end)")
-    ax.legend(
-        handles=[Patch(color=CLASS_COLORS[c], label=CLASS_NAMES[c]) for c in (1, 0)],
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        fontsize=7,
-    )
-    ax.set_title(title, fontsize=9)
-    return fig

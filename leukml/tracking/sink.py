@@ -20,7 +20,7 @@ from mlflow.models.utils import _Example
 from mlflow.tracking import MlflowClient
 
 from leukml import CLASS_NAMES
-from leukml.analysis import plots
+from leukml.analysis import raster
 from leukml.common.options import env_seconds
 from leukml.data.discovery import Dataset, skip_tags
 from leukml.data.images import decode_image
@@ -110,9 +110,10 @@ class MlflowSink:
     def in_background(self, fn: Callable[..., object], *args) -> None:
         self._pending.append(self._uploads.submit(fn, *args))
 
-    def log_figure(self, make_figure: Callable[[], object], path: str) -> None:
-        """Draw (``make_figure()``) and upload a figure on the background thread."""
-        self.in_background(lambda: self._client.log_figure(self.run_id, make_figure(), path))
+    def log_image(self, make_image: Callable[[], object], path: str) -> None:
+        """Draw (``make_image()``: a PIL image, ``leukml.analysis.raster``) and upload it as PNG on
+        the background thread."""
+        self.in_background(lambda: self._client.log_image(self.run_id, make_image(), path))
 
     def log_data(self, dataset: Dataset, split: Split) -> None:
         counts = {side: summarize(dataset.records, idx) for side, idx in split.sides().items()}
@@ -217,11 +218,11 @@ class MlflowSink:
         )
         cell = f"{self.config.model.arch} + {self.config.optimizer}"
         title = f"{cell}, epoch {epoch}: acc {metrics['test_accuracy']:.3f}"
-        self.log_figure(lambda: plots.confusion_figure(confusion, title), f"{name}.png")
+        self.log_image(lambda: raster.confusion_image(confusion, title), f"{name}.png")
         table = f"per_subject/epoch_{epoch:03d}"
         self.in_background(self._client.log_text, self.run_id, per_subject_csv(subjects), f"{table}.csv")
         heading = f"{cell}, epoch {epoch}: accuracy per subject"
-        self.log_figure(lambda: plots.subject_accuracy_figure(subjects, heading), f"{table}.png")
+        self.log_image(lambda: raster.subject_accuracy_image(subjects, heading), f"{table}.png")
         label = one_class_predicted(confusion)
         if label is not None:
             self._tag_one_class(epoch, SHOWN_NAMES[label])

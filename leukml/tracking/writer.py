@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -22,7 +25,7 @@ from mlflow.models.utils import _Example
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
-from leukml.analysis import plots
+from leukml.analysis import raster
 from leukml.common.console import Progress, silent
 from leukml.common.runtime import backend_requirements, device_name, package_version
 from leukml.experiments.summary import StudySummary
@@ -77,27 +80,27 @@ def log_outcome(
     result: TrainResult, config: TrainConfig, sink: MlflowSink, progress: Progress = silent
 ) -> None:
     """The finished run's curves figure, the epoch its logged model is from, and the model
-    (``progress`` hears of logging it)."""
+    (``progress`` hears of logging it), whose file is written from the start beside the rest."""
     facts = {"model_epoch": result.model_epoch}
     if result.best_epoch is not None:
         facts["best_epoch"] = result.best_epoch
     if result.stopped_epoch is not None:
         facts["stopped_epoch"] = result.stopped_epoch
         facts["milestones_not_reached"] = ",".join(map(str, result.milestones_not_reached)) or "none"
-    mlflow.set_tags({k: str(v) for k, v in facts.items()})
     on_test = result.prepared.split.selection_on_test
     history, val_label = result.history, "test (selection on test)" if on_test else "val"
-    sink.log_figure(lambda: plots.curves_figure(history, val_label), "curves.png")
     prepared = result.prepared
     example = np.asarray(prepared.images[prepared.split.test[:1]], dtype=np.float32)
     model = result.network.model
     megabytes = round(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables) / 1e6)
-    with progress("logging the model", megabytes, "MB") as advance, servable(model):
+    with progress("logging the model", megabytes, "MB") as advance, servable(model), _saving(model) as saving:
+        mlflow.set_tags({k: str(v) for k, v in facts.items()})
+        sink.log_image(lambda: raster.curves_image(history, val_label), "curves.png")
         mlflow.models.Model.log(
             artifact_path=None,
             name="model",
             flavor=_KerasFlavor,
-            model=model,
+            model=saving,
             signature=_signature(model),
             example=sink.input_example(example),
             pip_requirements=backend_requirements(),
@@ -123,6 +126,33 @@ def servable(model: keras.Model):
     finally:
         for m, optimizer in kept:
             m.optimizer, m.compiled = optimizer, True
+
+
+class _Saved:
+    """A Keras model that a thread of its own is writing to ``file``: what MLflow's keras flavor
+    gets for ``model``. ``save(path)``, its only use there, waits for the file and moves it to
+    ``path``."""
+
+    def __init__(self, future: Future, file: Path) -> None:
+        self.future, self.file = future, file
+
+    def save(self, path: str, **_) -> None:
+        self.future.result()
+        shutil.move(self.file, path)
+
+
+@contextlib.contextmanager
+def _saving(model: keras.Model):
+    """``model`` being written to a ``.keras`` file from now on, beside ``Model.log``'s records of
+    the logged model (its entry, outputs, the run's metrics linked to it: a dozen store
+    transactions, whose waits the write fills); leaving waits for the write. The file lies in
+    the temporary folder MLflow saves the model in, so the move is a rename."""
+    with (
+        tempfile.TemporaryDirectory(prefix="leukml-model-") as folder,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-model") as thread,
+    ):
+        file = Path(folder) / "model.keras"
+        yield _Saved(thread.submit(model.save, file), file)
 
 
 def _signature(model: keras.Model) -> ModelSignature:
