@@ -194,6 +194,12 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
         f"confusion_matrix/epoch_00{e}.{x}" for e in (1, 2) for x in ("png", "json")
     }
     assert client.get_run(run_id).info.status == "FINISHED"
+    # the logged model carries the run's metrics of the epoch it is from (the models table's)
+    model = client.get_logged_model(mlflow.models.get_model_info(uri_model).model_id)
+    linked = {m.key: m for m in model.metrics}
+    assert result.model_epoch == 2 and {m.step for m in model.metrics} == {2}
+    assert {"train_loss", "val_accuracy", "test_accuracy", "test_f1_weighted"} <= set(linked)
+    assert linked["test_accuracy"].value == result.milestones[2]["test_accuracy"]
 
 
 CHALLENGE_METRICS = ("test_f1_weighted", "test_balanced_accuracy", "test_sensitivity", "test_specificity")

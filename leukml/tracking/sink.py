@@ -87,6 +87,13 @@ class MlflowSink:
             for future in self._pending:
                 future.result()
 
+    def flush(self) -> None:
+        """Send the metrics queued so far and wait for every write queued before (raising the
+        first one's error): the store then holds all the training logged."""
+        self._flush_metrics()
+        for future in self._pending:
+            future.result()
+
     def _queue_metrics(self, step: int, metrics: dict[str, float]) -> None:
         """Metrics go out in one batch every ``flush_s`` seconds (and when the training ends):
         each write is a transaction in the store (20-50 ms of CPU on SQLite), so one per epoch

@@ -80,7 +80,9 @@ def log_outcome(
     result: TrainResult, config: TrainConfig, sink: MlflowSink, progress: Progress = silent
 ) -> None:
     """The finished run's curves figure, the epoch its logged model is from, and the model
-    (``progress`` hears of logging it), whose file is written from the start beside the rest."""
+    (``progress`` hears of logging it), whose file is written from the start beside the rest.
+    MLflow links the run's metrics of the model's epoch to the logged model (the experiment's
+    models table shows them): the training's last metrics are in the store first."""
     facts = {"model_epoch": result.model_epoch}
     if result.best_epoch is not None:
         facts["best_epoch"] = result.best_epoch
@@ -95,10 +97,12 @@ def log_outcome(
     megabytes = round(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables) / 1e6)
     with progress("logging the model", megabytes, "MB") as advance, servable(model), _saving(model) as saving:
         mlflow.set_tags({k: str(v) for k, v in facts.items()})
+        sink.flush()
         sink.log_image(lambda: raster.curves_image(history, val_label), "curves.png")
         mlflow.models.Model.log(
             artifact_path=None,
             name="model",
+            step=result.model_epoch,
             flavor=_KerasFlavor,
             model=saving,
             signature=_signature(model),
