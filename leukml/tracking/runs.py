@@ -108,18 +108,18 @@ def tracked_train(
     # runs of one configuration differ in the UI: by split and seed, else by the random suffix
     name = f"{config.model.arch}-{config.optimizer}-{config.split.method}-s{config.seed}"
     name += f"-{secrets.token_hex(2)}"
-    with writer.mlflow_run(tags, run_name=name, system_metrics=config.system_metrics) as run:
-        writer.start_training_run(run, config, experiment)
-        with (
-            heartbeat.beating(run.info.run_id),
-            mlflow_sink.MlflowSink(config, run.info.run_id, flush_s) as sink,
-        ):
-            timed = _Timed(sink, cost)
-            both = FanoutSink(timed, observer) if observer else timed
-            cost.tracking_s += time.perf_counter() - began
-            result = train(config, both, bases, store_checkpoint=timed.log_checkpoint)
-            trained = time.perf_counter()
-            writer.log_outcome(result, config, sink, getattr(both, "progress", silent))
+    with (
+        writer.mlflow_run(tags, run_name=name, system_metrics=config.system_metrics) as run,
+        heartbeat.beating(run.info.run_id),
+        mlflow_sink.MlflowSink(config, run.info.run_id, flush_s) as sink,
+    ):
+        writer.start_training_run(run, config, experiment, sink)
+        timed = _Timed(sink, cost)
+        both = FanoutSink(timed, observer) if observer else timed
+        cost.tracking_s += time.perf_counter() - began
+        result = train(config, both, bases, store_checkpoint=timed.log_checkpoint)
+        trained = time.perf_counter()
+        writer.log_outcome(result, config, sink, getattr(both, "progress", silent))
     _spent(cost, began, trained)
     return run.info.run_id, result
 

@@ -11,13 +11,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import mlflow
 import numpy as np
-from mlflow.data.dataset_source_registry import get_dataset_source_from_json
-from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, RunTag
 from mlflow.models.utils import _Example
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from leukml import CLASS_NAMES
 from leukml.analysis import raster
@@ -122,27 +121,36 @@ class MlflowSink:
         the background thread."""
         self.in_background(lambda: self._client.log_image(self.run_id, make_image(), path))
 
+    def log_opening(self, config: dict, tags: Callable[[], dict[str, str]]) -> None:
+        """The run's ``config.json`` and its ``tags()`` (made there: they ask git), written on the
+        background thread."""
+        self.in_background(self._client.log_dict, self.run_id, config, "config.json")
+        self.in_background(lambda: self._client.log_batch(self.run_id, tags=_run_tags(tags())))
+
     def log_data(self, dataset: Dataset, split: Split) -> None:
+        """The data's tags, the split's sides as the run's inputs, ``split_manifest.json`` and the
+        logged model's input example, all written on the background thread while training starts."""
         counts = {side: summarize(dataset.records, idx) for side, idx in split.sides().items()}
-        mlflow.set_tags(
-            {
-                "dataset_fingerprint": dataset.fingerprint,
-                "data_dir": str(dataset.root),
-                "n_images": str(len(dataset)),
-                **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()},
-                **{f"n_{side}_subjects": str(n_subjects(c)) for side, c in counts.items()},
-                # what promote ranks within: runs with one test_set were tested on the same cells
-                "test_set": test_set_id(dataset.fingerprint, dataset.records, split),
-                # facts of the split actually made (leukml.data.splits.Split), not of the options
-                "selection_on_test": str(split.selection_on_test).lower(),
-                "test_one_class": str(split.test_one_class).lower(),
-                **skip_tags(dataset),  # what the data left out: skipped, skipped_<reason>
-            }
-        )
-        self._log_inputs(dataset, counts)
+        tags = {
+            "dataset_fingerprint": dataset.fingerprint,
+            "data_dir": str(dataset.root),
+            "n_images": str(len(dataset)),
+            **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()},
+            **{f"n_{side}_subjects": str(n_subjects(c)) for side, c in counts.items()},
+            # what promote ranks within: runs with one test_set were tested on the same cells
+            "test_set": test_set_id(dataset.fingerprint, dataset.records, split),
+            # facts of the split actually made (leukml.data.splits.Split), not of the options
+            "selection_on_test": str(split.selection_on_test).lower(),
+            "test_one_class": str(split.test_one_class).lower(),
+            **skip_tags(dataset),  # what the data left out: skipped, skipped_<reason>
+        }
+        self.in_background(lambda: self._client.log_batch(self.run_id, tags=_run_tags(tags)))
+        self.in_background(self._client.log_inputs, self.run_id, _inputs(dataset, counts))
         if len(split.test):
             self._example = self._uploads.submit(_example_of, dataset, split, self.config.model.image_size)
-        mlflow.log_dict(
+        self.in_background(
+            self._client.log_dict,
+            self.run_id,
             {
                 "fingerprint": dataset.fingerprint,
                 "data_dir": str(dataset.root),
@@ -150,21 +158,6 @@ class MlflowSink:
                 **manifest(dataset.records, split),
             },
             "split_manifest.json",
-        )
-
-    @staticmethod
-    def _log_inputs(dataset: Dataset, counts: dict[str, dict]) -> None:
-        """The data as the run's inputs, one per split side (context ``train``, ``val``, ``test``),
-        each with the dataset's fingerprint as digest. MLflow keeps one input per (name, digest) in
-        a run and drops the others silently, so each side's name is the data folder's name and the
-        side (``C-NMC_Leukemia/train``)."""
-        source = get_dataset_source_from_json(json.dumps({"uri": str(dataset.root)}), "local")
-        folder = dataset.root.resolve().name or str(dataset.root)
-        sides = [side for side, c in counts.items() if c["n_images"]]
-        mlflow.log_inputs(
-            [MetaDataset(source, name=f"{folder}/{side}", digest=dataset.fingerprint) for side in sides],
-            contexts=sides,
-            tags_list=[{"n_images": str(counts[side]["n_images"])} for side in sides],
         )
 
     def input_example(self, pixels: np.ndarray) -> _Example:
@@ -254,6 +247,27 @@ class MlflowSink:
         self.in_background(
             self._client.log_batch, self.run_id, (), (), [RunTag(k, v) for k, v in tags.items()]
         )
+
+
+def _run_tags(tags: dict[str, str]) -> list[RunTag]:
+    return [RunTag(k, v) for k, v in tags.items()]
+
+
+def _inputs(dataset: Dataset, counts: dict[str, dict]) -> list[DatasetInput]:
+    """The data as the run's inputs, one per split side (context ``train``, ``val``, ``test``),
+    each with the dataset's fingerprint as digest. MLflow keeps one input per (name, digest) in a
+    run and drops the others silently, so each side's name is the data folder's name and the side
+    (``C-NMC_Leukemia/train``)."""
+    source = json.dumps({"uri": str(dataset.root)})
+    folder = dataset.root.resolve().name or str(dataset.root)
+    return [
+        DatasetInput(
+            MlflowDataset(f"{folder}/{side}", dataset.fingerprint, "local", source),
+            [InputTag(MLFLOW_DATASET_CONTEXT, side), InputTag("n_images", str(c["n_images"]))],
+        )
+        for side, c in counts.items()
+        if c["n_images"]
+    ]
 
 
 def _example_of(dataset: Dataset, split: Split, size: int) -> tuple[np.ndarray, _Example]:

@@ -287,14 +287,14 @@ def ui_link_of(run_id: str, table: bool = False) -> UiLink:
     return ui_link(mlflow.get_tracking_uri(), experiment_id, None if table else run_id)
 
 
-def start_training_run(run: mlflow.ActiveRun, config: TrainConfig, experiment: str) -> None:
-    """A training run's params (every option, resolved), ``config.json`` and tags."""
+def start_training_run(run: mlflow.ActiveRun, config: TrainConfig, experiment: str, sink: MlflowSink) -> None:
+    """A training run's params (every option, resolved) now, before it trains (``mlflow run``'s
+    must agree); its ``config.json`` and tags on ``sink``'s background thread, while it trains."""
     log_params(
         run,
         {**config.as_dict(), "experiment": experiment, "milestones": ",".join(map(str, config.milestones))},
     )
-    mlflow.log_dict(config.as_dict(), "config.json")
-    mlflow.set_tags(run_tags(config))
+    sink.log_opening(config.as_dict(), lambda: run_tags(config))
 
 
 def start_search_run(run: mlflow.ActiveRun, tags: dict[str, str], params: dict) -> None:
