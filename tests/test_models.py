@@ -20,9 +20,22 @@ KERAS_MODULES = {
 }
 
 
+@pytest.fixture(scope="module")
+def network():
+    """Each architecture's network (random weights, 32 px) built once for the module's tests."""
+    built = {}
+
+    def get(arch: str):
+        if arch not in built:
+            built[arch] = build_network(ModelConfig(arch=arch, weights="none", image_size=32))
+        return built[arch]
+
+    return get
+
+
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_every_arch_takes_raw_images(arch):
-    net = build_network(ModelConfig(arch=arch, weights="none", image_size=32))
+def test_every_arch_takes_raw_images(arch, network):
+    net = network(arch)
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     probs = np.asarray(net.model.predict(images, verbose=0))
     assert probs.shape == (3, 2)
@@ -32,10 +45,10 @@ def test_every_arch_takes_raw_images(arch):
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_built_in_preprocessing_is_keras_preprocess_input(arch):
+def test_built_in_preprocessing_is_keras_preprocess_input(arch, network):
     """Raw images through the model's own preprocessing reach the base exactly as Keras'
     ``preprocess_input`` would hand them over: what the ImageNet weights expect."""
-    net = build_network(ModelConfig(arch=arch, weights="none", image_size=32))
+    net = network(arch)
     images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     ours = np.asarray(net.extractor.predict(images, verbose=0))
     expected = KERAS_MODULES[arch].preprocess_input(images.copy())

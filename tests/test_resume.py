@@ -73,17 +73,40 @@ def _six_epochs(data_dir: Path, recipe: str) -> TrainConfig:
     )
 
 
+class Uninterrupted:
+    """One store for the module and, in it, each recipe's uninterrupted six epochs, trained once
+    (experiment ``resume-<recipe>``) for every test that compares with it or needs a FINISHED run."""
+
+    def __init__(self, folder: Path, data_dir: Path) -> None:
+        self.uri, self.data_dir, self.runs = f"sqlite:///{folder / 'mlflow.db'}", data_dir, {}
+
+    def run(self, recipe: str) -> str:
+        if recipe not in self.runs:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("LEUKML_QUIET", "1")
+                config = _six_epochs(self.data_dir, recipe)
+                self.runs[recipe], _ = tracked_train(
+                    config, experiment=f"resume-{recipe}", tracking_uri=self.uri
+                )
+        return self.runs[recipe]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_data) -> Uninterrupted:
+    return Uninterrupted(tmp_path_factory.mktemp("resume-store"), tiny_data)
+
+
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_resumed_run_equals_an_uninterrupted_one(recipe, tiny_data, tmp_path, child_env, monkeypatch):
+def test_resumed_run_equals_an_uninterrupted_one(recipe, uninterrupted, tmp_path, child_env, monkeypatch):
     monkeypatch.setenv("LEUKML_QUIET", "1")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = _six_epochs(tiny_data, recipe)
-    whole, _ = tracked_train(config, experiment="resume", tracking_uri=uri)
+    uri, experiment = uninterrupted.uri, f"resume-{recipe}"
+    config = _six_epochs(uninterrupted.data_dir, recipe)
+    whole = uninterrupted.run(recipe)
     with pytest.raises(RuntimeError, match="worker lost at epoch 5"):
-        tracked_train(config, experiment="resume", tracking_uri=uri, observer=Crash(5))
+        tracked_train(config, experiment=experiment, tracking_uri=uri, observer=Crash(5))
     client = MlflowClient(uri)
     (broken,) = client.search_runs(
-        [client.get_experiment_by_name("resume").experiment_id], "attributes.status = 'FAILED'"
+        [client.get_experiment_by_name(experiment).experiment_id], "attributes.status = 'FAILED'"
     )
     broken_id = broken.info.run_id
     # two runs of one configuration: told apart in the UI, each name saying its split and seed
@@ -119,13 +142,15 @@ def _assert_same_run(client: MlflowClient, uri: str, whole: str, resumed: str) -
     assert np.allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
-def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(tiny_data, tmp_path, child_env, monkeypatch):
+def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
+    uninterrupted, tmp_path, child_env, monkeypatch
+):
     """Checkpoints are stored while training goes on; the worker dies while the epoch-4 one is half
     uploaded (its arrays are in the store, its state is not). The run resumes from epoch 2's."""
     monkeypatch.setenv("LEUKML_QUIET", "1")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = _six_epochs(tiny_data, "head")
-    whole, _ = tracked_train(config, experiment="cut", tracking_uri=uri)
+    uri = uninterrupted.uri
+    config = _six_epochs(uninterrupted.data_dir, "head")
+    whole = uninterrupted.run("head")
     upload, uploads = MlflowClient.log_artifacts, []
 
     def cut_off(client, run_id, local_dir, artifact_path=None):
@@ -157,15 +182,15 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(tiny_data, tmp_
     _assert_same_run(client, uri, whole, broken_id)
 
 
-def test_resume_refusals_are_one_line(tiny_data, tmp_path, child_env):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
-    finished, _ = tracked_train(config, experiment="resume", tracking_uri=uri)
+def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_env):
+    uri = uninterrupted.uri
+    finished = uninterrupted.run("head")  # FINISHED
+    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=3, batch_size=8)
     with pytest.raises(RuntimeError):
-        tracked_train(config.replace(epochs=3), experiment="resume", tracking_uri=uri, observer=Crash(1))
+        tracked_train(config, experiment="refused", tracking_uri=uri, observer=Crash(1))
     client = MlflowClient(uri)
     (early,) = client.search_runs(
-        [client.get_experiment_by_name("resume").experiment_id], "attributes.status = 'FAILED'"
+        [client.get_experiment_by_name("refused").experiment_id], "attributes.status = 'FAILED'"
     )
     cases = {
         finished: "the run is FINISHED; only FAILED or KILLED runs continue",

@@ -158,14 +158,22 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
 
 
-def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
-    """MLflow's own serving-input check is off (leukml.tracking.writer._KerasFlavor), so this is it: the
-    example and signature that were logged load back and predict through pyfunc."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory, tiny_data):
+    """One tracked training of 2 epochs (milestones 1 and 2) on its own store, for the tests that
+    read what it logged: (tracking URI, run id, the training's result)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('two-epochs') / 'mlflow.db'}"
     config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, eval_epochs=(1, 2), batch_size=8
     )
     run_id, result = tracked_train(config, tracking_uri=uri)
+    return uri, run_id, result
+
+
+def test_logged_model_carries_a_servable_example(tmp_path, two_epochs):
+    """MLflow's own serving-input check is off (leukml.tracking.writer._KerasFlavor), so this is it: the
+    example and signature that were logged load back and predict through pyfunc."""
+    uri, run_id, result = two_epochs
     mlflow.set_tracking_uri(uri)
     uri_model = f"runs:/{run_id}/model"
     local = mlflow.artifacts.download_artifacts(uri_model, dst_path=str(tmp_path / "dl"))
@@ -205,15 +213,11 @@ def test_logged_model_carries_a_servable_example(tmp_path, tiny_data):
 CHALLENGE_METRICS = ("test_f1_weighted", "test_balanced_accuracy", "test_sensitivity", "test_specificity")
 
 
-def test_milestones_log_the_challenge_metrics_and_a_per_subject_table(tmp_path, tiny_data):
+def test_milestones_log_the_challenge_metrics_and_a_per_subject_table(tmp_path, two_epochs):
     """What a hematologist asks for first: each milestone logs the C-NMC challenge's metrics and
     a per-subject table (one row per test subject, its cells adding up to the test split) with
     its figure."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, eval_epochs=(1, 2), batch_size=8
-    )
-    run_id, result = tracked_train(config, tracking_uri=uri)
+    uri, run_id, result = two_epochs
     client = MlflowClient(uri)
     for name in CHALLENGE_METRICS:
         assert [m.step for m in client.get_metric_history(run_id, name)] == [1, 2], name

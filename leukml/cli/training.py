@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -17,6 +18,7 @@ from leukml.cli.options import (
     train_options,
 )
 from leukml.common.console import import_backend
+from leukml.common.stores import check_sqlite
 from leukml.experiments.config import SearchConfig
 from leukml.experiments.protocols import PROTOCOLS_SETS, SPLIT_OPTIONS, CvConfig, cv_lines
 from leukml.training.config import TrainConfig, refuse_ignored
@@ -40,6 +42,7 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
         values = _train_options(**options)
         refuse_ignored(values)
         config = TrainConfig.of(**values)
+    _check_store(tracking_uri)
     import_backend()
     from leukml.tracking.runs import Cost, tracked_resume, tracked_train
 
@@ -85,6 +88,7 @@ def search(
     **options,
 ) -> None:
     """Run the paper's grid or a wider search; each trial is a nested MLflow run."""
+    _check_store(tracking_uri)
     import_backend()
     from leukml.experiments.search import incomplete_cells
 
@@ -117,6 +121,7 @@ def search(
 @friendly_errors
 def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
     """Cross-validate one training by subject: each fold a nested run, mean and std on the parent."""
+    _check_store(tracking_uri)
     import_backend()
     config = CvConfig.of(base=_train_options(**options), folds=folds)
     from leukml.tracking.runs import tracked_cv
@@ -139,6 +144,7 @@ def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
 @friendly_errors
 def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     """Train one configuration under the image, subject and official splits, then report the gap."""
+    _check_store(tracking_uri)
     import_backend()
     config = TrainConfig.of(**_train_options(**options))
     from leukml.tracking.runs import tracked_protocols_report
@@ -149,6 +155,12 @@ def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     click.echo("\n".join(lines))
     click.echo(f"wrote {path} and {out / 'report.html'}")
     click.echo("\n".join(ui_link_of(parent).lines("the comparison in the MLflow UI")))
+
+
+def _check_store(tracking_uri: str) -> None:
+    """A tracking store file that is not a database or is read-only, refused before the backend's
+    seconds of import (MLflow would say the same once the training starts)."""
+    check_sqlite(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), "--tracking-uri")
 
 
 COMMANDS = (train, search, cv, protocols)

@@ -2,12 +2,18 @@
 database, is corrupted, read-only or on a full disk, worded as one line naming the store and what
 to do. Shared by the CLI's error lines and the search's storage (which names ``--storage``).
 
-Works on the database driver's message only: nothing here imports SQLAlchemy, MLflow or Optuna.
+Works on the database driver's message only: nothing here imports SQLAlchemy, MLflow or Optuna
+(``check_sqlite`` asks Python's own ``sqlite3``, so a command can refuse a broken file before it
+pays for importing the Keras backend).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote
 
 # the driver's words (SQLite's, PostgreSQL's, the OS's) -> what is wrong, what to do
 _FAULTS = (
@@ -72,6 +78,32 @@ def unknown_scheme(store: str, option: str) -> str:
     """The one line for a store URL whose scheme no installed database driver knows."""
     scheme = store.split(":", 1)[0] if ":" in store else store
     return f"{option} {masked(store)}: no database driver for {scheme!r}; give {SCHEMES}"
+
+
+def check_sqlite(store: str, option: str) -> None:
+    """Refuse a ``sqlite:///`` store whose file exists but is not a database or cannot be written,
+    in ``store_problem``'s words; any other store, a missing file (MLflow makes it) or a fault
+    recognised only later (a corrupted table, a locked or full disk) is left to the store's user.
+
+    Raises:
+        StoreError: the file is not a database or is read-only.
+    """
+    path = Path(store[len("sqlite:///") :]) if store.startswith("sqlite:///") else None
+    if path is None or not path.is_file():
+        return
+    # a header write in a transaction rolled back: the file is read (not a database?) and must be
+    # writable (a read-only file or mount fails the write), and is left byte for byte as it was
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=1)
+        ) as db:
+            db.execute("BEGIN IMMEDIATE")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {int(version)}")
+            db.rollback()
+    except sqlite3.DatabaseError as exc:
+        if said := store_problem(store, option, str(exc)):
+            raise StoreError(said) from None
 
 
 def _name(store: str) -> str:
