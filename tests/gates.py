@@ -1,12 +1,14 @@
 """A training that a test pauses: `python -c GATED PAUSE_AT leukml-args...` runs `leukml ARGS`
 whose training stops at epoch PAUSE_AT (its metrics handed to tracking, the epoch not ended),
 prints PAUSED, and waits for a line on its stdin. The test kills it, signals it or lets it go
-there, however fast this machine trains."""
+there, however fast this machine trains. Ctrl-C (SIGINT) raises KeyboardInterrupt in it, as in a
+terminal, whatever the disposition the test run inherited."""
 
 import textwrap
 
 PAUSED = "leukml-test: training paused at epoch"
 GATED = textwrap.dedent(f"""
+    import signal
     import sys
 
     import leukml.tracking.runs
@@ -26,5 +28,8 @@ GATED = textwrap.dedent(f"""
         return train(config, FanoutSink(sink, Gate()), *args, **kwargs)
 
     leukml.tracking.runs.train = gated
+    # Ctrl-C as in a terminal, also when the tests were started in the background by a shell
+    # without job control: its children inherit an ignored SIGINT, which Python leaves ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main(sys.argv[2:], prog_name="leukml")
 """)
