@@ -1,7 +1,7 @@
 """The figures a training logs, drawn straight into pixels.
 
 A confusion matrix and the accuracy per subject at each milestone, the loss and accuracy curves at
-the end, as ``PIL.Image`` images: the same content and size as matplotlib drew them, at 4-10 ms
+the end, as ``PIL.Image`` images: the same content and size as matplotlib drew them, at 4-28 ms
 each instead of 40-180 ms of matplotlib's text layout. A training draws them on the tracking
 layer's background thread while it goes on (the curves while its model is written): with
 matplotlib they took more of a 2-core machine's CPU than anything else tracking does but writing

@@ -149,8 +149,8 @@ class _Saved:
 def _saving(model: keras.Model):
     """``model`` being written to a ``.keras`` file from now on, beside ``Model.log``'s records of
     the logged model (its entry, outputs, the run's metrics linked to it: a dozen store
-    transactions, whose waits the write fills); leaving waits for the write. The file lies in
-    the temporary folder MLflow saves the model in, so the move is a rename."""
+    transactions, whose waits the write fills); leaving waits for the write. The file lies in the
+    temporary folder where MLflow makes its own (one file system), so the move is a rename."""
     with (
         tempfile.TemporaryDirectory(prefix="leukml-model-") as folder,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="leukml-model") as thread,
