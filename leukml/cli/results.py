@@ -26,8 +26,7 @@ READ_EXPERIMENT_HELP = (
 @friendly_errors
 def report(experiment: str, parent_run: str, study_name: str, out: Path, tracking_uri: str) -> None:
     """Rebuild the paper's tables and Figure 9 from tracked runs, beside the paper's numbers."""
-    import_backend()
-    from leukml.tracking.runs import tracked_report
+    from leukml.tracking.reports import tracked_report  # no backend: it reads runs and draws
 
     path, n = tracked_report(
         experiment or None, out, tracking_uri or None, parent_run or None, study_name or None

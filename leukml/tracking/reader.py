@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import keras
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from leukml.analysis.records import RunRecord
 from leukml.tracking.uri import resolve_tracking_uri, shown_uri
+
+if TYPE_CHECKING:  # loading a model imports the backend; reading runs (a report) does not
+    import keras
 
 REPORT_METRICS = (
     "train_accuracy",

@@ -24,7 +24,7 @@ from leukml.data.synth import embedded_dataset
 from leukml.experiments.figures import study_summary
 from leukml.experiments.protocols import CvConfig, compared_protocols, cv_summary, fold_table, protocol_lines
 from leukml.experiments.search import SearchConfig, Study, run_search, search_objective, searched_options
-from leukml.tracking import heartbeat, reader, recovery, writer
+from leukml.tracking import heartbeat, reader, recovery, reports, writer
 from leukml.tracking import sink as mlflow_sink
 from leukml.tracking.uri import DEFAULT_EXPERIMENT
 from leukml.training import checkpoint
@@ -338,31 +338,6 @@ def tracked_protocols(
     return parent.info.run_id, done
 
 
-def tracked_report(
-    experiment: str | None,
-    out: Path,
-    tracking_uri: str | None = None,
-    parent_run: str | None = None,
-    study_name: str | None = None,
-) -> tuple[Path, int]:
-    """`leukml report`: the report of an experiment's trainings (``reader.find_experiment``), of one
-    search (``parent_run``) or of a study's every search, written to ``out`` and logged under
-    ``report/`` in the search parent run(s); returns (the Markdown file, the runs it read)."""
-    from leukml.analysis.report import write_report  # matplotlib's figures: not for a training
-
-    experiment = reader.experiment_name(experiment, tracking_uri)
-    runs = reader.fetch_runs(experiment, parent_run, tracking_uri, study_name)
-    parents = [parent_run] if parent_run else []
-    title = f"experiment {experiment}" + (f", search {parent_run}" if parent_run else "")
-    if study_name:
-        parents = reader.study_parent_ids(experiment, study_name, tracking_uri)
-        title += f", study {study_name} ({len(parents)} search run(s): {', '.join(parents)})"
-    path = write_report(runs, out, title)
-    for parent in parents:
-        writer.log_report_artifacts(parent, out, tracking_uri)
-    return path, len(runs)
-
-
 def tracked_protocols_report(
     config: TrainConfig,
     out: Path,
@@ -379,7 +354,7 @@ def tracked_protocols_report(
     rows = [(t.key, t.run_id, t.result.milestones.get(last, {}), t.sizes) for t in done]  # stopped early: {}
     title = f"protocols of {config.model.arch} + {config.optimizer}"
     path = write_report(reader.fetch_runs(experiment, parent, tracking_uri), out, title)
-    writer.log_report_artifacts(parent, out, tracking_uri)
+    reports.log_report_artifacts(parent, out, tracking_uri)
     return (
         parent,
         [f"protocols parent run {parent}: test metrics at epoch {last}", *protocol_lines(rows)],

@@ -276,10 +276,6 @@ def log_study(summary: StudySummary) -> None:
     mlflow.log_text(summary.readme, "study/README.txt")
 
 
-def log_report_artifacts(parent_run: str, folder: Path, tracking_uri: str | None = None) -> None:
-    MlflowClient(resolve_tracking_uri(tracking_uri)).log_artifacts(parent_run, str(folder), "report")
-
-
 def ui_link_of(run_id: str, table: bool = False) -> UiLink:
     """The MLflow UI's page of a run of the current tracking store, or (``table``) its experiment's
     runs table in the model-training view (``leukml.tracking.uri.ui_link``)."""
