@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -68,11 +69,15 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
+        config = context.model_config or {}
+        # the backend the model was logged with, where nothing chose one (a fresh serving
+        # environment has only that backend installed; Keras would default to TensorFlow)
+        if "keras" not in sys.modules and config.get("keras_backend"):
+            os.environ.setdefault("KERAS_BACKEND", str(config["keras_backend"]))
         import keras
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.size = int(self.model.input_shape[1])
-        config = context.model_config or {}
         self.version = str(config.get("model_version", "unregistered"))
         try:
             self.tta = TestTime(str(config.get("tta", "none")))

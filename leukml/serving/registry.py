@@ -8,18 +8,22 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from PIL import Image
 
 from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like, which_test_set
 from leukml.common.runtime import backend_requirements
 from leukml.data.augment import TestTime
-from leukml.data.images import decode_image
+from leukml.data.images import ImageError, decode_image, refuse_blank
+from leukml.data.synth import render_cell
 from leukml.model.gradcam import explain_image
+from leukml.serving import bundle
 from leukml.serving.pyfunc import SIGNATURE, CellClassifier, encode_file
 from leukml.tracking.reader import find_experiment, is_training, search_filter
 from leukml.tracking.uri import resolve_tracking_uri
@@ -122,20 +126,27 @@ def _keras_model_uri(client: MlflowClient, run, experiment_id: str) -> str:
     return f"models:/{keras_models[0].model_id}"
 
 
-def _gradcam_grid(model, run, client: MlflowClient, per_class: int, out: Path) -> Path | None:
-    """A grid of Grad-CAM overlays, one row per class (ALL, then hem), from the run's test split;
-    None when the run's data is not reachable from here."""
+def _test_paths(run, client: MlflowClient, out: Path) -> list[Path]:
+    """The run's test images (``split_manifest.json``) that exist here; none when its data is not
+    reachable from this machine."""
     try:
         manifest = json.loads(
             Path(client.download_artifacts(run.info.run_id, "split_manifest.json", str(out))).read_text()
         )
     except Exception:
-        return None
-    root, size = Path(manifest["data_dir"]), int(model.input_shape[1])
+        return []
+    root = Path(manifest["data_dir"])
+    return [root / p for p in manifest["test"] if (root / p).is_file()]
+
+
+def _gradcam_grid(model, tests: list[Path], per_class: int, out: Path) -> Path | None:
+    """A grid of Grad-CAM overlays, one row per class (ALL, then hem), from the run's test split;
+    None when the run's data is not reachable from here."""
+    size = int(model.input_shape[1])
     rows = []
     for name in ("all", "hem"):
-        paths = [root / p for p in manifest["test"] if f"/{name}/" in f"/{p.lower()}"]
-        tiles = [explain_image(model, decode_image(p, size))[0] for p in paths[:per_class] if p.is_file()]
+        paths = [p for p in tests if f"/{name}/" in f"/{p.as_posix().lower()}"]
+        tiles = [explain_image(model, decode_image(p, size))[0] for p in paths[:per_class]]
         if tiles:
             tiles += [np.zeros_like(tiles[0])] * (per_class - len(tiles))
             rows.append(np.concatenate(tiles, axis=1))
@@ -143,6 +154,27 @@ def _gradcam_grid(model, run, client: MlflowClient, per_class: int, out: Path) -
         return None
     path = out / "gradcam_grid.png"
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
+def _example_cell(tests: list[Path], size: int, out: Path) -> Path:
+    """The served model's input example: a cell it accepts, as a small PNG of its input size. The
+    run's first usable test image; a cell of the embedded generator where the run's data is not
+    reachable from here. (MLflow checks the example by predicting it, and stores it with every
+    version as ``serving_input_example.json``.)"""
+    pixels = None
+    for path in tests[:20]:
+        try:
+            pixels = decode_image(path, size)
+            refuse_blank(pixels)
+            break
+        except ImageError:
+            pixels = None
+    if pixels is None:
+        rng = np.random.default_rng(0)
+        pixels = render_cell(True, np.array([200.0, 150.0, 210.0]), 1.0, size, rng)
+    path = out / "example.png"
+    Image.fromarray(pixels).save(path)
     return path
 
 
@@ -169,21 +201,27 @@ def _log_classifier(
     client: MlflowClient, run, keras_uri: str, version: str, gradcam_per_class: int, tta: str, name: str
 ) -> str:
     """Log the image-taking pyfunc in a promotion run of its own (tag ``leukml_promotion``,
-    ``source_run_id``: the training run), beside the training run in its experiment: the training
-    run keeps its params, models and end time. Returns the model's URI."""
+    ``source_run_id``: the training run), nested under the training run it promotes (MLflow's
+    parent-run tag: the UI folds it there), which keeps its params, models and end time. The model
+    carries the leukml code its ``predict`` imports and pinned requirements (``bundle``), so it
+    loads where leukml is not installed. Returns the model's URI."""
     model = mlflow.keras.load_model(keras_uri)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         keras_path = folder / "model.keras"
         model.save(keras_path)
         artifacts = {"keras_model": str(keras_path)}
-        grid = _gradcam_grid(model, run, client, gradcam_per_class, folder)
+        tests = _test_paths(run, client, folder)
+        grid = _gradcam_grid(model, tests, gradcam_per_class, folder)
         if grid is not None:
             artifacts["gradcam_grid"] = str(grid)
-        sample = np.zeros((model.input_shape[1],) * 2 + (3,), np.uint8)
-        Image.fromarray(sample).save(folder / "example.png")
-        example = pd.DataFrame({"image": [encode_file(folder / "example.png")]})
-        tags = {PROMOTION_TAG: "true", "source_run_id": run.info.run_id, "registered_model": name}
+        example = pd.DataFrame({"image": [encode_file(_example_cell(tests, model.input_shape[1], folder))]})
+        tags = {
+            PROMOTION_TAG: "true",
+            "source_run_id": run.info.run_id,
+            "registered_model": name,
+            MLFLOW_PARENT_RUN_ID: run.info.run_id,
+        }
         promotion = client.create_run(
             run.info.experiment_id, tags=tags, run_name=f"promote-{name}-v{version}"
         ).info.run_id
@@ -196,9 +234,9 @@ def _log_classifier(
                 artifacts=artifacts,
                 signature=SIGNATURE,
                 input_example=example,
-                model_config={"model_version": version, "tta": tta},
-                code_paths=[str(Path(__file__).parent)],
-                pip_requirements=backend_requirements() + ["pillow", "pandas"],
+                model_config={"model_version": version, "tta": tta, "keras_backend": keras.backend.backend()},
+                code_paths=[str(bundle.code_folder(folder / "code"))],
+                pip_requirements=sorted(set(bundle.pinned(bundle.PREDICT_PACKAGES) + backend_requirements())),
             )
     return info.model_uri
 
