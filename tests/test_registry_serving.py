@@ -304,3 +304,170 @@ def test_explain_writes_a_heatmap_of_the_image_size(store, real_sample, tmp_path
     cam = np.asarray(Image.open(out))
     assert cam.shape[:2] == Image.open(image).size[::-1]
     assert cam.std() > 1.0
+
+
+TRAVEL = "travelling-classifier"  # its own name: the other tests move leukml-all-classifier's aliases
+
+
+@pytest.fixture(scope="module")
+def travelling(store, tmp_path_factory, child_env):
+    """``leukml promote`` of the validated VGG16 run to ``TRAVEL``, as a user runs it; its output,
+    and the registered model's files downloaded to a folder outside the checkout."""
+    uri, _, _ = store
+    leukml = Path(sys.executable).parent / "leukml"
+    command = [str(leukml), "promote", "--metric", "val_accuracy", "--name", TRAVEL, "--tracking-uri", uri]
+    proc = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mlflow.set_tracking_uri(uri)
+    folder = mlflow.artifacts.download_artifacts(
+        f"models:/{TRAVEL}@champion", dst_path=str(tmp_path_factory.mktemp("downloaded"))
+    )
+    return proc, Path(folder)
+
+
+@pytest.fixture(scope="module")
+def python_without_leukml(tmp_path_factory) -> Path:
+    """A Python that has every package of this environment but leukml: a virtual environment whose
+    only site entry is this one's site-packages as a plain path (so leukml's editable-install hook,
+    a ``.pth`` of this environment, never runs). Checked: ``import leukml`` fails there."""
+    import site
+    import sysconfig
+
+    folder = tmp_path_factory.mktemp("no-leukml")
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"]
+    assert ours in site.getsitepackages()
+    Path(purelib, "this-env.pth").write_text(ours + "\n")
+    probe = subprocess.run(
+        [str(python), "-c", "import leukml"], cwd=folder, capture_output=True, text=True, timeout=60
+    )
+    assert probe.returncode != 0 and "No module named 'leukml'" in probe.stderr, probe.stderr
+    return python
+
+
+def _cells(real_sample: Path, n: int = 6) -> list[Path]:
+    """``n`` real C-NMC cells, ALL and hem alternating."""
+    ill, healthy = sorted(real_sample.rglob("all/*.bmp")), sorted(real_sample.rglob("hem/*.bmp"))
+    return [c for pair in zip(ill, healthy, strict=False) for c in pair][:n]
+
+
+def test_registered_model_answers_where_leukml_is_not_installed(
+    travelling, python_without_leukml, store, real_sample, tmp_path, child_env
+):
+    """The registered classifier loads and predicts in a Python without leukml, with the answers
+    of `leukml predict` on the same real cells; its stored serving example predicts there too."""
+    proc, model = travelling
+    assert "Got error" not in proc.stderr and "not a usable image" not in proc.stderr, proc.stderr[-2000:]
+    cells = _cells(real_sample)
+    script = (
+        "import base64, json, sys\n"
+        "import mlflow, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "rows = [base64.b64encode(open(f, 'rb').read()).decode() for f in sys.argv[2:]]\n"
+        "print(sys.modules['leukml'].__file__)\n"
+        "print(json.dumps(model.predict(pd.DataFrame({'image': rows}))['p_all'].tolist()))\n"
+    )
+    env = child_env()
+    away = subprocess.run(
+        [str(python_without_leukml), "-c", script, str(model), *map(str, cells)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert away.returncode == 0, away.stderr[-3000:]
+    assert away.stdout.splitlines()[-2] == str(model / "code" / "leukml" / "__init__.py")  # the model's
+    uri, _, _ = store
+    leukml = Path(sys.executable).parent / "leukml"
+    ours = subprocess.run(
+        [str(leukml), "predict", *map(str, cells), "--model-uri", f"models:/{TRAVEL}@champion", "--json"]
+        + ["--tracking-uri", uri],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    expected = [json.loads(line)["p_all"] for line in ours.stdout.splitlines()]
+    np.testing.assert_allclose(json.loads(away.stdout.splitlines()[-1]), expected, atol=1e-6)
+
+    example = model / "serving_input_example.json"
+    predicted = subprocess.run(
+        [str(python_without_leukml), "-m", "mlflow", "models", "predict", "-m", str(model)]
+        + ["-i", str(example), "--content-type", "json", "--env-manager", "local"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert re.search(r'"label": "(ALL|hem)"', predicted.stdout), predicted.stdout[-2000:]
+
+
+def test_the_model_carries_its_code_and_pinned_requirements(travelling):
+    """Only the leukml modules the served pyfunc imports, and every package it needs, pinned."""
+    _, model = travelling
+    shipped = {p.relative_to(model / "code").as_posix() for p in (model / "code").rglob("*.py")}
+    assert "leukml/serving/pyfunc.py" in shipped and "leukml/data/images.py" in shipped
+    assert not any(s.startswith(("leukml/training", "leukml/tracking", "leukml/cli")) for s in shipped)
+    requirements = (model / "requirements.txt").read_text().split()
+    names = {r.split("==")[0] for r in requirements}
+    assert {"mlflow", "keras", "numpy", "pandas", "pillow"} <= names
+    assert names & {"tensorflow", "jax", "torch"}
+    assert all(re.fullmatch(r"[\w.-]+==[\w.]+", r) for r in requirements), requirements
+
+
+def test_mlflow_models_serve_builds_the_models_own_environment(travelling, store, real_sample, tmp_path):
+    """`mlflow models serve --env-manager uv`, from a folder outside the checkout: MLflow builds the
+    model's environment from its own files (no leukml in it) and the server answers a real cell;
+    `mlflow models generate-dockerfile` writes the Dockerfile of the same environment."""
+    uri, _, _ = store
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_EXPERIMENT", "MLFLOW_RUN"))}
+    env["MLFLOW_TRACKING_URI"] = uri
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    serve = ["mlflow", "models", "serve", "-m", f"models:/{TRAVEL}@champion", "--env-manager", "uv"]
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [*serve, "-h", "127.0.0.1", "-p", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    try:
+        _until_serving(server, url, log, within_s=900)  # the first build downloads ~110 packages
+        print(f"environment built and serving after {time.monotonic() - started:.0f} s")
+        cell = _cells(real_sample, 1)[0]
+        status, body = _post(url, _rows(base64.b64encode(cell.read_bytes()).decode()))
+        assert status == 200, body
+        assert body["predictions"][0]["label"] in ("ALL", "hem") and 0 <= body["predictions"][0]["p_all"] <= 1
+        assert "No module named" not in _tail(log)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+    docker = subprocess.run(
+        ["mlflow", "models", "generate-dockerfile", "-m", f"models:/{TRAVEL}@champion", "-d", "image"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert docker.returncode == 0, docker.stderr[-3000:]
+    assert "FROM python:3" in (tmp_path / "image" / "Dockerfile").read_text()
+    assert (tmp_path / "image" / "model_dir" / "code" / "leukml" / "serving" / "pyfunc.py").is_file()

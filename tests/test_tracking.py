@@ -119,6 +119,8 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
         )
         assert promoted.returncode == 0, promoted.stderr
         assert "experiment Default: best of 1 run(s) under the image protocol" in promoted.stdout
+        # the input example is a cell the model accepts: MLflow's check of it says nothing
+        assert "Got error" not in promoted.stderr and "not a usable image" not in promoted.stderr
     serve = promoted.stdout.splitlines()[-1]
     assert serve.startswith(
         f"serve: MLFLOW_TRACKING_URI=sqlite:///{tmp_path / 'mlflow.db'} mlflow models serve"
@@ -136,6 +138,10 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     assert [m.name for m in mine] == ["model"]  # the classifiers live in the promotions' own runs
     promotions = client.search_runs([exp.experiment_id], "tags.leukml_promotion = 'true'")
     assert {p.data.tags["source_run_id"] for p in promotions} == {run.info.run_id} and len(promotions) == 2
+    # folded under the training they promote in the UI; the report still reads the one training
+    assert {p.data.tags["mlflow.parentRunId"] for p in promotions} == {run.info.run_id}
+    again = _leukml("report", "--out", "r2", cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "from 1 run(s)" in again.stdout, again.stderr
     version = client.get_model_version("leukml-all-classifier", "2")
     assert (version.tags["ranked_protocol"], version.tags["ranked_runs"]) == ("image", "1")
 

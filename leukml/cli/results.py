@@ -129,8 +129,11 @@ def promote(
     default=None,
     help="Write file,label,p_all here instead (label 1 = ALL, 0 = hem; the C-NMC challenge's coding)",
 )
+@reader_tracking_uri()
 @friendly_errors
-def predict(images, model_uri: str, url: str, as_json: bool, csv_path: Path | None) -> None:
+def predict(
+    images, model_uri: str, url: str, as_json: bool, csv_path: Path | None, tracking_uri: str
+) -> None:
     """Classify IMAGE files (folders are searched recursively, in natural order: 2.bmp before 10.bmp)."""
     from leukml.serving import predict as lib
 
@@ -142,7 +145,10 @@ def predict(images, model_uri: str, url: str, as_json: bool, csv_path: Path | No
     paths, names = [p for p, _ in found], [n for _, n in found]
     if csv_path:
         lib.check_csv(csv_path, names)  # before the model loads
-    table = lib.predict_with_server(url, paths) if url else lib.predict_with_model(model_uri, paths)
+    if url:
+        table = lib.predict_with_server(url, paths)
+    else:
+        table = lib.predict_with_model(model_uri, paths, tracking_uri or None)
     if csv_path:
         lib.write_csv(csv_path, names, table)
         n_all = int((table["label"] == "ALL").sum())
@@ -161,8 +167,9 @@ def predict(images, model_uri: str, url: str, as_json: bool, csv_path: Path | No
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Image file to write."
 )
+@reader_tracking_uri()
 @friendly_errors
-def explain(image: Path, model_uri: str, out: Path) -> None:
+def explain(image: Path, model_uri: str, out: Path, tracking_uri: str) -> None:
     """Write a Grad-CAM heatmap over the cell for the predicted class."""
     from PIL import Image
 
@@ -173,7 +180,7 @@ def explain(image: Path, model_uri: str, out: Path) -> None:
     from leukml.model.gradcam import explain_image
     from leukml.tracking.reader import load_keras_model
 
-    model = load_keras_model(model_uri)
+    model = load_keras_model(model_uri, tracking_uri or None)
     picture, cls, p_all = explain_image(model, decode_image(data, int(model.input_shape[1])))
     original = Image.open(image).size
     Image.fromarray(picture).resize(original, Image.Resampling.BILINEAR).save(out)

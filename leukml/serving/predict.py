@@ -88,11 +88,16 @@ def _encode(path: Path) -> str:
     return base64.b64encode(read_image_file(path)).decode("ascii")
 
 
-def predict_with_model(model_uri: str, images: list[Path]) -> pd.DataFrame:
+def predict_with_model(model_uri: str, images: list[Path], tracking_uri: str | None = None) -> pd.DataFrame:
+    """The registered (or logged) classifier's answers for image files, loaded in this process
+    from the registry of ``tracking_uri`` (``resolve_tracking_uri``)."""
     encoded = [_encode(p) for p in images]  # a bad file is named before the model loads
     import_backend()  # the model's Keras, without TensorFlow's start-up lines
     import mlflow
 
+    from leukml.tracking.uri import resolve_tracking_uri
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     model = mlflow.pyfunc.load_model(model_uri)
     return model.predict(pd.DataFrame({"image": encoded}))
 

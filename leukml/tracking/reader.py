@@ -154,8 +154,10 @@ def study_parent_ids(experiment: str, study_name: str, tracking_uri: str | None 
     return [r.info.run_id for r in study_parent_runs(client, exp.experiment_id, study_name)] if exp else []
 
 
-def load_keras_model(model_uri: str) -> keras.Model:
-    """The Keras model behind a URI: a leukml image classifier (pyfunc) or a logged Keras model."""
+def load_keras_model(model_uri: str, tracking_uri: str | None = None) -> keras.Model:
+    """The Keras model behind a URI: a leukml image classifier (pyfunc) or a logged Keras model,
+    from the registry of ``tracking_uri`` (``resolve_tracking_uri``)."""
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     model = mlflow.pyfunc.load_model(model_uri)
     try:
         inner = model.unwrap_python_model()
