@@ -95,7 +95,7 @@ def test_csv_target_is_checked_before_predicting(tmp_path):
 def test_cli_writes_the_csv_with_either_source(source, tmp_path, monkeypatch):
     called = []
 
-    def fake(where: str, images: list[Path]) -> pd.DataFrame:
+    def fake(where: str, images: list[Path], *tracking_uri) -> pd.DataFrame:
         called.append(where)
         return _fake_table([p.name for p in images], scale=12)
 
