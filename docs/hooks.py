@@ -7,6 +7,12 @@ from the click command itself, so an option declared once on a config
 ``<!-- options:COMMAND beyond=OTHER -->`` lists only the options COMMAND does not share with OTHER
 (``leukml search`` beside ``leukml train``).
 
+``<!-- commands -->`` becomes the reference of every `leukml` command, one section each, in the
+order ``leukml --help`` lists them: a new command is documented the moment it exists.
+``<!-- mlproject -->`` lists the MLproject's entry points and their parameters, ``<!-- environment
+-->`` every ``LEUKML_*`` variable with its default read from the code, ``<!-- search-space -->`` the
+extended search's ranges as ``suggest`` asks Optuna for them.
+
 ``<!-- include:PATH -->`` becomes the Markdown file PATH (relative to the repository root, e.g.
 ``bench/RESULTS.md``, which changes every benchmark session): its ``#`` title is dropped and its
 sections go one level down, under the page's own heading.
@@ -27,6 +33,44 @@ ROOT = Path(__file__).resolve().parent.parent
 # a marker is a line of its own, so that one quoted in running text or code stays as it is
 OPTIONS = re.compile(r"^<!--\s*options:([\w-]+)(?:\s+beyond=([\w-]+))?\s*-->[ \t]*$", re.M)
 INCLUDE = re.compile(r"^<!--\s*include:(\S+)\s*-->[ \t]*$", re.M)
+GENERATED = re.compile(r"^<!--\s*(commands|mlproject|environment|search-space)\s*-->[ \t]*$", re.M)
+# Every LEUKML_* variable leukml reads: (name, where its default is defined as "module:NAME" or the
+# default in words, what it does). A test checks this against the variables the code reads.
+ENVIRONMENT = (
+    ("LEUKML_CACHE", "~/.cache/leukml", "Folder of the decoded-image, feature and scan caches."),
+    (
+        "LEUKML_QUIET",
+        "unset",
+        "Any value: no per-epoch progress lines on the console (tests, benchmarks, batch jobs).",
+    ),
+    (
+        "LEUKML_METRIC_FLUSH_S",
+        "leukml.tracking.sink:METRIC_FLUSH_S",
+        "Seconds between a training's metric batches to MLflow; 0 sends every epoch's at once.",
+    ),
+    (
+        "LEUKML_HEARTBEAT_S",
+        "leukml.tracking.heartbeat:INTERVAL_S",
+        "Seconds between a training run's heartbeats (the tag `heartbeat`), by which a run whose "
+        "process is gone is told from one still training.",
+    ),
+    (
+        "LEUKML_TERM_GRACE_S",
+        "leukml.training.termination:TERM_GRACE_S",
+        "Seconds a SIGTERM'd training may take to write its checkpoint before it exits; 0 exits at once.",
+    ),
+    (
+        "LEUKML_MAX_IMAGE_BYTES",
+        "leukml.data.images:MAX_REQUEST_IMAGE_BYTES",
+        "Largest image file, in bytes, the served model and the page accept (the server's operator "
+        "may lower it without registering the model again).",
+    ),
+    (
+        "LEUKML_APP_TOKEN",
+        "unset",
+        "The token `leukml app` asks for; required when it binds an address other than loopback.",
+    ),
+)
 DEFAULT_IN_HELP = re.compile(r"\s*\[default: (.*)\]\s*$")  # what click_option adds to an optional one
 FENCE = re.compile(r"^\s*(```|~~~)")
 TYPE_NAMES = {"integer": "integer", "float": "number", "path": "path", "directory": "folder", "file": "file"}
@@ -169,8 +213,84 @@ def included(path: str) -> str:
     return "\n".join(out).strip() + "\n"
 
 
+def commands_reference() -> str:
+    """Every `leukml` command's reference, a section each."""
+    main, _ = _leukml_cli()
+    return "\n".join(f"## `leukml {name}`\n\n{options_table(name)}" for name in main.list_commands(None))
+
+
+def mlproject_reference() -> str:
+    """The MLproject's entry points: the command each runs and its parameters."""
+    from leukml.cli.mlproject import ENTRY_POINTS
+
+    lines = ["| entry point | runs | parameters |", "|---|---|---|"]
+    for entry, name in ENTRY_POINTS.items():
+        params = sorted(_project_parameters()[name])
+        runs = f"[`leukml {name}`](#leukml-{name})"
+        lines.append(f"| `{entry}` | {runs} | {', '.join(f'`{p}`' for p in params)} |")
+    return "\n".join(lines) + "\n"
+
+
+def environment_default(where: str) -> str:
+    """A variable's default: the value of ``module:NAME`` in the code, else ``where`` as written."""
+    if ":" not in where:
+        return where
+    import importlib
+
+    _leukml_cli()  # the repository on sys.path
+    module, name = where.split(":")
+    return f"`{getattr(importlib.import_module(module), name)}`"
+
+
+def environment_reference() -> str:
+    lines = ["| variable | default | what it does |", "|---|---|---|"]
+    for name, where, text in ENVIRONMENT:
+        lines.append(f"| `{name}` | {environment_default(where)} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+class _Recorder:
+    """Stands in for an Optuna trial: records what ``suggest`` asks of it, answers the first choice."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def suggest_categorical(self, name: str, choices: list):
+        self.asked.append(
+            (name, " \\| ".join(f"`{str(c).lower() if isinstance(c, bool) else c}`" for c in choices))
+        )
+        return choices[0]
+
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False, **kwargs) -> float:
+        self.asked.append((name, f"`{low:g}` to `{high:g}`" + (", log-uniform" if log else ", uniform")))
+        return low
+
+
+def search_space_reference() -> str:
+    """The extended search's space (``leukml search --mode extended``), from ``suggest`` itself."""
+    _leukml_cli()
+    from leukml.experiments.config import SearchConfig
+    from leukml.experiments.search import suggest
+
+    trial = _Recorder()
+    suggest(trial, SearchConfig.of(mode="extended"))
+    lines = ["| parameter | values |", "|---|---|"]
+    lines += [f"| `{name}` | {values} |" for name, values in trial.asked]
+    return "\n".join(lines) + "\n"
+
+
+def generated(name: str) -> str:
+    return {
+        "commands": commands_reference,
+        "mlproject": mlproject_reference,
+        "environment": environment_reference,
+        "search-space": search_space_reference,
+    }[name]()
+
+
 def render(markdown: str) -> str:
     """A page's Markdown with every marker replaced."""
+    markdown = GENERATED.sub(lambda m: generated(m.group(1)), markdown)
     markdown = OPTIONS.sub(lambda m: options_table(m.group(1), m.group(2)), markdown)
     return INCLUDE.sub(lambda m: included(m.group(1)), markdown)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,13 +64,78 @@ def test_reference_lists_every_flag_with_its_default(hooks, name):
             assert f"`{p.default}`" in row, row
 
 
-def test_every_command_has_a_reference_page(hooks):
-    marked = {m.group(1) for page in DOCS.glob("*.md") for m in hooks.OPTIONS.finditer(page.read_text())}
-    assert marked <= set(COMMANDS), f"markers for no command: {sorted(marked - set(COMMANDS))}"
-    assert set(COMMANDS) <= marked, (
-        f"commands without a reference in docs/: {sorted(set(COMMANDS) - marked)}; "
-        "put <!-- options:NAME --> on the page they belong to"
+def test_one_page_documents_every_command(hooks):
+    """The commands reference is generated for every command there is: none can be left out."""
+    page = (DOCS / "reference" / "commands.md").read_text()
+    assert hooks.GENERATED.search(page) and "<!-- commands -->" in page
+    rendered = hooks.render(page)
+    for name in COMMANDS:
+        assert f"## `leukml {name}`\n" in rendered, f"leukml {name} missing from the commands reference"
+    for entry in ("main", "search", "promote", "app"):
+        assert f"| `{entry}` |" in rendered  # the MLproject's entry points
+
+
+def test_every_leukml_variable_is_documented_with_its_default(hooks):
+    """Every LEUKML_* name the code reads is on the environment page, and only those."""
+    used = {
+        name
+        for path in (ROOT / "leukml").rglob("*.py")
+        for name in re.findall(r"\bLEUKML_[A-Z_]+\b", path.read_text())
+    }
+    documented = {name for name, _, _ in hooks.ENVIRONMENT}
+    assert used == documented, (
+        f"read but not documented: {sorted(used - documented)}; documented but never read: "
+        f"{sorted(documented - used)} (docs/hooks.py ENVIRONMENT)"
     )
+    rendered = hooks.render((DOCS / "reference" / "environment.md").read_text())
+    from leukml.tracking.sink import METRIC_FLUSH_S
+
+    assert f"| `LEUKML_METRIC_FLUSH_S` | `{METRIC_FLUSH_S}` |" in rendered  # the code's default
+
+
+def test_search_space_is_read_from_suggest(hooks):
+    table = hooks.search_space_reference()
+    assert "| `lr` | `1e-05` to `0.01`, log-uniform |" in table
+    assert "| `fine_tune_layers` | `0` \\| `2` \\| `4` |" in table
+
+
+TRACKED_TEXT = [
+    p for p in [*DOCS.rglob("*.md"), *(ROOT / "bench").glob("*.md"), ROOT / "README.md"] if p.is_file()
+]
+
+
+@pytest.mark.parametrize("path", TRACKED_TEXT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_docs_hold_no_issue_numbers_nor_paths_outside_the_project(path):
+    text = path.read_text()
+    assert not re.search(r"(?i)\bissues? ?#?\d+", text), re.search(r"(?i).{40}\bissues? ?#?\d+.{20}", text)
+    for outside in ("../shared", "/work/", ".library", "/root/"):
+        assert outside not in text, f"{path.name} names {outside!r}, a path outside the project"
+
+
+BLOCKING = re.compile(
+    r"mlflow models serve|leukml app\b|mlflow ui\b|mlflow server\b|make docs|docker compose up"
+)
+
+
+@pytest.mark.parametrize("path", TRACKED_TEXT, ids=lambda p: str(p.relative_to(ROOT)))
+def test_command_blocks_can_be_pasted(path):
+    """A command that runs until Ctrl-C ends its block (nothing after it would run), and no block
+    uses GNU-only flags (``base64 -w0``)."""
+    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", path.read_text(), re.S):
+        assert "base64 -w" not in block, block
+        commands = [line for line in block.splitlines() if line.strip() and not line.startswith((" ", "#"))]
+        blocking = [i for i, line in enumerate(commands) if BLOCKING.search(line.split("#")[0])]
+        assert not blocking or blocking == [len(commands) - 1], f"{path.name}: {block}"
+
+
+def test_the_site_has_sections_and_a_short_readme():
+    import yaml
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    sections = [item for item in nav if isinstance(next(iter(item.values())), list)]
+    assert len(sections) >= 3
+    assert {"Get started", "How-to", "Reference", "Concepts"} <= {next(iter(s)) for s in sections}
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
 
 
 def test_beyond_lists_only_what_differs(hooks):
@@ -104,6 +170,6 @@ def test_mkdocs_build_strict(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    training = (site / "training" / "index.html").read_text()
-    assert "<code>--fine-tune-layers</code>" in training  # the generated reference is there
-    assert "Measured results" in (site / "benchmarks" / "index.html").read_text()
+    commands = (site / "reference" / "commands" / "index.html").read_text()
+    assert "<code>--fine-tune-layers</code>" in commands  # the generated reference is there
+    assert "latest headline" in (site / "benchmarks" / "index.html").read_text()

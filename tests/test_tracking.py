@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import re
 import subprocess
 import sys
 import time
@@ -502,3 +503,37 @@ def test_a_study_link_written_by_two_workers_at_once_is_retried_not_fatal(tmp_pa
     monkeypatch.setattr(MlflowClient, "set_tag", always)
     with mlflow.start_run(tags={"study_name": "t", "leukml_search": "true"}):
         leukml.tracking.recovery.link_study_parents("t")  # no exception: the search goes on
+
+
+def _documented(name: str, page: str) -> bool:
+    """A name a run writes is on the runs reference: as itself, or as the pattern it follows
+    (``skipped_<reason>``, ``confusion_matrix/epoch_NNN.png``)."""
+    generic = re.sub(r"_\d{3}\.", "_NNN.", name)
+    if name.startswith("skipped_"):
+        generic = "skipped_<reason>"
+    return f"`{name}`" in page or f"`{generic}`" in page or f"`{generic.rsplit('.', 1)[0]}" in page
+
+
+def test_the_runs_reference_names_what_a_training_writes(two_epochs):
+    """docs/reference/runs.md names every tag, metric and artifact of a real training run; its
+    params are the training options' fields or named there too."""
+    from leukml.common.options import options_of
+
+    uri, run_id, _ = two_epochs
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "runs.md").read_text()
+    fields = {o.name for o in options_of(TrainConfig)}
+    names = {
+        "tag": [t for t in run.data.tags if not t.startswith("mlflow.")],
+        "metric": list(run.data.metrics),
+        "param": [p for p in run.data.params if p not in fields],
+    }
+    folders, names["artifact"] = [None], []
+    while folders:
+        for entry in client.list_artifacts(run_id, folders.pop()):
+            (folders if entry.is_dir else names["artifact"]).append(entry.path)
+    names["artifact"] += ["model"]  # the logged model, beside the run's artifacts
+    assert len(names["tag"]) > 20 and len(names["metric"]) > 15
+    missing = {kind: [n for n in found if not _documented(n, page)] for kind, found in names.items()}
+    assert not any(missing.values()), f"not on docs/reference/runs.md: {missing}"
