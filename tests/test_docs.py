@@ -100,7 +100,9 @@ def test_search_space_is_read_from_suggest(hooks):
 
 
 TRACKED_TEXT = [
-    p for p in [*DOCS.rglob("*.md"), *(ROOT / "bench").glob("*.md"), ROOT / "README.md"] if p.is_file()
+    p
+    for p in [*DOCS.rglob("*"), *(ROOT / "bench").glob("*.md"), ROOT / "README.md"]
+    if p.is_file() and p.suffix in (".md", ".py", ".css", ".yml")
 ]
 
 
