@@ -18,8 +18,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from pages import evaluation, save_small_model, small_source
 from PIL import Image
 
 from leukml.data.lookalike import check
@@ -72,28 +72,14 @@ def test_lookalike_warns_on_grayscale_size_bright_background_and_several_cells(r
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
+def small_model(tmp_path_factory) -> Path:
+    return save_small_model(tmp_path_factory.mktemp("app-model"))
+
+
+@pytest.fixture(scope="module")
+def source(small_model):
     """leukml's served pyfunc (CellClassifier) on a small untrained VGG16, as the page's source."""
-    import keras
-    from mlflow.pyfunc.model import PythonModelContext
-
-    from leukml.model.archs import ModelConfig
-    from leukml.model.networks import build_network, split_network
-    from leukml.serving.app.source import Source, VersionInfo
-    from leukml.serving.pyfunc import CellClassifier
-
-    network = build_network(ModelConfig(arch="vgg16", weights="none", image_size=32), seed=0)
-    path = tmp_path_factory.mktemp("app-model") / "model.keras"
-    network.model.save(path)
-    classifier = CellClassifier()
-    classifier.load_context(PythonModelContext({"keras_model": str(path)}, {"model_version": "7"}))
-    keras_model = keras.saving.load_model(path, compile=False)
-
-    def answer(encoded: list[str]) -> pd.DataFrame:
-        return classifier.predict(None, pd.DataFrame({"image": encoded}))
-
-    info = VersionInfo("test-model", "7", "champion", "2026-12-04 12:00 UTC")
-    return Source(info, answer, split_network(keras_model), 32)
+    return small_source(small_model)
 
 
 def _free_port() -> int:
@@ -107,19 +93,15 @@ def serve_page(source):
     """Start the page on a free loopback port in a thread (uvicorn); returns its URL."""
     import uvicorn
 
-    from leukml.serving.app.evaluation import Evaluation
+    from leukml.serving.app.security import HostCheck
     from leukml.serving.app.server import create_app
 
-    told = Evaluation("subject", "a subject-grouped split", (("weighted F1", 0.5),), "10", "selected on val")
     servers = []
 
-    def start(limits: Limits, token: str | None = None) -> str:
+    def start(limits: Limits, token: str | None = None, allowed: tuple[str, ...] = ()) -> str:
         port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(source, told, limits, token), host="127.0.0.1", port=port, log_level="error"
-            )
-        )
+        app = create_app(source, evaluation(), limits, token, HostCheck("127.0.0.1", allowed))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))
@@ -151,6 +133,10 @@ def _request(url: str, body: bytes | None = None, headers: dict | None = None) -
 def _predict(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
     payload = {"files": [{"name": n, "data": base64.b64encode(d).decode()} for n, d in files]}
     return _request(url + "/api/predict", json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+def _expand(url: str, data: bytes, name: str) -> tuple[int, dict]:
+    return _request(url + "/api/expand", data, {"Content-Type": "application/zip", "X-File-Name": name})
 
 
 def test_a_bad_file_is_named_and_the_others_answered(serve_page, source, real_sample):
@@ -194,13 +180,14 @@ def test_limits_give_a_clear_message(serve_page, real_sample):
     with zipfile.ZipFile(archive, "w") as z:
         for k in range(4):
             z.writestr(f"cells/{k}.bmp", b"x")
-    status, body = _request(url + "/api/expand", archive.getvalue(), {"X-File-Name": "sample.zip"})
+    status, body = _expand(url, archive.getvalue(), "sample.zip")
     assert status == 422 and body["error"] == "sample.zip holds 4 images; an upload may hold 3"
     # only the headers of a body over the limit: it is refused before a byte of it is read (sending
     # the body too would race the server closing the connection after its answer)
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     connection.putrequest("POST", "/api/predict")
+    connection.putheader("Content-Type", "application/json")
     connection.putheader("Content-Length", str(limits.max_request_bytes + 1))
     connection.endheaders()
     response = connection.getresponse()
@@ -231,7 +218,7 @@ def test_a_zip_gives_its_images_and_names_what_it_left_out(serve_page, real_samp
             z.write(cell, f"patient/{cell.name}")
         z.writestr("patient/notes.txt", "not a cell")
         z.writestr("__MACOSX/patient/._x.bmp", "resource fork")
-    status, body = _request(url + "/api/expand", archive.getvalue(), {"X-File-Name": "p.zip"})
+    status, body = _expand(url, archive.getvalue(), "p.zip")
     assert status == 200, body
     assert [f["name"] for f in body["files"]] == [f"p.zip/patient/{c.name}" for c in cells]
     assert [base64.b64decode(f["data"]) for f in body["files"]] == [c.read_bytes() for c in cells]
