@@ -15,17 +15,18 @@ IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # served model and the page alike.
 FORMATS = ("BMP", "PNG", "JPEG", "TIFF")
 ACCEPTED = "BMP, PNG, JPEG and TIFF"
-# first bytes of formats people send by mistake, to name them in the message (nothing is parsed)
+# first bytes of formats people send by mistake (where they are, what they say), to name the format
+# in the message; nothing is parsed
 _FOREIGN = (
-    (b"GIF8", "GIF"),
-    (b"RIFF", "WebP or another RIFF"),
-    (b"%!PS", "PostScript (EPS)"),
-    (b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"),
-    (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
-    (b"\xff\x4f\xff\x51", "JPEG 2000"),
-    (b"%PDF", "PDF"),
-    (b"\x00\x00\x01\x00", "ICO"),
-    (b"8BPS", "Photoshop (PSD)"),
+    (0, b"GIF8", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"%!PS", "PostScript (EPS)"),
+    (0, b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"),
+    (4, b"jP  ", "JPEG 2000"),
+    (0, b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (0, b"%PDF", "PDF"),
+    (4, b"ftyp", "HEIF or another ISO media"),
+    (0, b"8BPS", "Photoshop (PSD)"),
 )
 RESIZE_METHODS = {
     "nearest": Image.Resampling.NEAREST,
@@ -49,8 +50,8 @@ def is_image_name(path: Path) -> bool:
 
 
 def _unidentified(head: bytes) -> ImageError:
-    for magic, name in _FOREIGN:
-        if head.startswith(magic):
+    for at, magic, name in _FOREIGN:
+        if head[at : at + len(magic)] == magic:
             return ImageError(f"not a readable image: a {name} file; only {ACCEPTED} are read")
     return ImageError(f"not a readable image (not {ACCEPTED}, or corrupt)")
 

@@ -85,6 +85,8 @@ class Guard:
             await send(message)
 
         if (refusal := self.refusal(request)) is not None:
+            if refusal.status_code != 413:
+                await self._drain(receive)
             await refusal(scope, receive, answer)
             return
         try:
@@ -94,6 +96,16 @@ class Guard:
                 raise
             too_large = f"request body over the {self.limits.max_request_bytes}-byte limit"
             await refused(413, too_large, close=True)(scope, receive, answer)
+
+    async def _drain(self, receive: Receive) -> None:
+        """Read and drop a refused request's body (up to the limit), so that its sender, still
+        sending, gets the refusal instead of a connection closed under it."""
+        seen = 0
+        while seen <= self.limits.max_request_bytes:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
+            seen += len(message.get("body", b""))
 
     def _cookie(self) -> str:
         keeper = Response()
