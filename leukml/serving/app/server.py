@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -39,6 +40,34 @@ def _uploads(body: bytes) -> list[Upload]:
         return [Upload(str(f["name"]), base64.b64decode(f["data"], validate=True)) for f in files]
     except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         raise ValueError(FILES_FORMAT) from None
+
+
+def _upload_routes(app: FastAPI, answer: Callable[[list[Upload]], list[dict]], limits: Limits) -> None:
+    """``POST /api/predict`` (a chunk of files, answered by ``answer``) and ``POST /api/expand`` (a
+    zip's images, sent back to be sent in chunks)."""
+
+    @app.post("/api/predict")
+    async def predict(request: Request):
+        try:
+            uploads = _uploads(await request.body())
+        except ValueError as exc:
+            return refused(400, str(exc))
+        try:
+            return {"results": await run_in_threadpool(answer, uploads)}
+        except ValueError as exc:
+            return refused(422, str(exc))
+
+    @app.post("/api/expand")
+    async def expand(request: Request):
+        name = request.headers.get("x-file-name", "upload.zip")
+        try:
+            uploads, skipped = await run_in_threadpool(expand_zip, name, await request.body(), limits)
+        except ZipTooLarge as exc:
+            return refused(413, str(exc))
+        except ValueError as exc:
+            return refused(422, str(exc))
+        files = [{"name": u.name, "data": base64.b64encode(u.data).decode("ascii")} for u in uploads]
+        return {"files": files, "skipped": skipped}
 
 
 def create_app(
@@ -85,28 +114,7 @@ def create_app(
     def info():
         return {**about, "evaluation": evaluation.__dict__, "limits": limits.__dict__}
 
-    @app.post("/api/predict")
-    async def predict(request: Request):
-        try:
-            uploads = _uploads(await request.body())
-        except ValueError as exc:
-            return refused(400, str(exc))
-        try:
-            return {"results": await run_in_threadpool(answer, uploads)}
-        except ValueError as exc:
-            return refused(422, str(exc))
-
-    @app.post("/api/expand")
-    async def expand(request: Request):
-        name = request.headers.get("x-file-name", "upload.zip")
-        try:
-            uploads, skipped = await run_in_threadpool(expand_zip, name, await request.body(), limits)
-        except ZipTooLarge as exc:
-            return refused(413, str(exc))
-        except ValueError as exc:
-            return refused(422, str(exc))
-        files = [{"name": u.name, "data": base64.b64encode(u.data).decode("ascii")} for u in uploads]
-        return {"files": files, "skipped": skipped}
+    _upload_routes(app, answer, limits)
 
     @app.get("/favicon.ico")
     def favicon():
