@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# the page's fixtures (serve_page, source, small_model), shared by its test modules
+pytest_plugins = ("pages",)
+
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

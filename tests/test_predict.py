@@ -145,3 +145,36 @@ def test_a_failed_prediction_leaves_an_existing_csv_as_it_was(failure, tmp_path,
     assert expected in done.stderr and done.stdout == ""
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "out.csv"]  # nothing else written
+
+
+def test_gif_and_eps_are_refused_by_predict_and_the_served_model(tmp_path):
+    """Only BMP, PNG, JPEG and TIFF are decoded: a GIF and an EPS (Pillow would hand it to
+    Ghostscript) get a message naming the file and the format, from `leukml predict` before any
+    model loads, and from the served model's decoding (the pyfunc's 'row N')."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from leukml.data.images import decode_base64_batch
+
+    out = io.BytesIO()
+    picture = Image.new("RGB", (64, 64))
+    picture.paste((200, 40, 120), (0, 0, 30, 30))
+    picture.save(out, format="GIF")
+    gif = tmp_path / "cell.gif"
+    gif.write_bytes(out.getvalue())
+    eps = tmp_path / "cell.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\nshowpage\n%%EOF\n")
+    for path, kind in ((gif, "a GIF file"), (eps, "a PostScript (EPS) file")):
+        result = CliRunner().invoke(main, ["predict", str(path), "--model-uri", "models:/none@x"])
+        assert result.exit_code == 1
+        assert result.output == (
+            f"Error: {path}: not a readable image: {kind}; only BMP, PNG, JPEG and TIFF are read; "
+            "give BMP, PNG, JPEG or TIFF images of single cells\n"
+        )
+        with pytest.raises(ValueError) as served:
+            decode_base64_batch([base64.b64encode(path.read_bytes()).decode()], 32)
+        assert str(served.value) == (
+            f"row 0: not a usable image: not a readable image: {kind}; only BMP, PNG, JPEG and TIFF are read"
+        )

@@ -47,6 +47,8 @@ def _parameters(name: str, command: click.Command) -> list[click.Option]:
 def _yaml_default(option: click.Option) -> tuple[str, str]:
     """(MLproject type, default as YAML) of an option."""
     value = option.default
+    if option.multiple:  # one parameter, its values comma-separated
+        return "string", '""'
     if isinstance(option.type, click.types.IntParamType | click.types.FloatParamType):
         return "float", repr(float(value)) if isinstance(value, float) else str(value)
     if isinstance(value, bool):

@@ -87,6 +87,8 @@ def click_option(o: Option):
     if o.optional:
         what = {int: "a whole number", float: "a number"}.get(o.type, "a value")
         return click.option(o.flag, default="", callback=_optional(o.type, what), help=help)
+    if o.repeat:
+        return click.option(o.flag, multiple=True, default=(), help=help + " Repeatable.")
     extra = {"is_flag": False, "flag_value": o.bare} if o.bare else {}
     if o.choices:  # listed in the help; the config refuses others, naming every choice
         extra["metavar"] = "[" + "|".join(o.choices) + "]"

@@ -30,11 +30,14 @@ def option(
     parse: Callable[[str], Any] | None = None,
     unset: str | None = None,
     bare: str | None = None,
+    repeat: bool = False,
 ) -> Any:
     """A dataclass field that is also a command-line option (see the module docstring).
 
     ``unset``: the option may be left empty (MLproject parameters cannot be omitted), and the help
     says what empty means. ``bare``: the value of the flag given without a value (``--jit``).
+    ``repeat``: the flag may be given several times; ``parse`` gets its values joined by commas
+    (so one MLproject parameter can hold several, comma-separated).
     """
     meta = {
         "help": help,
@@ -44,6 +47,7 @@ def option(
         "parse": parse,
         "unset": unset,
         "bare": bare,
+        "repeat": repeat,
     }
     if isinstance(default, list | dict | set):
         raise TypeError("mutable option defaults are not supported")
@@ -70,6 +74,7 @@ class Option:
     parse: Callable[[str], Any] | None
     unset: str | None  # what an empty value means, for an option that may be left empty
     bare: str | None
+    repeat: bool = False  # the flag may be given several times
 
     @property
     def optional(self) -> bool:
@@ -81,6 +86,8 @@ class Option:
 
     def to_field(self, value: Any) -> Any:
         """The config field's value for the flag's value (not for an empty optional one)."""
+        if self.repeat and isinstance(value, tuple | list):
+            value = ",".join(value)
         if self.parse is not None:
             return self.parse(value)
         return not value if self.invert else value
@@ -125,6 +132,7 @@ def options_of(cls: type, part: str | None = None) -> Iterator[Option]:
             parse=meta["parse"],
             unset=meta["unset"],
             bare=meta["bare"],
+            repeat=meta["repeat"],
         )
 
 

@@ -10,6 +10,24 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# The only formats decoded, whatever else Pillow knows: a GIF, WebP or EPS (which Pillow hands to
+# Ghostscript) is refused by its first bytes, not decoded, in training, `leukml predict`, the
+# served model and the page alike.
+FORMATS = ("BMP", "PNG", "JPEG", "TIFF")
+ACCEPTED = "BMP, PNG, JPEG and TIFF"
+# first bytes of formats people send by mistake (where they are, what they say), to name the format
+# in the message; nothing is parsed
+_FOREIGN = (
+    (0, b"GIF8", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"%!PS", "PostScript (EPS)"),
+    (0, b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"),
+    (4, b"jP  ", "JPEG 2000"),
+    (0, b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (0, b"%PDF", "PDF"),
+    (4, b"ftyp", "HEIF or another ISO media"),
+    (0, b"8BPS", "Photoshop (PSD)"),
+)
 RESIZE_METHODS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -31,7 +49,20 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
+def _unidentified(head: bytes) -> ImageError:
+    for at, magic, name in _FOREIGN:
+        if head[at : at + len(magic)] == magic:
+            return ImageError(f"not a readable image: a {name} file; only {ACCEPTED} are read")
+    return ImageError(f"not a readable image (not {ACCEPTED}, or corrupt)")
+
+
+def open_image(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open an image file (path or bytes) of an accepted format (``FORMATS``): its header is read,
+    its pixels are not (see ``to_rgb``).
+
+    Raises:
+        ImageError: empty, another format, a corrupt header, or more than ``max_pixels`` pixels.
+    """
     data = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     if isinstance(source, bytes | bytearray) and not source:
         raise ImageError("empty (zero bytes)")
@@ -40,11 +71,12 @@ def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(data)
+            img = Image.open(data, formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"decompression bomb refused ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageError("not a readable image (unknown or corrupt format)") from None
+        head = bytes(source[:16]) if isinstance(source, bytes | bytearray) else _head(Path(source))
+        raise _unidentified(head) from None
     except OSError as exc:  # a known format's header that breaks off: "BM" and a few bytes
         raise ImageError(f"not a readable image (corrupt header: {exc})") from None
     w, h = img.size
@@ -53,6 +85,11 @@ def _open(source: Path | bytes, max_pixels: int) -> Image.Image:
     if w == 0 or h == 0:
         raise ImageError(f"image has no pixels ({w}x{h})")
     return img
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(16)
 
 
 def _from_float(img: Image.Image) -> Image.Image:
@@ -73,15 +110,23 @@ def _from_float(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(source: Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Fully decode an image file (path or bytes) to RGB.
+    """Fully decode an image file (path or bytes) to RGB (``open_image``, then ``to_rgb``).
+
+    Raises:
+        ImageError: empty, unreadable, truncated or oversized input, or another format.
+    """
+    return to_rgb(open_image(source, max_pixels))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Decode an opened image's pixels to RGB.
 
     Grayscale and palette images are expanded; transparent pixels become black, the background
     of C-NMC cells; 16-bit and float images are scaled to 8 bits.
 
     Raises:
-        ImageError: empty, unreadable, truncated or oversized input.
+        ImageError: truncated or corrupt pixel data.
     """
-    img = _open(source, max_pixels)
     try:
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:
@@ -133,7 +178,13 @@ def decode_image(
     """
     if method not in RESIZE_METHODS:
         raise ValueError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
-    img = to_square(load_rgb(source, max_pixels))
+    return fit(load_rgb(source, max_pixels), size, method)
+
+
+def fit(img: Image.Image, size: int, method: str = DEFAULT_RESIZE) -> np.ndarray:
+    """A decoded RGB image padded to square and resized to ``(size, size, 3)`` uint8, as
+    ``decode_image`` makes it from the file."""
+    img = to_square(img)
     if img.size != (size, size):
         img = img.resize((size, size), RESIZE_METHODS[method])
     return np.asarray(img, dtype=np.uint8)

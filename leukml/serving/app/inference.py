@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import base64
 import io
-import zipfile
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 import numpy as np
+from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from leukml.data.images import ImageError, decode_image, is_image_name, load_rgb
+from leukml.data.images import ImageError, fit, open_image, refuse_blank, to_rgb
 from leukml.data.lookalike import check
 from leukml.model.gradcam import gradcam, overlay
+from leukml.serving.app.archive import Upload
 from leukml.serving.app.config import Limits
 from leukml.serving.app.source import Source
 
@@ -23,13 +23,17 @@ SHOWN_SIDE = 224  # the cell and its overlay as the page shows them
 
 
 @dataclass(frozen=True)
-class Upload:
-    name: str
-    data: bytes
+class Prepared:
+    """One usable upload, decoded once: the cell as the model sees it, the picture as the page
+    shows it (already small: a chunk never holds its full-size pictures), its look-alike warnings."""
+
+    upload: Upload
+    cell: np.ndarray
+    shown: Image.Image
+    warnings: tuple[str, ...]
 
 
 def _png(picture: Image.Image) -> str:
-    picture.thumbnail((SHOWN_SIDE, SHOWN_SIDE))  # only ever shrinks
     out = io.BytesIO()
     picture.save(out, format="PNG")
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
@@ -39,45 +43,92 @@ def _bad(name: str, why: str) -> dict:
     return {"file": name, "error": f"{name}: {why}; give BMP, PNG, JPEG or TIFF images of single cells"}
 
 
-def _usable(upload: Upload, limits: Limits) -> tuple[Image.Image | None, dict | None]:
+def _decoded(upload: Upload, size: int, limits: Limits, left: list[int]) -> Prepared:
+    """Raises ImageError, naming what is wrong, before the pixels are decoded where it can.
+    ``left``: the pixels the request may still decode, charged before decoding."""
     if len(upload.data) > limits.max_bytes:
-        return None, _bad(upload.name, f"{len(upload.data)} bytes, over the {limits.max_bytes}-byte limit")
-    try:
-        return load_rgb(upload.data), None
-    except ImageError as exc:
-        return None, _bad(upload.name, str(exc))
+        raise ImageError(f"{len(upload.data)} bytes, over the {limits.max_bytes}-byte limit")
+    opened = open_image(upload.data)
+    w, h = opened.size
+    if w * h > limits.max_pixels:
+        raise ImageError(
+            f"{w}x{h} pixels, over the {limits.max_pixels}-pixel limit of a request (--max-pixels)"
+        )
+    if w * h > left[0]:
+        raise ImageError(
+            f"{w}x{h} pixels, over the {left[0]} pixels left of the request's {limits.max_pixels} "
+            "(--max-pixels) after the images before it; send it in a smaller chunk (--chunk)"
+        )
+    left[0] -= w * h
+    picture = to_rgb(opened)
+    cell = fit(picture, size)  # as the served model decodes it
+    refuse_blank(cell)
+    warnings = check(np.asarray(picture)).warnings
+    picture.thumbnail((SHOWN_SIDE, SHOWN_SIDE))  # only ever shrinks
+    return Prepared(upload, cell, picture, warnings)
 
 
-def answer_chunk(source: Source, uploads: list[Upload], limits: Limits) -> list[dict]:
-    """One result per upload, in order: ``file``, ``label``, ``p_all``, ``model_version``, the
-    cell and its Grad-CAM overlay as PNG data URIs, ``warnings``; or ``file`` and ``error``.
+def prepare_chunk(uploads: list[Upload], limits: Limits, size: int) -> list[Prepared | dict]:
+    """Each upload checked and decoded once, in order: a ``Prepared``, or a result naming the file
+    and what is wrong with it (too large, not an accepted format, corrupt, blank, past the pixels
+    a request may decode). Needs no model: run it outside the model's lock.
 
     Raises:
-        ValueError: more uploads than a chunk holds, or the model (server) refused the chunk.
+        ValueError: more uploads than a chunk holds.
     """
     if len(uploads) > limits.chunk:
         raise ValueError(f"{len(uploads)} files in one request; send at most {limits.chunk}")
-    checked = [_usable(u, limits) for u in uploads]
-    good = [i for i, (picture, _) in enumerate(checked) if picture is not None]
-    results: list[dict] = [error for _, error in checked]  # type: ignore[misc]
+    out: list[Prepared | dict] = []
+    left = [limits.max_pixels]
+    for upload in uploads:
+        try:
+            out.append(_decoded(upload, size, limits, left))
+        except ImageError as exc:
+            out.append(_bad(upload.name, str(exc)))
+    return out
+
+
+def answer_prepared(source: Source, prepared: list[Prepared | dict]) -> list[dict]:
+    """One result per upload, in order: ``file``, ``label``, ``p_all``, ``model_version``, the
+    cell and its Grad-CAM overlay as PNG data URIs, ``warnings``; or ``file`` and ``error``. One
+    batched model call for the usable ones.
+
+    Raises:
+        ValueError: the model (server) refused the chunk.
+    """
+    good = [p for p in prepared if isinstance(p, Prepared)]
     if not good:
-        return results
-    table = source.answer([base64.b64encode(uploads[i].data).decode("ascii") for i in good])
-    for i, row in zip(good, table.to_dict("records"), strict=True):
-        picture = checked[i][0]
-        cell = decode_image(uploads[i].data, source.size)
-        heat, _, _ = gradcam(source.network, cell)
-        shown = Image.fromarray(overlay(cell, heat)).resize(picture.size, Image.Resampling.BILINEAR)
-        results[i] = {
-            "file": uploads[i].name,
-            "label": str(row["label"]),
-            "p_all": float(row["p_all"]),
-            "model_version": str(row.get("model_version", source.info.version)),
-            "image": _png(picture.copy()),
-            "gradcam": _png(shown),
-            "warnings": list(check(np.asarray(picture)).warnings) + _other_version(row, source),
-        }
+        return list(prepared)  # type: ignore[arg-type]
+    try:
+        table = source.answer([base64.b64encode(p.upload.data).decode("ascii") for p in good])
+    except MlflowException as exc:
+        raise ValueError(f"the model refused the chunk: {exc.message}") from None
+    answers = iter(table.to_dict("records"))
+    results = []
+    for item in prepared:
+        if not isinstance(item, Prepared):
+            results.append(item)
+            continue
+        row = next(answers)
+        heat, _, _ = gradcam(source.network, item.cell)
+        shown = Image.fromarray(overlay(item.cell, heat)).resize(item.shown.size, Image.Resampling.BILINEAR)
+        results.append(
+            {
+                "file": item.upload.name,
+                "label": str(row["label"]),
+                "p_all": float(row["p_all"]),
+                "model_version": str(row.get("model_version", source.info.version)),
+                "image": _png(item.shown),
+                "gradcam": _png(shown),
+                "warnings": list(item.warnings) + _other_version(row, source),
+            }
+        )
     return results
+
+
+def answer_chunk(source: Source, uploads: list[Upload], limits: Limits) -> list[dict]:
+    """``prepare_chunk`` then ``answer_prepared`` (the page takes a lock between the two)."""
+    return answer_prepared(source, prepare_chunk(uploads, limits, source.size))
 
 
 def _other_version(row: dict, source: Source) -> list[str]:
@@ -86,32 +137,3 @@ def _other_version(row: dict, source: Source) -> list[str]:
     if answered == source.info.version:
         return []
     return [f"answered by model version {answered}, not version {source.info.version} shown above"]
-
-
-def expand_zip(name: str, data: bytes, limits: Limits) -> tuple[list[Upload], list[str]]:
-    """The image files inside a zip (hidden files and folders skipped), and messages for what was
-    left out. Sizes are checked from the zip's directory before anything is inflated.
-
-    Raises:
-        ValueError: not a zip file, or more images than an upload may hold.
-    """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ValueError(f"{name}: not a readable zip file") from None
-    entries = [
-        e
-        for e in archive.infolist()
-        if not e.is_dir() and not any(p.startswith((".", "__MACOSX")) for p in e.filename.split("/"))
-    ]
-    images = [e for e in entries if is_image_name(PurePosixPath(e.filename))]
-    if len(images) > limits.max_files:
-        raise ValueError(f"{name} holds {len(images)} images; an upload may hold {limits.max_files}")
-    skipped = [f"{name}/{e.filename}: not an image file name" for e in entries if e not in images]
-    uploads = []
-    for entry in images:
-        if entry.file_size > limits.max_bytes:
-            skipped.append(f"{name}/{entry.filename}: {entry.file_size} bytes, over the limit")
-            continue
-        uploads.append(Upload(f"{name}/{entry.filename}", archive.read(entry)))
-    return uploads, skipped

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from leukml.serving.app.config import AppConfig
 from leukml.serving.app.evaluation import Evaluation, evaluation
-from leukml.serving.app.security import TOKEN_ENV, check_bind
+from leukml.serving.app.security import TOKEN_ENV, HostCheck, check_bind
 from leukml.serving.app.server import create_app
 from leukml.serving.app.source import VersionInfo
 
@@ -42,4 +42,5 @@ def prepare(config: AppConfig, token: str | None, tracking_uri: str | None = Non
     told = evaluation(client, source.info)
     host = f"[{config.host}]" if ":" in config.host else config.host
     address = f"http://{host}:{config.port}/" + (f"?token=${TOKEN_ENV}" if token else "")
-    return Page(create_app(source, told, config.limits, token), source.info, told, address)
+    hosts = HostCheck(config.host, config.allowed_hosts)
+    return Page(create_app(source, told, config.limits, token, hosts), source.info, told, address)

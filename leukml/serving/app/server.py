@@ -5,61 +5,93 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from leukml.serving.app.archive import Upload, ZipTooLarge, expand_zip
 from leukml.serving.app.config import Limits
 from leukml.serving.app.evaluation import Evaluation
-from leukml.serving.app.inference import Upload, answer_chunk, expand_zip
-from leukml.serving.app.security import TOKEN_COOKIE, token_matches
+from leukml.serving.app.guard import Guard, refused
+from leukml.serving.app.inference import answer_prepared, prepare_chunk
+from leukml.serving.app.security import HostCheck
 from leukml.serving.app.source import Source
 from leukml.serving.predict import CHALLENGE_CODES
 
 HERE = Path(__file__).parent
-OPEN = ("/static/",)  # the stylesheet and script hold no data
+FILES_FORMAT = 'send {"files": [{"name": ..., "data": base64}, ...]}'
 
 
-def _refused(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _uploads(body: bytes) -> list[Upload]:
+    """The files of a predict request's JSON body.
+
+    Raises:
+        ValueError: the body is not that JSON (or nested too deep to read).
+    """
+    try:
+        files = json.loads(body)["files"]
+        return [Upload(str(f["name"]), base64.b64decode(f["data"], validate=True)) for f in files]
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
+        raise ValueError(FILES_FORMAT) from None
 
 
-def _guard(app: FastAPI, token: str | None, limits: Limits) -> None:
-    """A token (query ``?token=`` once, then a cookie, or ``Authorization: Bearer``) on every route
-    when one is set; a request body over the chunk's limit refused before it is read."""
+def _upload_routes(app: FastAPI, answer: Callable[[list[Upload]], list[dict]], limits: Limits) -> None:
+    """``POST /api/predict`` (a chunk of files, answered by ``answer``) and ``POST /api/expand`` (a
+    zip's images, sent back to be sent in chunks)."""
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if token and not request.url.path.startswith(OPEN):
-            bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or None
-            given = request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE) or bearer
-            if not token_matches(given, token):
-                return _refused(401, "this page needs its token: open it as /?token=YOUR_TOKEN")
-        size = request.headers.get("content-length")
-        if size and int(size) > limits.max_request_bytes:
-            return _refused(413, f"request of {size} bytes is over the {limits.max_request_bytes}-byte limit")
-        response = await call_next(request)
-        if token and request.query_params.get("token"):
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        return response
+    @app.post("/api/predict")
+    async def predict(request: Request):
+        try:
+            uploads = _uploads(await request.body())
+        except ValueError as exc:
+            return refused(400, str(exc))
+        try:
+            return {"results": await run_in_threadpool(answer, uploads)}
+        except ValueError as exc:
+            return refused(422, str(exc))
+
+    @app.post("/api/expand")
+    async def expand(request: Request):
+        name = request.headers.get("x-file-name", "upload.zip")
+        try:
+            uploads, skipped = await run_in_threadpool(expand_zip, name, await request.body(), limits)
+        except ZipTooLarge as exc:
+            return refused(413, str(exc))
+        except ValueError as exc:
+            return refused(422, str(exc))
+        files = [{"name": u.name, "data": base64.b64encode(u.data).decode("ascii")} for u in uploads]
+        return {"files": files, "skipped": skipped}
 
 
-def create_app(source: Source, evaluation: Evaluation, limits: Limits, token: str | None = None) -> FastAPI:
-    """The page in front of ``source``."""
+def create_app(
+    source: Source,
+    evaluation: Evaluation,
+    limits: Limits,
+    token: str | None = None,
+    hosts: HostCheck | None = None,
+) -> FastAPI:
+    """The page in front of ``source``; ``hosts``: the ``Host`` names it answers to (default: as
+    bound to 127.0.0.1)."""
     app = FastAPI(title="leukml", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    _guard(app, token, limits)
-    one_at_a_time = threading.Lock()  # one model, one chunk at a time; the event loop stays free
+    app.add_middleware(Guard, token=token, limits=limits, hosts=hosts or HostCheck("127.0.0.1"))
+    # one chunk decoded at a time (its pixels bounded by --max-pixels), and one at a time in the
+    # model; the model's lock is not held while a chunk decodes; the event loop stays free
+    decoding, one_at_a_time = threading.Lock(), threading.Lock()
 
     def answer(uploads: list[Upload]) -> list[dict]:
+        with decoding:
+            prepared = prepare_chunk(uploads, limits, source.size)
         with one_at_a_time:
-            return answer_chunk(source, uploads, limits)
+            return answer_prepared(source, prepared)
 
     about = {
         "name": source.info.name,
@@ -82,27 +114,7 @@ def create_app(source: Source, evaluation: Evaluation, limits: Limits, token: st
     def info():
         return {**about, "evaluation": evaluation.__dict__, "limits": limits.__dict__}
 
-    @app.post("/api/predict")
-    async def predict(request: Request):
-        try:
-            files = (await request.json())["files"]
-            uploads = [Upload(str(f["name"]), base64.b64decode(f["data"], validate=True)) for f in files]
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            return _refused(400, 'send {"files": [{"name": ..., "data": base64}, ...]}')
-        try:
-            return {"results": await run_in_threadpool(answer, uploads)}
-        except ValueError as exc:
-            return _refused(422, str(exc))
-
-    @app.post("/api/expand")
-    async def expand(request: Request):
-        name = request.headers.get("x-file-name", "upload.zip")
-        try:
-            uploads, skipped = expand_zip(name, await request.body(), limits)
-        except ValueError as exc:
-            return _refused(422, str(exc))
-        files = [{"name": u.name, "data": base64.b64encode(u.data).decode("ascii")} for u in uploads]
-        return {"files": files, "skipped": skipped}
+    _upload_routes(app, answer, limits)
 
     @app.get("/favicon.ico")
     def favicon():
@@ -115,4 +127,5 @@ def serve(app: FastAPI, host: str, port: int) -> None:
     """Serve until interrupted (uvicorn, one process)."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # no `server: uvicorn` line: what runs the page is nobody's business
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)

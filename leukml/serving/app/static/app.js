@@ -32,7 +32,7 @@ async function post(path, body, headers) {
 
 // a zip is opened by the server; its images come back to be sent like the others
 async function expand(file) {
-  const payload = await post("api/expand", file, { "X-File-Name": file.name });
+  const payload = await post("api/expand", file, { "Content-Type": "application/zip", "X-File-Name": file.name });
   payload.skipped.forEach(message);
   return payload.files.map((f) => ({ name: f.name, data: f.data }));
 }
@@ -77,6 +77,15 @@ function progress(done, total) {
   $("progress-text").textContent = `${done} of ${total} images answered`;
 }
 
+// every element is built with DOM properties: a file name (a zip's entry names are anyone's) is
+// only ever text, never HTML
+function element(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  node.append(...children);
+  return node;
+}
+
 function summary() {
   const p = rows.map((r) => r.p_all);
   const n = p.length;
@@ -84,30 +93,23 @@ function summary() {
   const mean = p.reduce((a, b) => a + b, 0) / n;
   const sd = Math.sqrt(p.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
   const warned = rows.filter((r) => r.warnings.length).length;
-  return `<b id="n-cells">${n}</b> cells: <b id="n-all">${nAll}</b> predicted ALL, ` +
-    `<b id="n-hem">${n - nAll}</b> hem; p_all mean <b id="p-mean">${mean.toFixed(3)}</b>, ` +
-    `standard deviation <b id="p-sd">${sd.toFixed(3)}</b>, range ${Math.min(...p).toFixed(3)} to ` +
-    `${Math.max(...p).toFixed(3)}; <span id="n-warned">${warned}</span> unlike the training cells.`;
+  const b = (id, value) => element("b", { id, textContent: value });
+  return [b("n-cells", n), " cells: ", b("n-all", nAll), " predicted ALL, ", b("n-hem", n - nAll),
+    " hem; p_all mean ", b("p-mean", mean.toFixed(3)), ", standard deviation ", b("p-sd", sd.toFixed(3)),
+    `, range ${Math.min(...p).toFixed(3)} to ${Math.max(...p).toFixed(3)}; `,
+    element("span", { id: "n-warned", textContent: warned }), " unlike the training cells."];
 }
 
-function cell(tr, html, cls) {
-  const td = document.createElement("td");
-  td.innerHTML = html;
-  if (cls) td.className = cls;
+function cell(tr, children, cls) {
+  const td = element("td", cls ? { className: cls } : {}, ...children);
   tr.appendChild(td);
   return td;
-}
-
-function text(value) {
-  const span = document.createElement("span");
-  span.textContent = value;
-  return span.innerHTML;
 }
 
 function render() {
   $("sample").hidden = rows.length === 0;
   if (!rows.length) return;
-  $("summary").innerHTML = summary();
+  $("summary").replaceChildren(...summary());
   const sorted = [...rows].sort((a, b) => {
     const x = a[order.key], y = b[order.key];
     return (x < y ? -1 : x > y ? 1 : 0) * (order.ascending ? 1 : -1);
@@ -115,17 +117,19 @@ function render() {
   const body = document.querySelector("#results tbody");
   body.replaceChildren();
   for (const r of sorted) {
-    const tr = document.createElement("tr");
+    const tr = element("tr");
     tr.dataset.file = r.file;
     tr.dataset.pAll = r.p_all;
-    cell(tr, String(r.index));
-    cell(tr, text(r.file), "file");
-    cell(tr, `<img class="cell" alt="cell ${text(r.file)}" src="${r.image}">`);
-    cell(tr, `<img class="gradcam" alt="Grad-CAM of ${text(r.file)}" src="${r.gradcam}">`);
-    cell(tr, r.label, `label label-${r.label}`);
-    cell(tr, `<span class="p-all">${r.p_all.toFixed(4)}</span>` +
-      `<div class="bar"><div style="width:${(100 * r.p_all).toFixed(1)}%"></div></div>`);
-    cell(tr, r.warnings.map((w) => `<div class="warning">${text(w)}</div>`).join(""), "warnings");
+    cell(tr, [String(r.index)]);
+    cell(tr, [r.file], "file");
+    cell(tr, [element("img", { className: "cell", alt: `cell ${r.file}`, src: r.image })]);
+    cell(tr, [element("img", { className: "gradcam", alt: `Grad-CAM of ${r.file}`, src: r.gradcam })]);
+    cell(tr, [r.label], `label label-${r.label}`);
+    const bar = element("div");
+    bar.style.width = `${(100 * r.p_all).toFixed(1)}%`;  // a style property, not an attribute: the CSP allows it
+    cell(tr, [element("span", { className: "p-all", textContent: r.p_all.toFixed(4) }),
+      element("div", { className: "bar" }, bar)]);
+    cell(tr, r.warnings.map((w) => element("div", { className: "warning", textContent: w })), "warnings");
     body.appendChild(tr);
   }
 }
@@ -158,6 +162,14 @@ async function walk(entry, prefix) {
     for (const child of batch) found = found.concat(await walk(child, `${prefix}${entry.name}/`));
   }
   return found;
+}
+
+// the token has been traded for a cookie (HTTP-only): it leaves the address bar, the history and
+// anything a script could read from location
+if (new URLSearchParams(location.search).has("token")) {
+  const url = new URL(location.href);
+  url.searchParams.delete("token");
+  history.replaceState(null, "", url.pathname + url.search + url.hash);
 }
 
 const drop = $("drop");
