@@ -456,6 +456,9 @@ class _WaitForSystemMetrics:
     def log_milestone(self, *args) -> None:
         pass
 
+    def log_predictions(self, *args) -> None:
+        pass
+
 
 def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")

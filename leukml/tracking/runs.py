@@ -31,7 +31,7 @@ from leukml.training import checkpoint
 from leukml.training.bases import BaseCache
 from leukml.training.checkpoint import Snapshot
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import SubjectScore
+from leukml.training.evaluation import Predictions, SubjectScore
 from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink
 from leukml.training.trainer import TrainResult, check_split, train
 
@@ -79,6 +79,9 @@ class _Timed:
         self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
     ) -> None:
         self._timed(self.sink.log_milestone, epoch, metrics, confusion, subjects)
+
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        self._timed(self.sink.log_predictions, epoch, test, val)
 
     def log_checkpoint(self, snapshot: Snapshot) -> None:
         self._timed(self.sink.log_checkpoint, snapshot)
