@@ -215,3 +215,30 @@ def test_predictions_file_reads_back_exactly():
     assert back.files == made.files and back.subjects == made.subjects
     np.testing.assert_array_equal(back.p_all, p)
     assert next(csv.reader(io.StringIO(predictions_csv(made)))) == ["file", "subject", "label", "p_all"]
+
+
+def test_the_promoted_model_serves_the_runs_calibrated_p_all(real_run, tmp_path):
+    """The registered classifier carries the run's temperature (model config ``temperature``):
+    for the test cells, the served ``p_all`` is the calibrated one of the run's predictions file at
+    the model's epoch, not the model's own."""
+    import mlflow
+    import pandas as pd
+
+    from leukml.serving.pyfunc import encode_file
+    from leukml.serving.registry import promote
+
+    uri, run_id, result = real_run
+    promoted = promote(tracking_uri=uri, gradcam_per_class=0)
+    assert promoted.run_id == run_id
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{promoted.name}@champion")
+    client = MlflowClient(uri)
+    temperature = _metric_at(client, run_id, "temperature", result.model_epoch)
+    assert model.model_config["temperature"] == temperature != 1.0
+    rows = _file(uri, run_id, result.model_epoch, tmp_path)[:12]
+    root = result.prepared.dataset.root
+    served = model.predict(pd.DataFrame({"image": [encode_file(root / r["file"]) for r in rows]}))
+    calibrated = np.array([float(r["p_all"]) for r in rows])
+    raw = np.array([float(r["p_all_uncalibrated"]) for r in rows])
+    np.testing.assert_allclose(served["p_all"].to_numpy(), calibrated, atol=1e-5)
+    assert np.abs(served["p_all"].to_numpy() - raw).max() > 1e-3

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 ECE_BINS = 10
 """Equal-width bins of the predicted class's confidence on [0, 1], as Guo et al. (2017)."""
@@ -95,6 +94,8 @@ def fit_temperature(labels: np.ndarray, p_all: np.ndarray) -> float:
     Raises:
         ValueError: no cells to fit on.
     """
+    from scipy.optimize import minimize_scalar  # here: the served model imports this module for one function
+
     y, p = np.asarray(labels), np.asarray(p_all, dtype=np.float64)
     if not len(y):
         raise ValueError("temperature scaling needs validation cells; give --val-fraction > 0")

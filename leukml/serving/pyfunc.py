@@ -16,6 +16,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from leukml import CLASS_NAMES
+from leukml.analysis.calibration import apply_temperature
 from leukml.data.augment import TestTime, dihedral
 from leukml.data.images import MAX_REQUEST_IMAGE_BYTES, decode_base64_batch
 
@@ -74,6 +75,7 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
         self.size = int(self.model.input_shape[1])
         config = context.model_config or {}
         self.version = str(config.get("model_version", "unregistered"))
+        self.temperature = float(config.get("temperature", 1.0))  # 1.0: uncalibrated
         try:
             self.tta = TestTime(str(config.get("tta", "none")))
         except ValueError as exc:
@@ -114,5 +116,5 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
     def _p_all(self, images: np.ndarray) -> np.ndarray:
         n = self.tta.variants
         variants = np.concatenate([dihedral(images, v) for v in range(n)]) if n > 1 else images
-        probs = np.asarray(self.model.predict_on_batch(variants))[:, 1]
+        probs = apply_temperature(np.asarray(self.model.predict_on_batch(variants))[:, 1], self.temperature)
         return probs.reshape(n, len(images)).mean(axis=0)

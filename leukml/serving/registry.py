@@ -21,7 +21,7 @@ from leukml.data.augment import TestTime
 from leukml.data.images import decode_image
 from leukml.model.gradcam import explain_image
 from leukml.serving.pyfunc import SIGNATURE, CellClassifier, encode_file
-from leukml.tracking.reader import find_experiment, is_training, search_filter
+from leukml.tracking.reader import find_experiment, is_training, model_temperature, search_filter
 from leukml.tracking.uri import resolve_tracking_uri
 
 DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion", "previous"
@@ -196,7 +196,11 @@ def _log_classifier(
                 artifacts=artifacts,
                 signature=SIGNATURE,
                 input_example=example,
-                model_config={"model_version": version, "tta": tta},
+                model_config={
+                    "model_version": version,
+                    "tta": tta,
+                    "temperature": model_temperature(client, run),  # the run's calibration
+                },
                 code_paths=[str(Path(__file__).parent)],
                 pip_requirements=backend_requirements() + ["pillow", "pandas"],
             )

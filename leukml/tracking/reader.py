@@ -176,3 +176,27 @@ def study_parent_runs(client: MlflowClient, experiment_id: str, study_name: str)
 def filter_string(value: str) -> str:
     """A value quoted for an MLflow search filter (which reads no backslash escapes)."""
     return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def model_temperature(client: MlflowClient, run) -> float:
+    """The temperature that a training run's logged model applies to its probabilities: its
+    ``temperature`` metric at the model's epoch (tag ``model_epoch``) with ``--calibrate
+    temperature``, else 1.0 (uncalibrated: the model's own probabilities).
+
+    Raises:
+        ValueError: a calibrated run without a temperature at its model's epoch.
+    """
+    if run.data.params.get("calibrate", "none") != "temperature":
+        return 1.0
+    epoch = run.data.tags.get("model_epoch")
+    found = [
+        m.value
+        for m in client.get_metric_history(run.info.run_id, "temperature")
+        if epoch is not None and m.step == int(epoch)
+    ]
+    if not found:
+        raise ValueError(
+            f"run {run.info.run_id} was trained with --calibrate temperature but logged no temperature "
+            f"at its model's epoch ({epoch}); it did not finish logging: train it again"
+        )
+    return float(found[-1])
