@@ -77,6 +77,19 @@ def test_calibrating_without_a_validation_split_is_refused_in_one_line():
 # ----------------------------------------------------------------------------- a run on real cells
 
 
+_REAL = TrainConfig.of(
+    weights="none",
+    image_size=32,
+    epochs=2,
+    eval_epochs=(1, 2),
+    batch_size=16,
+    split="subject",
+    test_fraction=0.4,
+    val_fraction=0.25,
+    calibrate="temperature",
+)
+
+
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory, real_sample):
     """The issue's training on real cells (subject split, validation 0.25, temperature), 2 epochs
@@ -84,19 +97,7 @@ def real_run(tmp_path_factory, real_sample):
     from leukml.tracking.runs import tracked_train
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('real-run') / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(real_sample),
-        weights="none",
-        image_size=32,
-        epochs=2,
-        eval_epochs=(1, 2),
-        batch_size=16,
-        split="subject",
-        test_fraction=0.4,
-        val_fraction=0.25,
-        calibrate="temperature",
-    )
-    run_id, result = tracked_train(config, tracking_uri=uri)
+    run_id, result = tracked_train(_REAL.replace(data_dir=str(real_sample)), tracking_uri=uri)
     return uri, run_id, result
 
 
@@ -217,7 +218,48 @@ def test_predictions_file_reads_back_exactly():
     assert next(csv.reader(io.StringIO(predictions_csv(made)))) == ["file", "subject", "label", "p_all"]
 
 
-def test_the_promoted_model_serves_the_runs_calibrated_p_all(real_run, tmp_path):
+@pytest.fixture(scope="module")
+def promoted(real_run, tmp_path_factory):
+    """``leukml promote`` of the real run against a rival on the same test set (another learning
+    rate, same seed: same split): (the command's output, the promoted run's id)."""
+    from click.testing import CliRunner
+
+    from leukml.cli import main
+    from leukml.tracking.runs import tracked_train
+
+    uri, run_id, result = real_run
+    rival, _ = tracked_train(
+        _REAL.replace(data_dir=str(result.prepared.dataset.root), lr=3e-4), tracking_uri=uri
+    )
+    done = CliRunner().invoke(main, ["promote", "--tracking-uri", uri, "--experiment", "leukml"])
+    assert done.exit_code == 0, done.output
+    (line,) = [line for line in done.output.splitlines() if line.startswith("run ")]
+    chosen = line.split()[1]
+    assert chosen in (run_id, rival)
+    return done.output, chosen, rival if chosen == run_id else run_id
+
+
+def test_promote_prints_the_interval_the_runner_up_and_a_paired_difference(promoted, real_run):
+    output, chosen, other = promoted
+    uri, _, _ = real_run
+    client = MlflowClient(uri)
+    metrics = client.get_run(chosen).data.metrics
+    low, high = metrics["test_accuracy_ci_low"], metrics["test_accuracy_ci_high"]
+    assert f"chosen: test_accuracy {metrics['test_accuracy']:.3f} [{low:.2f}, {high:.2f}]" in output
+    assert f"runner-up: run {other}, test_accuracy" in output
+    (line,) = [line for line in output.splitlines() if line.startswith("difference: ")]
+    difference, interval = line.split()[1], line[line.index("[") + 1 : line.index("]")]
+    their = client.get_run(other).data.metrics["test_accuracy"]
+    assert float(difference) == pytest.approx(metrics["test_accuracy"] - their, abs=1e-3)
+    ends = [float(x) for x in interval.split(",")]
+    holds_zero = ends[0] <= 0 <= ends[1]
+    assert ("not distinguishable from the runner-up" in output) == holds_zero
+    (version,) = client.search_model_versions("name = 'leukml-all-classifier'")
+    assert version.tags["metric_ci_low"] == f"{low:.6g}" and version.tags["runner_up_run_id"] == other
+    assert version.tags["distinguishable_from_runner_up"] == str(not holds_zero).lower()
+
+
+def test_the_promoted_model_serves_the_runs_calibrated_p_all(promoted, real_run, tmp_path):
     """The registered classifier carries the run's temperature (model config ``temperature``):
     for the test cells, the served ``p_all`` is the calibrated one of the run's predictions file at
     the model's epoch, not the model's own."""
@@ -225,17 +267,16 @@ def test_the_promoted_model_serves_the_runs_calibrated_p_all(real_run, tmp_path)
     import pandas as pd
 
     from leukml.serving.pyfunc import encode_file
-    from leukml.serving.registry import promote
 
-    uri, run_id, result = real_run
-    promoted = promote(tracking_uri=uri, gradcam_per_class=0)
-    assert promoted.run_id == run_id
+    _, run_id, _ = promoted
+    uri, _, result = real_run
     mlflow.set_tracking_uri(uri)
-    model = mlflow.pyfunc.load_model(f"models:/{promoted.name}@champion")
+    model = mlflow.pyfunc.load_model("models:/leukml-all-classifier@champion")
     client = MlflowClient(uri)
-    temperature = _metric_at(client, run_id, "temperature", result.model_epoch)
+    epoch = int(client.get_run(run_id).data.tags["model_epoch"])
+    temperature = _metric_at(client, run_id, "temperature", epoch)
     assert model.model_config["temperature"] == temperature != 1.0
-    rows = _file(uri, run_id, result.model_epoch, tmp_path)[:12]
+    rows = _file(uri, run_id, epoch, tmp_path)[:12]
     root = result.prepared.dataset.root
     served = model.predict(pd.DataFrame({"image": [encode_file(root / r["file"]) for r in rows]}))
     calibrated = np.array([float(r["p_all"]) for r in rows])

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from leukml.analysis.comparison import Candidate
+from leukml.analysis.predictions import read_predictions
 from leukml.analysis.records import RunRecord
+from leukml.analysis.versus import Versus, interval_of, paired
 from leukml.tracking.uri import resolve_tracking_uri, shown_uri
+from leukml.training.evaluation import Predictions
 
 if TYPE_CHECKING:  # loading a model imports the backend; reading runs (a report) does not
     import keras
@@ -200,3 +207,37 @@ def model_temperature(client: MlflowClient, run) -> float:
             f"at its model's epoch ({epoch}); it did not finish logging: train it again"
         )
     return float(found[-1])
+
+
+def last_predictions(client: MlflowClient, run_id: str) -> Predictions | None:
+    """A run's per-image test predictions at its last milestone (``predictions/epoch_NNN.csv``),
+    or None for a run that logged none."""
+    files = sorted(a.path for a in client.list_artifacts(run_id, "predictions") if a.path.endswith(".csv"))
+    if not files:
+        return None
+    with tempfile.TemporaryDirectory(prefix="leukml-predictions-") as tmp:
+        return read_predictions(Path(client.download_artifacts(run_id, files[-1], tmp)).read_text())
+
+
+def versus_runner_up(client: MlflowClient, run, runner_up: Candidate | None, metric: str) -> Versus:
+    """The chosen ``run`` against the ranking's runner-up on ``metric``: both values with their
+    logged intervals, and the paired interval of their difference from both predictions files."""
+    mine = run.data.metrics
+    chosen = Versus(metric, float(mine[metric]), interval_of(mine, metric))
+    if runner_up is None:
+        return chosen
+    theirs = client.get_run(runner_up.run_id).data.metrics
+    found = paired(
+        metric, last_predictions(client, run.info.run_id), last_predictions(client, runner_up.run_id)
+    )
+    fields = {
+        "runner_up": runner_up.run_id,
+        "runner_value": float(theirs[metric]),
+        "runner_interval": interval_of(theirs, metric),
+    }
+    if isinstance(found, str):
+        return dataclasses.replace(chosen, **fields, why_unpaired=found)
+    difference, interval, resampled = found
+    return dataclasses.replace(
+        chosen, **fields, difference=difference, difference_interval=interval, resampled=resampled
+    )
