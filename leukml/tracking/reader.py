@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from leukml.analysis.comparison import Candidate
 from leukml.analysis.predictions import read_predictions
 from leukml.analysis.records import RunRecord
+from leukml.analysis.uncertainty import CI_METRICS
 from leukml.analysis.versus import Versus, interval_of, paired
 from leukml.tracking.uri import resolve_tracking_uri, shown_uri
 from leukml.training.evaluation import Predictions
@@ -39,6 +40,9 @@ REPORT_METRICS = (
     "test_tn",
     "test_fp",
     "test_fn",
+    "test_brier",
+    "test_ece",
+    *(f"test_{m}_ci_{end}" for m in CI_METRICS for end in ("low", "high")),
 )
 
 
