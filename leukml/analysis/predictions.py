@@ -102,3 +102,25 @@ def milestone_uncertainty(
     return MilestoneUncertainty(
         metrics, resampled, calibration.reliability(test.labels, p_all), text, temperature
     )
+
+
+def pooled_series(folds: list[dict[int, Predictions]]) -> dict[str, dict[int, float]]:
+    """A cross-validation's pooled metrics per milestone epoch that every fold reached: the
+    folds' test predictions (each cell tested once) taken together, ``cv_pooled_<metric>`` and its
+    95% interval ``cv_pooled_<metric>_ci_low`` / ``_ci_high`` (a bootstrap over the subjects of
+    all folds), for ``uncertainty.CI_METRICS``. The models' own probabilities (each fold's model
+    ranks its own cells: the pooled AUC also mixes the folds' scales)."""
+    out: dict[str, dict[int, float]] = {}
+    epochs = sorted(set.intersection(*(set(f) for f in folds))) if folds else []
+    for epoch in epochs:
+        parts = [f[epoch] for f in folds]
+        labels = np.concatenate([p.labels for p in parts])
+        p_all = np.concatenate([p.p_all for p in parts])
+        subjects = [s for p in parts for s in p.subjects]
+        points = uncertainty.weighted_metrics(labels, p_all, np.ones((1, len(labels))))
+        found, _ = uncertainty.intervals(labels, p_all, subjects)
+        for name, interval in found.items():
+            out.setdefault(f"cv_pooled_{name}", {})[epoch] = float(points[name][0])
+            out.setdefault(f"cv_pooled_{name}_ci_low", {})[epoch] = interval.low
+            out.setdefault(f"cv_pooled_{name}_ci_high", {})[epoch] = interval.high
+    return out
