@@ -110,7 +110,9 @@ def serve_page(source):
     from leukml.serving.app.evaluation import Evaluation
     from leukml.serving.app.server import create_app
 
-    told = Evaluation("subject", "a subject-grouped split", (("weighted F1", 0.5),), "10", "selected on val")
+    told = Evaluation(
+        "subject", "a subject-grouped split", (("weighted F1", 0.5, "[0.31, 0.69]"),), "10", "selected on val"
+    )
     servers = []
 
     def start(limits: Limits, token: str | None = None) -> str:

@@ -283,3 +283,49 @@ def test_the_promoted_model_serves_the_runs_calibrated_p_all(promoted, real_run,
     raw = np.array([float(r["p_all_uncalibrated"]) for r in rows])
     np.testing.assert_allclose(served["p_all"].to_numpy(), calibrated, atol=1e-5)
     assert np.abs(served["p_all"].to_numpy() - raw).max() > 1e-3
+
+
+def test_the_pages_evaluation_panel_shows_intervals_flags_and_calibration(promoted, real_run):
+    """The page's panel reads the promoted version's source run: each number with its interval,
+    the run's one-class flag at the served epoch first (with the AUC's reading where it is high),
+    and whether p_all is calibrated (here: yes, with the temperature)."""
+    from leukml.serving.app.evaluation import GOOD_AUC, evaluation
+    from leukml.serving.app.source import resolve_version
+
+    _, run_id, _ = promoted
+    uri, _, _ = real_run
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    told = evaluation(client, resolve_version(client, "models:/leukml-all-classifier@champion"))
+    metrics, tags = run.data.metrics, run.data.tags
+    shown = {label: (value, interval) for label, value, interval in told.numbers}
+    low, high = metrics["test_accuracy_ci_low"], metrics["test_accuracy_ci_high"]
+    assert shown["accuracy"] == (metrics["test_accuracy"], f"[{low:.2f}, {high:.2f}]")
+    one_class = tags["model_epoch"] in tags.get("test_one_class_predicted_epochs", "").split(",")
+    assert any(f.startswith("Degenerate on its own test set") for f in told.flags) == one_class
+    good_ranking = one_class and metrics["test_auc"] >= GOOD_AUC
+    assert any("0.5 threshold is not right" in f for f in told.flags) == good_ranking
+    temperature = _metric_at(client, run_id, "temperature", int(tags["model_epoch"]))
+    assert told.calibration.startswith("Its p_all is calibrated") and f"{temperature:.3g}" in told.calibration
+
+
+def test_the_panel_flags_a_one_class_model_and_reads_its_high_auc_as_a_ranking():
+    """The issue's case: every test cell called ALL at the served epoch, AUC 0.955: the panel says
+    the model is degenerate and that the ranking is good but the threshold is not; a one-class
+    milestone that is not the served epoch is no flag; a flat loss is."""
+    from types import SimpleNamespace
+
+    from leukml.serving.app.evaluation import _flags
+
+    def run(**tags):
+        return SimpleNamespace(data=SimpleNamespace(tags=tags))
+
+    collapsed = run(
+        model_epoch="30", test_one_class_predicted_epochs="10,30", test_one_class_predicted_class="ALL"
+    )
+    flags = _flags(collapsed, {"test_auc": 0.955})
+    assert len(flags) == 2 and "called every test cell ALL" in flags[0] and "AUC is 0.955" in flags[1]
+    assert _flags(collapsed, {"test_auc": 0.5}) == flags[:1]
+    assert _flags(run(model_epoch="30", test_one_class_predicted_epochs="10"), {"test_auc": 0.955}) == ()
+    (flat,) = _flags(run(model_epoch="5", warning_flat_loss="the training loss stayed at 0.6931"), {})
+    assert "stayed at 0.6931" in flat

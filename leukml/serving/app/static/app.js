@@ -77,6 +77,14 @@ function progress(done, total) {
   $("progress-text").textContent = `${done} of ${total} images answered`;
 }
 
+// Wilson's 95% score interval of k successes in n (leukml.analysis.uncertainty.wilson's twin)
+function wilson(k, n) {
+  const z2 = 1.959963984540054 ** 2, share = k / n;
+  const center = (share + z2 / (2 * n)) / (1 + z2 / n);
+  const half = Math.sqrt(z2) * Math.sqrt(share * (1 - share) / n + z2 / (4 * n * n)) / (1 + z2 / n);
+  return [Math.max(0, center - half), Math.min(1, center + half)];
+}
+
 function summary() {
   const p = rows.map((r) => r.p_all);
   const n = p.length;
@@ -84,10 +92,15 @@ function summary() {
   const mean = p.reduce((a, b) => a + b, 0) / n;
   const sd = Math.sqrt(p.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
   const warned = rows.filter((r) => r.warnings.length).length;
+  const [low, high] = wilson(nAll, n);
   return `<b id="n-cells">${n}</b> cells: <b id="n-all">${nAll}</b> predicted ALL, ` +
     `<b id="n-hem">${n - nAll}</b> hem; p_all mean <b id="p-mean">${mean.toFixed(3)}</b>, ` +
     `standard deviation <b id="p-sd">${sd.toFixed(3)}</b>, range ${Math.min(...p).toFixed(3)} to ` +
-    `${Math.max(...p).toFixed(3)}; <span id="n-warned">${warned}</span> unlike the training cells.`;
+    `${Math.max(...p).toFixed(3)}; <span id="n-warned">${warned}</span> unlike the training cells.` +
+    `<br>Fraction predicted ALL: <b id="f-all">${(nAll / n).toFixed(3)}</b>, 95% interval ` +
+    `<b id="f-all-ci">[${low.toFixed(2)}, ${high.toFixed(2)}]</b> (Wilson): how sure that fraction is ` +
+    `for ${n} cells of this kind. It is not a diagnosis of the patient: the model's errors, the ` +
+    "cells chosen and the threshold all stand between it and one.";
 }
 
 function cell(tr, html, cls) {
