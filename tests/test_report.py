@@ -466,3 +466,15 @@ def test_cells_carry_their_intervals_and_configurations_overlapping_the_best_are
     )
     (table,) = rpf_tables(pick_runs([rpf]))
     assert [row[1] for row in table.rows[:3]] == ["0.7000", "0.7500 [0.61, 0.79]", "0.8000"]  # logged at 20
+
+
+def test_the_leakage_gap_carries_an_interval_of_two_independent_test_sets():
+    """Image 0.87 [0.80, 0.93] vs subject 0.61 [0.40, 0.80]: the gap -0.26 gets Zou and Donner's
+    interval, by hand: -0.26 - sqrt(0.21^2 + 0.06^2) = -0.478, -0.26 + sqrt(0.19^2 + 0.07^2) = -0.058."""
+    runs = [
+        _with_intervals(_trained("i1", "image", 0.87), 0.80, 0.93),
+        _with_intervals(_trained("s1", "subject", 0.61), 0.40, 0.80),
+    ]
+    (entries,) = by_configuration(protocol_entries(runs)).values()
+    rows = _rows(protocol_table("vgg16 + adam", entries))
+    assert rows["subject"][2] == "0.6100 [0.40, 0.80]\n\N{MINUS SIGN}0.2600 vs image [-0.48, -0.06]"

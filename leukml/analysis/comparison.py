@@ -24,7 +24,7 @@ import numpy as np
 
 from leukml.analysis.page import Table, fmt, signed
 from leukml.analysis.records import RunRecord
-from leukml.analysis.uncertainty import Interval
+from leukml.analysis.uncertainty import Interval, independent_difference
 from leukml.common import options
 from leukml.reference import paper
 from leukml.training.config import TrainConfig
@@ -245,6 +245,9 @@ def cell(entry: Entry, metric: str, reference: Entry | None) -> str:
     theirs = reference.stat(metric)[0] if reference is not None and reference is not entry else None
     if gap(mean, theirs) is not None:
         text += f"\n{gap_text(mean, theirs)}"
+        mine, their_interval = entry.interval(metric), reference.interval(metric)
+        if mine is not None and their_interval is not None:
+            text += f" {independent_difference(mean, mine, theirs, their_interval)}"
     return text
 
 

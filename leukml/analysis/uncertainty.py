@@ -9,6 +9,7 @@ draws cost matrix products instead of thousands of calls of scikit-learn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -182,6 +183,15 @@ def paired_difference(
     )
     first, second = _draws(labels, [p_first, p_second], index, draws, seed)
     return float(point), _percentile(first[metric] - second[metric]), unit
+
+
+def independent_difference(a: float, a_interval: Interval, b: float, b_interval: Interval) -> Interval:
+    """The 95% interval of ``a - b`` for two estimates from independent samples (two protocols'
+    test sets), from each one's own interval: Zou and Donner's MOVER (2008), which keeps each
+    interval's asymmetry. Not paired: use ``paired_difference`` for two models on one test set."""
+    low = (a - b) - math.sqrt((a - a_interval.low) ** 2 + (b_interval.high - b) ** 2)
+    high = (a - b) + math.sqrt((a_interval.high - a) ** 2 + (b - b_interval.low) ** 2)
+    return Interval(low, high)
 
 
 def wilson(successes: int, n: int) -> Interval:
