@@ -329,3 +329,24 @@ def test_the_panel_flags_a_one_class_model_and_reads_its_high_auc_as_a_ranking()
     assert _flags(run(model_epoch="30", test_one_class_predicted_epochs="10"), {"test_auc": 0.955}) == ()
     (flat,) = _flags(run(model_epoch="5", warning_flat_loss="the training loss stayed at 0.6931"), {})
     assert "stayed at 0.6931" in flat
+
+
+def test_a_kept_best_epoch_between_milestones_gets_its_own_temperature(tmp_path, tiny_data):
+    """With --keep best the logged model may be of an epoch that is no milestone: its temperature
+    (what promote serves) is fitted after training on that model's validation predictions."""
+    from leukml.tracking.runs import tracked_train
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = TrainConfig.of(
+        data_dir=str(tiny_data), weights="none", image_size=32, epochs=4, eval_epochs=(4,), batch_size=8,
+        val_fraction=0.25, keep="best", calibrate="temperature", lr=3e-3,
+    )  # fmt: skip
+    run_id, result = tracked_train(config, tracking_uri=uri)
+    client = MlflowClient(uri)
+    steps = {m.step: m.value for m in client.get_metric_history(run_id, "temperature")}
+    val = result.prepared.split.val
+    probs = np.asarray(result.network.model.predict_on_batch(result.prepared.images[val].astype(np.float32)))
+    expected = calibration.fit_temperature(result.prepared.dataset.labels[val], probs[:, 1])
+    assert result.model_epoch != 4, "the premise: the best epoch is not the milestone"
+    assert steps[result.model_epoch] == pytest.approx(expected, rel=1e-3) and 4 in steps
+    assert client.get_run(run_id).data.tags["model_epoch"] == str(result.model_epoch)
