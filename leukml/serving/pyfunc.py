@@ -65,8 +65,11 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
     """Base64 image files in; ``label`` (ALL or hem), ``p_all`` and the model version out.
 
     With ``tta: dihedral`` in its model config, ``p_all`` is the mean over each image's 8 dihedral
-    variants, all of a chunk's variants in one model call (as training's ``predict_tta``).
+    variants, all of a chunk's variants in one model call (as training's ``predict_tta``). With a
+    ``temperature`` in it (the source run's calibration), each probability is temperature-scaled.
     """
+
+    temperature = 1.0  # uncalibrated, until the model config says otherwise
 
     def load_context(self, context) -> None:
         import keras
