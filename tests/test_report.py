@@ -478,3 +478,6 @@ def test_the_leakage_gap_carries_an_interval_of_two_independent_test_sets():
     (entries,) = by_configuration(protocol_entries(runs)).values()
     rows = _rows(protocol_table("vgg16 + adam", entries))
     assert rows["subject"][2] == "0.6100 [0.40, 0.80]\n\N{MINUS SIGN}0.2600 vs image [-0.48, -0.06]"
+    assert "subject 0.6100 (\N{MINUS SIGN}0.2600 vs image, 95% interval [-0.48, -0.06])" in "".join(
+        b for b in summary_section(protocol_entries(runs)).blocks if isinstance(b, str)
+    )

@@ -245,10 +245,19 @@ def cell(entry: Entry, metric: str, reference: Entry | None) -> str:
     theirs = reference.stat(metric)[0] if reference is not None and reference is not entry else None
     if gap(mean, theirs) is not None:
         text += f"\n{gap_text(mean, theirs)}"
-        mine, their_interval = entry.interval(metric), reference.interval(metric)
-        if mine is not None and their_interval is not None:
-            text += f" {independent_difference(mean, mine, theirs, their_interval)}"
+        if (interval := gap_interval(entry, reference, metric)) is not None:
+            text += f" {interval}"
     return text
+
+
+def gap_interval(entry: Entry, reference: Entry, metric: str) -> Interval | None:
+    """The 95% interval of ``entry``'s gap to ``reference`` on ``metric`` (two test sets:
+    ``uncertainty.independent_difference``), or None without both runs' intervals."""
+    mine, theirs = entry.interval(metric), reference.interval(metric)
+    a, b = entry.stat(metric)[0], reference.stat(metric)[0]
+    if mine is None or theirs is None or a is None or b is None:
+        return None
+    return independent_difference(a, mine, b, theirs)
 
 
 def protocol_table(label: str, entries: list[Entry]) -> Table:

@@ -21,6 +21,7 @@ from leukml.analysis.comparison import (
     best,
     by_configuration,
     cell,
+    gap_interval,
     gap_text,
     labels,
     overlapping_best,
@@ -64,7 +65,12 @@ def summary_section(entries: list[Entry]) -> Section:
     blocks += _overlap_note(grouped, config, protocol)
     reference = reference_entry(mine)
     gaps = [
-        f"{e.protocol} {fmt(ours)} ({gap_text(ours, theirs)})"
+        f"{e.protocol} {fmt(ours)} ({gap_text(ours, theirs)}"
+        + (
+            f", 95% interval {interval})"
+            if (interval := gap_interval(e, reference, "test_accuracy"))
+            else ")"
+        )
         for e in mine
         if reference is not None
         and e is not reference
