@@ -41,7 +41,9 @@ def evaluation():
     """What the page says of the model's evaluation (made when asked: it imports MLflow)."""
     from leukml.serving.app.evaluation import Evaluation
 
-    return Evaluation("subject", "a subject-grouped split", (("weighted F1", 0.5),), "10", "selected on val")
+    return Evaluation(
+        "subject", "a subject-grouped split", (("weighted F1", 0.5, "[0.31, 0.69]"),), "10", "selected on val"
+    )
 
 
 def save_small_model(folder: Path) -> Path:

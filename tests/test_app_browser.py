@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from leukml.analysis.uncertainty import wilson
 from leukml.serving import registry
 from leukml.tracking.runs import tracked_train
 from leukml.training.config import TrainConfig
@@ -190,6 +191,9 @@ def test_a_person_uploads_cells_and_sees_the_models_answers(
     assert chrome.find_element(By.ID, "n-cells").text == "10"
     assert chrome.find_element(By.ID, "n-all").text == str(n_all)
     assert chrome.find_element(By.ID, "n-hem").text == str(10 - n_all)
+    # the page's own Wilson interval (JavaScript) is leukml's
+    assert chrome.find_element(By.ID, "f-all-ci").text == str(wilson(n_all, 10))
+    assert "not a diagnosis of the patient" in chrome.find_element(By.ID, "summary").text
     chrome.find_element(By.CSS_SELECTOR, "th[data-sort=p_all]").click()  # sorts the table by p_all
     shown = [
         float(r.get_attribute("data-p-all"))

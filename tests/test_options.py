@@ -100,7 +100,7 @@ def test_params_keep_their_names():
         "decay_rate", "image_size", "weights", "pooling", "dense_units", "dropout", "class_weight", "split",
         "test_fraction", "val_fraction", "seed", "pool", "strict", "feature_cache", "precision",
         "jit", "compiled_epoch", "augment", "tta", "fine_tune_layers", "fine_tune_from", "fine_tune_lr",
-        "early_stopping", "keep", "system_metrics", "checkpoint_minutes", "checkpoint_every",
+        "early_stopping", "keep", "calibrate", "system_metrics", "checkpoint_minutes", "checkpoint_every",
     }  # fmt: skip
 
 

@@ -164,6 +164,23 @@ def test_cv_command_logs_each_fold_as_a_nested_run_and_their_mean_and_std(releas
         assert int(row["n_val"]) > 0
     assert f"cv parent run {parent.info.run_id}: 3 folds" in done.stdout
     assert any(line.startswith("mean ") for line in done.stdout.splitlines())
+    # pooled: every fold's test cells together (recomputed from their predictions files), with an interval
+    cells = []
+    for fold in folds:
+        path = client.download_artifacts(
+            fold.info.run_id, "predictions/epoch_002.csv", str(tmp_path / fold.info.run_id)
+        )
+        cells += list(csv.DictReader(Path(path).read_text().splitlines()))
+    right = [(float(c["p_all"]) > 0.5) == (c["label"] == "1") for c in cells]
+    pooled = _history(client, parent.info.run_id, "cv_pooled_accuracy")
+    low, high = (
+        _history(client, parent.info.run_id, f"cv_pooled_accuracy_ci_{e}")[2] for e in ("low", "high")
+    )
+    assert len(cells) == sum(int(r.data.tags["n_test"]) for r in folds) and pooled[2] == pytest.approx(
+        np.mean(right)
+    )
+    assert low <= pooled[2] <= high and high - low > 0
+    assert f"acc {pooled[2]:.3f} [{low:.2f}, {high:.2f}]" in done.stdout
 
 
 def test_protocols_trains_each_split_and_writes_the_report(release, tmp_path, child_env):

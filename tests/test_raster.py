@@ -4,6 +4,7 @@ from their pixels."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from leukml.analysis import raster
 from leukml.training.evaluation import SubjectScore
@@ -91,3 +92,26 @@ def test_curves_put_each_side_at_its_value_and_break_at_a_diverged_epoch():
     line = _near(loss[row], train)
     runs = np.flatnonzero(np.diff(line.astype(int)))  # where the line starts and stops
     assert len(runs) == 4  # two pieces: epochs 1-3 and 8-10
+
+
+def test_reliability_bars_rise_to_their_bins_accuracy():
+    """Two filled bins: (0.6, 0.7] right half the time, (0.9, 1.0] always: the second bar is twice
+    as tall as the first, in the hem colour, and starts near confidence 0.6; empty bins draw nothing."""
+    from leukml.analysis.calibration import reliability
+
+    labels = np.array([1, 0, 1, 1, 0, 0])
+    p_all = np.array([0.65, 0.65, 0.95, 0.95, 0.05, 0.05])  # 0.65: one right, one wrong
+    bins = reliability(labels, p_all)
+    assert [b.cells for b in bins] == [0] * 6 + [2, 0, 0, 4]
+    image = raster.reliability_image(bins, "epoch 3: ECE 0.225")
+    assert image.size == (360, 360)
+    pixels = np.asarray(image).astype(int)
+    bar = np.abs(pixels - np.array(raster.CLASS_COLORS[0])).sum(axis=2) < 10
+    columns = [x for x in range(pixels.shape[1]) if bar[:, x].sum() > 5]
+    bottom = max(int(np.flatnonzero(bar[:, x]).max()) for x in columns)
+    height = {x: bottom - int(np.flatnonzero(bar[:, x]).min()) for x in columns}
+    first = [x for x in columns if x < pixels.shape[1] * 0.8]
+    second = [x for x in columns if x >= pixels.shape[1] * 0.8]
+    ratio = np.median([height[x] for x in second]) / np.median([height[x] for x in first])
+    assert first and second and ratio == pytest.approx(2.0, rel=0.05)
+    assert 0.55 < min(first) / pixels.shape[1] < 0.7  # near confidence 0.6, not at 0

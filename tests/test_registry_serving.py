@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import csv
 import json
@@ -420,6 +421,17 @@ def test_the_model_carries_its_code_and_pinned_requirements(travelling):
     shipped = {p.relative_to(model / "code").as_posix() for p in (model / "code").rglob("*.py")}
     assert "leukml/serving/pyfunc.py" in shipped and "leukml/data/images.py" in shipped
     assert not any(s.startswith(("leukml/training", "leukml/tracking", "leukml/cli")) for s in shipped)
+    # what the shipped modules import when they load: the standard library, leukml, and the
+    # requirements (a lazy import inside a function runs only where that function is called)
+    imported = set()
+    for file in (model / "code").rglob("*.py"):
+        for node in ast.parse(file.read_text()).body:
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"leukml"}
+    assert third_party <= {"mlflow", "numpy", "pandas", "PIL", "keras"}, third_party
     requirements = (model / "requirements.txt").read_text().split()
     names = {r.split("==")[0] for r in requirements}
     assert {"mlflow", "keras", "numpy", "pandas", "pillow"} <= names

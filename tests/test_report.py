@@ -21,7 +21,8 @@ from leukml.analysis.comparison import (
     rank_like_with_like,
     which_test_set,
 )
-from leukml.analysis.leakage import summary_section
+from leukml.analysis.leakage import protocols_section, summary_section
+from leukml.analysis.page import Table
 from leukml.analysis.report import (
     RunRecord,
     figure9_figure,
@@ -431,3 +432,52 @@ def test_totals_average_both_sides_over_the_papers_epochs_only():
     (table,) = rpf_tables(pick_runs([RunRecord("v", base.params, base.tags, curves)]))
     assert [r[0] for r in table.rows] == ["10", "20", "25", "Totals (epochs 10, 20)"]
     assert table.rows[-1][1:3] == ["0.7500", "0.79"]  # 25's 0.10 left out of ours, as of theirs
+
+
+def _with_intervals(run: RunRecord, low: float, high: float, metric: str = "test_accuracy") -> RunRecord:
+    run.curves |= {f"{metric}_ci_low": {20: low}, f"{metric}_ci_high": {20: high}}
+    return run
+
+
+def test_cells_carry_their_intervals_and_configurations_overlapping_the_best_are_marked():
+    """Every single-run cell shows its logged 95% interval; the configurations whose test-accuracy
+    interval overlaps the best one's (under its protocol) are named in the summary and marked in
+    the protocol tables; one whose interval lies apart is not."""
+    runs = [
+        _with_intervals(_trained("i1", "image", 0.87), 0.80, 0.93),
+        _with_intervals(_trained("r1", "image", 0.82, arch="resnet50"), 0.75, 0.88),  # overlaps
+        _with_intervals(_trained("x1", "image", 0.55, lr="0.001"), 0.45, 0.65),  # apart
+        _with_intervals(_trained("i0", "image", 0.87, epochs="30"), float("nan"), float("nan")),
+    ]
+    entries = protocol_entries(runs)
+    summary = summary_section(entries)
+    (note,) = [b for b in summary.blocks if isinstance(b, str) and "95% interval" in b]
+    assert "[0.80, 0.93]" in note and "resnet50 + adam" in note and "lr=0.001" not in note
+    assert summary.blocks[-1].rows[0][2] == "0.8700 [0.80, 0.93]"
+    titles = [b.title for b in protocols_section(entries).blocks if isinstance(b, Table)]
+    assert any(t.startswith("resnet50 + adam ≈ best:") for t in titles)
+    assert not any("lr=0.001" in t and "≈ best" in t for t in titles)
+    assert not any("epochs=30" in t and "≈ best" in t for t in titles)  # NaN: no interval, no mark
+    rpf = _with_intervals(
+        _rpf_run("v", "vgg16", "adam", (0.70, 0.75, 0.80), (0.80, 0.85, 0.90), (0.74, 0.79, 0.84)),
+        0.61,
+        0.79,
+        "test_recall_macro",
+    )
+    (table,) = rpf_tables(pick_runs([rpf]))
+    assert [row[1] for row in table.rows[:3]] == ["0.7000", "0.7500 [0.61, 0.79]", "0.8000"]  # logged at 20
+
+
+def test_the_leakage_gap_carries_an_interval_of_two_independent_test_sets():
+    """Image 0.87 [0.80, 0.93] vs subject 0.61 [0.40, 0.80]: the gap -0.26 gets Zou and Donner's
+    interval, by hand: -0.26 - sqrt(0.21^2 + 0.06^2) = -0.478, -0.26 + sqrt(0.19^2 + 0.07^2) = -0.058."""
+    runs = [
+        _with_intervals(_trained("i1", "image", 0.87), 0.80, 0.93),
+        _with_intervals(_trained("s1", "subject", 0.61), 0.40, 0.80),
+    ]
+    (entries,) = by_configuration(protocol_entries(runs)).values()
+    rows = _rows(protocol_table("vgg16 + adam", entries))
+    assert rows["subject"][2] == "0.6100 [0.40, 0.80]\n\N{MINUS SIGN}0.2600 vs image [-0.48, -0.06]"
+    assert "subject 0.6100 (\N{MINUS SIGN}0.2600 vs image, 95% interval [-0.48, -0.06])" in "".join(
+        b for b in summary_section(protocol_entries(runs)).blocks if isinstance(b, str)
+    )

@@ -46,6 +46,9 @@ class Crash:
     def log_milestone(self, *args) -> None:
         pass
 
+    def log_predictions(self, *args) -> None:
+        pass
+
 
 def _leukml(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)

@@ -24,6 +24,7 @@ import numpy as np
 
 from leukml.analysis.page import Table, fmt, signed
 from leukml.analysis.records import RunRecord
+from leukml.analysis.uncertainty import Interval, independent_difference
 from leukml.common import options
 from leukml.reference import paper
 from leukml.training.config import TrainConfig
@@ -89,6 +90,18 @@ def at_last_milestone(run: RunRecord, metric: str) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def interval_at_last_milestone(run: RunRecord, metric: str) -> Interval | None:
+    """The run's logged 95% interval of ``metric`` at its last milestone, or None (not logged:
+    an older run; undefined: NaN)."""
+    low, high = at_last_milestone(run, f"{metric}_ci_low"), at_last_milestone(run, f"{metric}_ci_high")
+    return None if low is None or high is None else Interval(low, high)
+
+
+def with_interval(value: float | None, interval: Interval | None) -> str:
+    """``0.6500 [0.52, 0.78]``; the value alone (``fmt``) without an interval."""
+    return fmt(value) + (f" {interval}" if value is not None and interval is not None else "")
+
+
 def configuration(run: RunRecord) -> Config:
     """The run's training options but the split's and the bookkeeping ones, sorted."""
     return tuple(
@@ -149,6 +162,11 @@ class Entry:
         if not values:
             return None, None, 0
         return float(np.mean(values)), float(np.std(values)) if self.parent else None, len(values)
+
+    def interval(self, metric: str) -> Interval | None:
+        """The 95% interval of ``metric`` for one run's entry (None for a CV entry: folds' intervals
+        do not add up; its pooled interval is the CV parent's)."""
+        return None if self.parent else interval_at_last_milestone(self.runs[0], metric)
 
     def confusion(self) -> np.ndarray | None:
         """``[[tn, fp], [fn, tp]]`` at the last milestone, summed over the folds; None if not logged."""
@@ -221,13 +239,25 @@ def reference_entry(entries: list[Entry]) -> Entry | None:
 
 def cell(entry: Entry, metric: str, reference: Entry | None) -> str:
     mean, std, n = entry.stat(metric)
-    text = fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
+    text = with_interval(mean, entry.interval(metric)) + (f" ± {fmt(std)}" if std is not None else "")
     if entry.parent and 0 < n < len(entry.runs):
         text += f" ({n} folds)"
     theirs = reference.stat(metric)[0] if reference is not None and reference is not entry else None
     if gap(mean, theirs) is not None:
         text += f"\n{gap_text(mean, theirs)}"
+        if (interval := gap_interval(entry, reference, metric)) is not None:
+            text += f" {interval}"
     return text
+
+
+def gap_interval(entry: Entry, reference: Entry, metric: str) -> Interval | None:
+    """The 95% interval of ``entry``'s gap to ``reference`` on ``metric`` (two test sets:
+    ``uncertainty.independent_difference``), or None without both runs' intervals."""
+    mine, theirs = entry.interval(metric), reference.interval(metric)
+    a, b = entry.stat(metric)[0], reference.stat(metric)[0]
+    if mine is None or theirs is None or a is None or b is None:
+        return None
+    return independent_difference(a, mine, b, theirs)
 
 
 def protocol_table(label: str, entries: list[Entry]) -> Table:
@@ -252,6 +282,20 @@ def best(grouped: dict[Config, list[Entry]]) -> tuple[Config, str] | None:
     scored = [(e.stat("test_accuracy")[0], e.config) for e in present if e.protocol == protocol]
     top = max(scored, key=lambda s: -math.inf if s[0] is None else s[0])
     return top[1], protocol
+
+
+def overlapping_best(grouped: dict[Config, list[Entry]], chosen: Config, protocol: str) -> list[Config]:
+    """The other configurations under ``protocol`` whose test-accuracy interval overlaps the best
+    one's (``chosen``): on this test set they are not distinguishable from it."""
+    under = {c: e for c, es in grouped.items() for e in es if e.protocol == protocol}
+    mine = under[chosen].interval("test_accuracy") if chosen in under else None
+    if mine is None:
+        return []
+    return [
+        c
+        for c, e in under.items()
+        if c != chosen and (theirs := e.interval("test_accuracy")) is not None and theirs.overlaps(mine)
+    ]
 
 
 # -- promotion: rank like with like ------------------------------------------------------------------

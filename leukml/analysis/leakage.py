@@ -21,8 +21,10 @@ from leukml.analysis.comparison import (
     best,
     by_configuration,
     cell,
+    gap_interval,
     gap_text,
     labels,
+    overlapping_best,
     protocol_table,
     reference_entry,
 )
@@ -60,9 +62,15 @@ def summary_section(entries: list[Entry]) -> Section:
         f"Best configuration: {name}, chosen as the highest test accuracy at its last milestone under "
         f"the {protocol} protocol, among the {n} configuration(s) run under it{fallback}."
     ]
+    blocks += _overlap_note(grouped, config, protocol)
     reference = reference_entry(mine)
     gaps = [
-        f"{e.protocol} {fmt(ours)} ({gap_text(ours, theirs)})"
+        f"{e.protocol} {fmt(ours)} ({gap_text(ours, theirs)}"
+        + (
+            f", 95% interval {interval})"
+            if (interval := gap_interval(e, reference, "test_accuracy"))
+            else ")"
+        )
         for e in mine
         if reference is not None
         and e is not reference
@@ -95,11 +103,34 @@ def summary_section(entries: list[Entry]) -> Section:
     return Section("Summary", blocks, "summary")
 
 
+OVERLAP_MARK = " ≈ best"  # a configuration whose interval overlaps the best one's
+
+
+def _overlap_note(grouped: dict[Config, list[Entry]], chosen: Config, protocol: str) -> list[str]:
+    """Which configurations the best one is not distinguishable from on its test set."""
+    entry = next((e for e in grouped[chosen] if e.protocol == protocol), None)
+    interval = entry.interval("test_accuracy") if entry is not None else None
+    if interval is None:
+        return []
+    names = labels(list(grouped))
+    close = [names[c] for c in overlapping_best(grouped, chosen, protocol)]
+    text = f"Its test accuracy's 95% interval (a bootstrap over the test subjects): {interval}. "
+    if close:
+        return [
+            text + f"The intervals of {', '.join(close)} overlap it (marked{OVERLAP_MARK} below): on "
+            "this test set the best is not distinguishable from them."
+        ]
+    return [text + "No other configuration's interval under this protocol overlaps it."]
+
+
 def protocols_section(entries: list[Entry]) -> Section:
     """Per configuration: its protocols side by side with the gap to the image split and its
     confusion matrices; then the published numbers, labelled with their protocol."""
     grouped = by_configuration(entries)
     names = labels(list(grouped))
+    chosen = best(grouped)
+    close = set(overlapping_best(grouped, *chosen)) if chosen else set()
+    names = {c: n + (OVERLAP_MARK if c in close else "") for c, n in names.items()}
     blocks: list[Block] = [
         "Each configuration's test metrics at its last milestone under every protocol it was run "
         f"with, and the gap to the {REFERENCE} split (the paper's protocol). A configuration is the "
@@ -107,7 +138,8 @@ def protocols_section(entries: list[Entry]) -> Section:
         f"how they ran ({', '.join(BOOKKEEPING_PARAMS)}). The fold runs of one cross-validation (tag "
         "cv_fold, one CV parent) are one entry: mean ± std (population) over its folds, each at its "
         "last milestone; a fold without a value is left out and the folds counted. – : not logged "
-        "(an older run) or undefined (NaN).",
+        "(an older run) or undefined (NaN). [low, high]: the 95% interval of a bootstrap over the "
+        f"test subjects (docs: Protocols);{OVERLAP_MARK}: its interval overlaps the best configuration's.",
         Bullets([_protocol_note(e) for e in _distinct(grouped)]),
     ]
     taken: set[str] = set()

@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from leukml import CLASS_NAMES
+from leukml.analysis.calibration import Bin
 from leukml.training.evaluation import SubjectScore
 
 CLASS_COLORS = ((31, 119, 180), (214, 39, 40))  # matplotlib's tab:blue (hem), tab:red (all)
@@ -137,6 +138,45 @@ def subject_accuracy_image(rows: list[SubjectScore], title: str) -> Image.Image:
         x, y = right + 10, top + 4 + 16 * k
         draw.rectangle((x, y + 2, x + 14, y + 10), fill=CLASS_COLORS[c])
         draw.text((x + 18, y), CLASS_NAMES[c], fill=INK, font=small)
+    return image
+
+
+def reliability_image(bins: list[Bin], title: str) -> Image.Image:
+    """The reliability diagram, 360x360 px: per confidence bin (x: the predicted class's
+    confidence, 0..1) a bar up to its cells' accuracy, the diagonal of perfect calibration, and
+    each non-empty bin's number of cells above its bar. A bar below the diagonal: over-confident."""
+    size = 360
+    image = Image.new("RGB", (size, size), WHITE)
+    draw = ImageDraw.Draw(image)
+    top = _title(draw, size, title) + 6
+    left, right, bottom = 54, size - 14, size - 44
+    small, label_font = _font(9), _font(11)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + x * (right - left), bottom - y * (bottom - top)
+
+    for tick in np.arange(0.0, 1.01, 0.2):
+        x, y = at(tick, tick)
+        draw.line((left, y, right, y), fill=GRID)
+        text = f"{tick:.1f}"
+        w, h = _text_size(draw, text, small)
+        draw.text((left - w - 6, y - h / 2 - 2), text, fill=INK, font=small)
+        draw.text((x - w / 2, bottom + 5), text, fill=INK, font=small)
+    for b in bins:
+        if not b.cells:
+            continue
+        x0, y = at(b.low, b.accuracy)
+        x1, _ = at(b.high, 0)
+        draw.rectangle((x0 + 1, y, x1 - 1, bottom), fill=CLASS_COLORS[0], outline=AXIS)
+        text = str(b.cells)
+        w, h = _text_size(draw, text, small)
+        draw.text(((x0 + x1 - w) / 2, y - h - 5), text, fill=INK, font=small)
+    draw.line((*at(0, 0), *at(1, 1)), fill=CLASS_COLORS[1], width=2)
+    draw.rectangle((left, top, right, bottom), outline=AXIS)
+    xlabel = "confidence of the predicted class"
+    w, _ = _text_size(draw, xlabel, label_font)
+    draw.text((left + (right - left - w) / 2, bottom + 20), xlabel, fill=INK, font=label_font)
+    _vertical(image, "accuracy", (16, (top + bottom) / 2), label_font)
     return image
 
 

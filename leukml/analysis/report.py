@@ -18,6 +18,7 @@ from leukml.analysis.comparison import REFERENCE, describe_split, protocol_entri
 from leukml.analysis.page import Bullets, Image, Section, Table, write_page
 from leukml.analysis.page import fmt as _fmt
 from leukml.analysis.records import RunRecord
+from leukml.analysis.uncertainty import Interval
 from leukml.reference import paper
 
 PAPER_ARCHS, PAPER_OPTIMIZERS = paper.ARCHS, paper.OPTIMIZERS
@@ -26,6 +27,16 @@ _arch_order = paper.arch_order
 
 def _delta(ours: float | None, theirs: float | None) -> str:
     return "–" if ours is None or theirs is None else f"{ours - theirs:+.4f}"
+
+
+def _with_interval(run: RunRecord, metric: str, epoch: int) -> str:
+    """The run's ``metric`` at ``epoch`` with its logged 95% interval: ``0.6500 [0.52, 0.78]``."""
+    value = run.curves.get(metric, {}).get(epoch)
+    low = run.curves.get(f"{metric}_ci_low", {}).get(epoch)
+    high = run.curves.get(f"{metric}_ci_high", {}).get(epoch)
+    if value is None or low is None or high is None or np.isnan([value, low, high]).any():
+        return _fmt(value)
+    return f"{_fmt(value)} {Interval(low, high)}"
 
 
 def pick_runs(runs: list[RunRecord]) -> dict[tuple[str, str], RunRecord]:
@@ -80,9 +91,10 @@ def rpf_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
         rows, ours_all, ours_paired, theirs_all, paired = [], [], [], [], []
         for epoch in run.milestones:
             ours = [run.curves.get(n, {}).get(epoch) for n in names]
+            shown = [_with_interval(run, n, epoch) for n in names]
             theirs = paper.rpf(arch, opt, epoch) or (None, None, None)
             rows.append(
-                [str(epoch)] + [c for o, t in zip(ours, theirs, strict=True) for c in (_fmt(o), _fmt(t, 2))]
+                [str(epoch)] + [c for o, t in zip(shown, theirs, strict=True) for c in (o, _fmt(t, 2))]
             )
             ours_all.append(ours)
             if theirs[0] is not None:
@@ -117,8 +129,8 @@ def test_accuracy_table(cells: dict[tuple[str, str], RunRecord]) -> Table:
         row = [str(epoch)]
         for cell in configs:
             theirs = paper.TEST_ACCURACY.get(cell, {}).get(epoch)
-            ours = cells[cell].curves.get("test_accuracy", {}).get(epoch)
-            row.append(_fmt(ours) + (f" (paper {theirs:.2f})" if theirs is not None else ""))
+            shown = _with_interval(cells[cell], "test_accuracy", epoch)
+            row.append(shown + (f" (paper {theirs:.2f})" if theirs is not None else ""))
         rows.append(row)
     header = ["Epoch"] + [_column(c, cells[c]) for c in configs]
     return Table("Test accuracy per milestone (paper Figure 9)", header, rows)

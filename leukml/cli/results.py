@@ -108,6 +108,8 @@ def promote(
     )
     verb = "registered" if done.created else "already registered as"
     click.echo(f"experiment {done.experiment}: {done.how}")
+    for line in done.versus.lines() if done.versus else ():
+        click.echo(line)
     click.echo(
         f"run {done.run_id} ({done.metric} {done.value:.4f}) {verb} {done.name} "
         f"version {done.version}; alias {alias} -> {done.version}"

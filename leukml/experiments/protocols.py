@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leukml.analysis.comparison import REFERENCE, gap_text
+from leukml.analysis.uncertainty import Interval
 from leukml.common import options
 from leukml.common.options import option
 from leukml.training.config import TrainConfig
@@ -125,7 +126,7 @@ def cv_lines(
     folds: list[tuple[str, str, dict[str, float]]], summary: dict[str, dict[int, float]], last: int
 ) -> list[str]:
     """The cross-validation as printed: one row per (fold, run id, metrics at ``last``), then the
-    mean and std over the folds."""
+    mean and std over the folds, and the pooled metrics with their 95% intervals."""
     lines = [f"{'fold':>4}  {'run':<32}  " + "  ".join(f"{SHORT.get(m, m):>9}" for m in HEADLINE)]
     lines += [f"{fold:>4}  {run_id:<32}  " + _values(values) for fold, run_id, values in folds]
     for what in ("mean", "std"):
@@ -133,6 +134,16 @@ def cv_lines(
             m: summary[f"cv_{what}_{m}"][last] for m in HEADLINE if last in summary.get(f"cv_{what}_{m}", {})
         }
         lines.append(f"{what:>4}  {'':<32}  " + _values(row))
+    pooled = []
+    for m in HEADLINE:
+        name = f"cv_pooled_{m.removeprefix('test_')}"
+        if last in summary.get(name, {}):
+            interval = Interval(summary[f"{name}_ci_low"][last], summary[f"{name}_ci_high"][last])
+            pooled.append(f"{SHORT.get(m, m)} {summary[name][last]:.3f} {interval}")
+    if pooled:
+        lines.append(
+            f"pooled over every fold's test cells, 95% interval (subjects resampled): {', '.join(pooled)}"
+        )
     return lines
 
 

@@ -26,7 +26,7 @@ from leukml.experiments.config import HEARTBEAT_S, SearchConfig
 from leukml.model.archs import POOLINGS
 from leukml.training.bases import BaseCache
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import SubjectScore
+from leukml.training.evaluation import Predictions, SubjectScore
 from leukml.training.sinks import EarlyStop
 from leukml.training.trainer import TrainResult
 
@@ -114,6 +114,9 @@ class TrialReporter:
             raise EarlyStop(
                 f"pruned at epoch {epoch} ({selection_metric(self.selection_on_test)} {value:.4f})"
             )
+
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        pass
 
 
 # (config, tags, pruning reporter, the worker's frozen bases) -> (run id, result)

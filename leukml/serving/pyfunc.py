@@ -17,6 +17,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from leukml import CLASS_NAMES
+from leukml.analysis.calibration import apply_temperature
 from leukml.data.augment import TestTime, dihedral
 from leukml.data.images import MAX_REQUEST_IMAGE_BYTES, decode_base64_batch
 
@@ -65,8 +66,11 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
     """Base64 image files in; ``label`` (ALL or hem), ``p_all`` and the model version out.
 
     With ``tta: dihedral`` in its model config, ``p_all`` is the mean over each image's 8 dihedral
-    variants, all of a chunk's variants in one model call (as training's ``predict_tta``).
+    variants, all of a chunk's variants in one model call (as training's ``predict_tta``). With a
+    ``temperature`` in it (the source run's calibration), each probability is temperature-scaled.
     """
+
+    temperature = 1.0  # uncalibrated, until the model config says otherwise
 
     def load_context(self, context) -> None:
         config = context.model_config or {}
@@ -79,6 +83,7 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.size = int(self.model.input_shape[1])
         self.version = str(config.get("model_version", "unregistered"))
+        self.temperature = float(config.get("temperature", 1.0))  # 1.0: uncalibrated
         try:
             self.tta = TestTime(str(config.get("tta", "none")))
         except ValueError as exc:
@@ -119,5 +124,5 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
     def _p_all(self, images: np.ndarray) -> np.ndarray:
         n = self.tta.variants
         variants = np.concatenate([dihedral(images, v) for v in range(n)]) if n > 1 else images
-        probs = np.asarray(self.model.predict_on_batch(variants))[:, 1]
+        probs = apply_temperature(np.asarray(self.model.predict_on_batch(variants))[:, 1], self.temperature)
         return probs.reshape(n, len(images)).mean(axis=0)

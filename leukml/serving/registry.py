@@ -18,6 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from PIL import Image
 
 from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like, which_test_set
+from leukml.analysis.versus import Versus
 from leukml.common.runtime import backend_requirements
 from leukml.data.augment import TestTime
 from leukml.data.images import ImageError, decode_image, refuse_blank
@@ -25,7 +26,13 @@ from leukml.data.synth import render_cell
 from leukml.model.gradcam import explain_image
 from leukml.serving import bundle
 from leukml.serving.pyfunc import SIGNATURE, CellClassifier, encode_file
-from leukml.tracking.reader import find_experiment, is_training, search_filter
+from leukml.tracking.reader import (
+    find_experiment,
+    is_training,
+    model_temperature,
+    search_filter,
+    versus_runner_up,
+)
 from leukml.tracking.uri import resolve_tracking_uri
 
 DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion", "previous"
@@ -46,6 +53,7 @@ class Promotion:
     created: bool
     experiment: str
     ranking: Ranking
+    versus: Versus | None = None  # the chosen run against the runner-up, with intervals
 
     @property
     def how(self) -> str:
@@ -234,7 +242,12 @@ def _log_classifier(
                 artifacts=artifacts,
                 signature=SIGNATURE,
                 input_example=example,
-                model_config={"model_version": version, "tta": tta, "keras_backend": keras.backend.backend()},
+                model_config={
+                    "model_version": version,
+                    "tta": tta,
+                    "temperature": model_temperature(client, run),  # the run's calibration
+                    "keras_backend": keras.backend.backend(),
+                },
                 code_paths=[str(bundle.code_folder(folder / "code"))],
                 pip_requirements=sorted(set(bundle.pinned(bundle.PREDICT_PACKAGES) + backend_requirements())),
             )
@@ -279,10 +292,15 @@ def promote(
     keras_uri = _keras_model_uri(client, run, exp.experiment_id)
     existing = _existing_version(client, name, run.info.run_id, tta)
     created = existing is None
+    versus = versus_runner_up(client, run, ranking.runs[1] if len(ranking.runs) > 1 else None, metric)
     if created:
         existing = _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tta, ranking)
+        for key, text in versus.tags().items():  # the choice's uncertainty, on the version
+            client.set_model_version_tag(name, str(existing.version), key, text)
     _move_alias(client, name, alias, existing.version)
-    return Promotion(name, str(existing.version), run.info.run_id, metric, value, created, exp.name, ranking)
+    return Promotion(
+        name, str(existing.version), run.info.run_id, metric, value, created, exp.name, ranking, versus
+    )
 
 
 def _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tta, ranking: Ranking):

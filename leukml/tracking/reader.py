@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from leukml.analysis.comparison import Candidate
+from leukml.analysis.predictions import read_predictions
 from leukml.analysis.records import RunRecord
+from leukml.analysis.uncertainty import CI_METRICS
+from leukml.analysis.versus import Versus, interval_of, paired
 from leukml.tracking.uri import resolve_tracking_uri, shown_uri
+from leukml.training.evaluation import Predictions
 
 if TYPE_CHECKING:  # loading a model imports the backend; reading runs (a report) does not
     import keras
@@ -32,6 +40,9 @@ REPORT_METRICS = (
     "test_tn",
     "test_fp",
     "test_fn",
+    "test_brier",
+    "test_ece",
+    *(f"test_{m}_ci_{end}" for m in CI_METRICS for end in ("low", "high")),
 )
 
 
@@ -178,3 +189,61 @@ def study_parent_runs(client: MlflowClient, experiment_id: str, study_name: str)
 def filter_string(value: str) -> str:
     """A value quoted for an MLflow search filter (which reads no backslash escapes)."""
     return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def model_temperature(client: MlflowClient, run) -> float:
+    """The temperature that a training run's logged model applies to its probabilities: its
+    ``temperature`` metric at the model's epoch (tag ``model_epoch``) with ``--calibrate
+    temperature``, else 1.0 (uncalibrated: the model's own probabilities).
+
+    Raises:
+        ValueError: a calibrated run without a temperature at its model's epoch.
+    """
+    if run.data.params.get("calibrate", "none") != "temperature":
+        return 1.0
+    epoch = run.data.tags.get("model_epoch")
+    found = [
+        m.value
+        for m in client.get_metric_history(run.info.run_id, "temperature")
+        if epoch is not None and m.step == int(epoch)
+    ]
+    if not found:
+        raise ValueError(
+            f"run {run.info.run_id} was trained with --calibrate temperature but logged no temperature "
+            f"at its model's epoch ({epoch}); it did not finish logging: train it again"
+        )
+    return float(found[-1])
+
+
+def last_predictions(client: MlflowClient, run_id: str) -> Predictions | None:
+    """A run's per-image test predictions at its last milestone (``predictions/epoch_NNN.csv``),
+    or None for a run that logged none."""
+    files = sorted(a.path for a in client.list_artifacts(run_id, "predictions") if a.path.endswith(".csv"))
+    if not files:
+        return None
+    with tempfile.TemporaryDirectory(prefix="leukml-predictions-") as tmp:
+        return read_predictions(Path(client.download_artifacts(run_id, files[-1], tmp)).read_text())
+
+
+def versus_runner_up(client: MlflowClient, run, runner_up: Candidate | None, metric: str) -> Versus:
+    """The chosen ``run`` against the ranking's runner-up on ``metric``: both values with their
+    logged intervals, and the paired interval of their difference from both predictions files."""
+    mine = run.data.metrics
+    chosen = Versus(metric, float(mine[metric]), interval_of(mine, metric))
+    if runner_up is None:
+        return chosen
+    theirs = client.get_run(runner_up.run_id).data.metrics
+    found = paired(
+        metric, last_predictions(client, run.info.run_id), last_predictions(client, runner_up.run_id)
+    )
+    fields = {
+        "runner_up": runner_up.run_id,
+        "runner_value": float(theirs[metric]),
+        "runner_interval": interval_of(theirs, metric),
+    }
+    if isinstance(found, str):
+        return dataclasses.replace(chosen, **fields, why_unpaired=found)
+    difference, interval, resampled = found
+    return dataclasses.replace(
+        chosen, **fields, difference=difference, difference_interval=interval, resampled=resampled
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leukml.analysis.predictions import pooled_series
 from leukml.common.console import silent
 from leukml.data.discovery import discover
 from leukml.data.splits import n_subjects, summarize
@@ -31,8 +32,8 @@ from leukml.training import checkpoint
 from leukml.training.bases import BaseCache
 from leukml.training.checkpoint import Snapshot
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import SubjectScore
-from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink
+from leukml.training.evaluation import Predictions, SubjectScore
+from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink, NullSink
 from leukml.training.trainer import TrainResult, check_split, train
 
 
@@ -80,8 +81,21 @@ class _Timed:
     ) -> None:
         self._timed(self.sink.log_milestone, epoch, metrics, confusion, subjects)
 
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        self._timed(self.sink.log_predictions, epoch, test, val)
+
     def log_checkpoint(self, snapshot: Snapshot) -> None:
         self._timed(self.sink.log_checkpoint, snapshot)
+
+
+class _KeptPredictions(NullSink):
+    """A fold's test predictions per milestone epoch, for the cross-validation's pooled interval."""
+
+    def __init__(self) -> None:
+        self.test: dict[int, Predictions] = {}
+
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        self.test[epoch] = test
 
 
 def tracked_train(
@@ -256,7 +270,8 @@ def tracked_cv(
     console: ConsoleSink | None = None,
 ) -> tuple[str, list[Trained], dict[str, dict[int, float]]]:
     """Cross-validation as a parent run with a nested training run per fold (tag ``cv_fold``);
-    returns (parent id, the folds, ``cv_mean_*`` / ``cv_std_*`` per milestone epoch).
+    returns (parent id, the folds, ``cv_mean_*`` / ``cv_std_*`` per milestone epoch, and the
+    pooled ``cv_pooled_*`` with their intervals: ``leukml.analysis.predictions.pooled_series``).
 
     The parent logs the options, the mean and standard deviation of every milestone metric over
     the folds (step = epoch) and ``cv_folds.csv`` (one row per fold). The folds share the frozen
@@ -267,18 +282,24 @@ def tracked_cv(
     plan = cv.fold_configs(sorted({r.fold for r in dataset.records if r.fold is not None}))
     writer.connect(experiment, tracking_uri)
     tags = {"leukml_cv": "true", "cv_folds": cv.folds}
-    bases, done = BaseCache(), []
+    bases, done, kept = BaseCache(), [], []
     with writer.mlflow_run(tags, run_name=f"cv-{base.model.arch}-{base.optimizer}") as parent:
         params = {"folds": cv.folds, **{f"base.{k}": v for k, v in base.as_dict().items()}}
         writer.start_search_run(parent, tags, params)
         for number, (fold, config) in enumerate(plan, start=1):
             if console:
                 console.say(f"fold {fold} ({number} of {len(plan)})")
+            keeper = _KeptPredictions()
             run_id, result = tracked_train(
-                config, experiment, tags={"cv_fold": str(fold)}, observer=console, bases=bases
+                config,
+                experiment,
+                tags={"cv_fold": str(fold)},
+                observer=FanoutSink(console, keeper) if console else keeper,
+                bases=bases,
             )
             done.append(Trained(str(fold), run_id, result))
-        summary = cv_summary([t.result.milestones for t in done])
+            kept.append(keeper.test)
+        summary = cv_summary([t.result.milestones for t in done]) | pooled_series(kept)
         writer.log_summary_metrics(summary)
         writer.log_table(fold_table([_fold_row(t) for t in done]), "cv_folds.csv")
     return parent.info.run_id, done, summary

@@ -20,13 +20,21 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from leukml import CLASS_NAMES
 from leukml.analysis import raster
+from leukml.analysis.predictions import milestone_uncertainty, predictions_path
+from leukml.analysis.uncertainty import DRAWS
 from leukml.common.options import env_seconds
 from leukml.data.discovery import Dataset, skip_tags
 from leukml.data.images import decode_image
 from leukml.data.splits import Split, manifest, n_subjects, summarize, test_set_id
 from leukml.training.checkpoint import Snapshot
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import SHOWN_NAMES, SubjectScore, one_class_predicted, per_subject_csv
+from leukml.training.evaluation import (
+    SHOWN_NAMES,
+    Predictions,
+    SubjectScore,
+    one_class_predicted,
+    per_subject_csv,
+)
 from leukml.training.sinks import FlatLossWatch
 
 CHECKPOINT_PATH = "checkpoint"  # the run's checkpoints: two slots in it; older leukml wrote one here
@@ -72,6 +80,7 @@ class MlflowSink:
         self._loss = FlatLossWatch()
         self._one_class: tuple[set[int], set[str]] | None = None  # milestone epochs, class names
         self._example: Future | None = None  # (pixels, MLflow's example of them), made while training
+        self.temperatures: dict[int, float] = {}  # milestone epoch -> its fitted temperature
 
     def __enter__(self) -> MlflowSink:
         return self
@@ -85,6 +94,10 @@ class MlflowSink:
         if exc_type is None:
             for future in self._pending:
                 future.result()
+
+    def logged(self, metric: str, step: int) -> bool:
+        """Whether a resumed run's first part logged ``metric`` at ``step``."""
+        return step in self._logged.get(metric, ())
 
     def flush(self) -> None:
         """Send the metrics queued so far and wait for every write queued before (raising the
@@ -226,6 +239,32 @@ class MlflowSink:
         label = one_class_predicted(confusion)
         if label is not None:
             self._tag_one_class(epoch, SHOWN_NAMES[label])
+
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        """The milestone's predictions file, the intervals of its headline metrics, its Brier score,
+        calibration error and reliability diagram (with ``--calibrate temperature``: the
+        temperature fitted on ``val`` and the uncalibrated scores), made and written on the
+        background thread while training goes on (``leukml.analysis.predictions``)."""
+        self.in_background(self._write_predictions, epoch, test, val)
+
+    def _write_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        found = milestone_uncertainty(test, val, self.config.recipe.calibrates)
+        if found.temperature is not None:
+            self.temperatures[epoch] = found.temperature
+        now_ms = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(v), now_ms, epoch)
+            for k, v in found.metrics.items()
+            if epoch not in self._logged.get(k, ())
+        ]
+        tags = {"test_ci_resampled": found.resampled, "test_ci_draws": str(DRAWS)}
+        self._client.log_batch(self.run_id, metrics=metrics, tags=_run_tags(tags))
+        self._client.log_text(self.run_id, found.csv, predictions_path(epoch))
+        ece = found.metrics["test_ece"]
+        state = "calibrated" if found.temperature is not None else "uncalibrated"
+        title = f"epoch {epoch}: ECE {ece:.3f} ({state})\n{len(test.labels)} test cells"
+        image = raster.reliability_image(found.bins, title)
+        self._client.log_image(self.run_id, image, f"reliability/epoch_{epoch:03d}.png")
 
     def _tag_one_class(self, epoch: int, name: str) -> None:
         """Tags naming every milestone so far that predicted one class for every test image (the

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
 from leukml.analysis import raster
+from leukml.analysis.calibration import fit_temperature
 from leukml.common.console import Progress, silent
 from leukml.common.runtime import backend_requirements, device_name, package_version
 from leukml.experiments.summary import StudySummary
@@ -34,6 +35,7 @@ from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
 from leukml.tracking.uri import UiLink, resolve_tracking_uri, say_if_unanswered, ui_link
 from leukml.training.config import TrainConfig
 from leukml.training.sinks import EarlyStop
+from leukml.training.sources import predict_probs
 from leukml.training.trainer import TrainResult
 
 
@@ -98,6 +100,8 @@ def log_outcome(
     with progress("logging the model", megabytes, "MB") as advance, servable(model), _saving(model) as saving:
         mlflow.set_tags({k: str(v) for k, v in facts.items()})
         sink.flush()
+        if config.recipe.calibrates:
+            _log_model_temperature(result, config, sink)
         sink.log_image(lambda: raster.curves_image(history, val_label), "curves.png")
         mlflow.models.Model.log(
             artifact_path=None,
@@ -111,6 +115,22 @@ def log_outcome(
             validate_serving_input=False,
         )
         advance(megabytes)
+
+
+def _log_model_temperature(result: TrainResult, config: TrainConfig, sink: MlflowSink) -> None:
+    """The logged model's ``temperature`` (step: its epoch): its milestone's, else (a kept best
+    epoch or an early stop between milestones, a resumed run's earlier milestone) fitted now on the
+    kept model's validation predictions."""
+    epoch = result.model_epoch
+    if epoch in sink.temperatures or sink.logged("temperature", epoch):
+        return
+    prepared = result.prepared
+    probs = predict_probs(result.network.model, prepared.images, prepared.split.val, config.batch_size)
+    temperature = fit_temperature(prepared.dataset.labels[prepared.split.val], probs[:, 1])
+    sink.temperatures[epoch] = temperature
+    MlflowClient().log_batch(
+        sink.run_id, [Metric("temperature", temperature, int(time.time() * 1000), epoch)]
+    )
 
 
 @contextlib.contextmanager

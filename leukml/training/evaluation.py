@@ -29,6 +29,17 @@ UNKNOWN_SUBJECT = "?"
 SUBJECT_COLUMNS = ("subject", "class", "cells", "accuracy", "mean_p_all")
 
 
+class Predictions(NamedTuple):
+    """One split's per-image predictions at a milestone, as the model output them: ``files`` the
+    images' paths relative to the data folder, ``subjects`` their subject ids (None: unknown),
+    ``labels`` their true classes (1 = ALL), ``p_all`` the predicted ALL probabilities."""
+
+    files: tuple[str, ...]
+    subjects: tuple[str | None, ...]
+    labels: np.ndarray
+    p_all: np.ndarray
+
+
 def classification_metrics(
     y_true: np.ndarray, p_all: np.ndarray, prefix: str = "test_"
 ) -> tuple[dict[str, float], np.ndarray]:

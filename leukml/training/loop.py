@@ -18,7 +18,7 @@ import numpy as np
 
 from leukml.model.networks import Network
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import classification_metrics, per_subject_scores
+from leukml.training.evaluation import Predictions, classification_metrics, per_subject_scores
 from leukml.training.prepared import Prepared
 from leukml.training.sinks import MetricSink
 from leukml.training.sources import ImageSource, Source, as_source, variant_average
@@ -107,21 +107,36 @@ def _milestone(
     prepared: Prepared,
     config: TrainConfig,
     sink: MetricSink,
-    probs: np.ndarray | None,
+    val_probs: np.ndarray,
 ) -> None:
-    """The test split's metrics at the epoch just run (from ``probs`` when validation ran on the
-    test split), with ``_tta`` twins under test-time augmentation; to the state and the sink."""
-    labels, test = prepared.dataset.labels[prepared.split.test], prepared.split.test
-    if probs is None:
-        probs = stage.probs(test, config.batch_size)
+    """The test split's metrics at the epoch just run, with ``_tta`` twins under test-time
+    augmentation; to the state and the sink; then both splits' per-image predictions to the sink
+    (``val_probs``: the epoch's validation pass, the test split's when validation ran on it)."""
+    split, records = prepared.split, prepared.dataset.records
+    labels, test = prepared.dataset.labels[split.test], split.test
+    probs = val_probs if split.selection_on_test else stage.probs(test, config.batch_size)
     scores, confusion = classification_metrics(labels, probs[:, 1])
     if config.recipe.test_time.averages:
         averaged = variant_average(lambda v: stage.probs(test, config.batch_size, v), len(test))
         twins, _ = classification_metrics(labels, averaged[:, 1])
         scores.update({f"{name}_tta": value for name, value in twins.items()})
     state.milestones[state.epoch] = scores
-    subjects = per_subject_scores(labels, probs[:, 1], [prepared.dataset.records[i].subject for i in test])
+    subjects = per_subject_scores(labels, probs[:, 1], [records[i].subject for i in test])
     sink.log_milestone(state.epoch, scores, confusion, subjects)
+    val = None
+    if not split.selection_on_test and len(split.val):
+        val = _predictions(prepared, split.val, val_probs)
+    sink.log_predictions(state.epoch, _predictions(prepared, test, probs), val)
+
+
+def _predictions(prepared: Prepared, idx: np.ndarray, probs: np.ndarray) -> Predictions:
+    records = [prepared.dataset.records[i] for i in idx]
+    return Predictions(
+        tuple(r.relpath for r in records),
+        tuple(r.subject for r in records),
+        prepared.dataset.labels[idx],
+        np.asarray(probs[:, 1], dtype=np.float64),
+    )
 
 
 def _finish(network: Network, prepared: Prepared, config: TrainConfig, state: LoopState) -> TrainResult:
@@ -206,7 +221,7 @@ def fit(
             _track_best(state, network, config, val_logs)
         sink.log_epoch(state.epoch, metrics)
         if state.epoch in config.milestones:
-            _milestone(state, stage, prepared, config, sink, val_probs if split.selection_on_test else None)
+            _milestone(state, stage, prepared, config, sink, val_probs)
         if _patience_spent(state, config):
             state.stopped_epoch = state.epoch
         if on_epoch is not None:

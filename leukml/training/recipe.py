@@ -13,6 +13,7 @@ from leukml.common.options import option
 from leukml.data.augment import AUGMENTS, TTAS, Augmentation, TestTime
 
 KEEPS = ("last", "best")
+CALIBRATIONS = ("none", "temperature")
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,21 @@ class RecipeConfig:
         "accuracy (ties: lower validation loss, then the earlier); best needs --val-fraction.",
         choices=KEEPS,
     )
+    calibrate: str = option(
+        "none",
+        "Calibration of the predicted probabilities: none (the paper); temperature: one temperature "
+        "per milestone, fitted on the validation split (minimising its log loss; needs --val-fraction), "
+        "divides the model's logit: the test metrics' probabilities, the predictions file and the "
+        "promoted model use it (labels, counts and AUC unchanged; the uncalibrated ECE is kept).",
+        choices=CALIBRATIONS,
+    )
 
     def __post_init__(self) -> None:
         Augmentation(self.augment), TestTime(self.tta)  # refused here, naming the choices
         if self.keep not in KEEPS:
             raise ValueError(f"keep={self.keep!r}; choose one of: {', '.join(KEEPS)}")
+        if self.calibrate not in CALIBRATIONS:
+            raise ValueError(f"calibrate={self.calibrate!r}; choose one of: {', '.join(CALIBRATIONS)}")
         if self.fine_tune_layers < 0:
             raise ValueError(f"fine_tune_layers={self.fine_tune_layers}; use 0 (frozen base) or more")
         if self.fine_tune_from is not None and self.fine_tune_from < 1:
@@ -80,8 +91,9 @@ class RecipeConfig:
         """Refuse what cannot work with the run's ``epochs`` and requested ``val_fraction``.
 
         Raises:
-            ValueError: fine-tuning from after the last epoch; early stopping or ``keep=best``
-                without a validation split (they select on validation, never on test).
+            ValueError: fine-tuning from after the last epoch; early stopping, ``keep=best`` or
+                ``calibrate=temperature`` without a validation split (they fit or select on
+                validation, never on test).
         """
         if self.fine_tune_from is not None and self.fine_tune_from > epochs:
             raise ValueError(f"fine_tune_from={self.fine_tune_from} is after the last epoch; use 1..{epochs}")
@@ -97,12 +109,22 @@ class RecipeConfig:
                 "keep=best picks the epoch on the validation split, never on test, and this run has no "
                 "validation split: add --val-fraction (e.g. 0.1) or use --keep last"
             )
+        if self.calibrate == "temperature":
+            raise ValueError(
+                "calibrate=temperature fits the temperature on the validation split, never on test, and "
+                "this run has no validation split: add --val-fraction (e.g. 0.25) or use --calibrate none"
+            )
 
     def fine_tune_epoch(self, epochs: int) -> int | None:
         """The first epoch of fine-tuning, or None without it."""
         if not self.fine_tune_layers:
             return None
         return self.fine_tune_from or epochs // 2 + 1
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether each milestone's probabilities are temperature-scaled (``calibrate``)."""
+        return self.calibrate == "temperature"
 
     @property
     def augmentation(self) -> Augmentation:

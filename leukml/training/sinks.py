@@ -17,6 +17,7 @@ from leukml.data.discovery import Dataset, skip_line
 from leukml.data.splits import Split
 from leukml.training.evaluation import (
     FLAT_LOSS_EPOCHS,
+    Predictions,
     SubjectScore,
     flat_loss,
     one_class_predicted,
@@ -39,6 +40,11 @@ class MetricSink(Protocol):
         self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
     ) -> None:
         """The test split's metrics, confusion matrix and per-subject table at a milestone epoch."""
+
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        """The same milestone's per-image predictions of the test split and of the validation split
+        (None without one apart from test), after ``log_milestone``: the tracking layer's intervals,
+        calibration and predictions file are made from them."""
 
 
 class FanoutSink:
@@ -66,6 +72,10 @@ class FanoutSink:
         for sink in self.sinks:
             sink.log_milestone(epoch, metrics, confusion, subjects)
 
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        for sink in self.sinks:
+            sink.log_predictions(epoch, test, val)
+
 
 class NullSink:
     def log_data(self, dataset: Dataset, split: Split) -> None:
@@ -77,6 +87,9 @@ class NullSink:
     def log_milestone(
         self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
     ) -> None:
+        pass
+
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
         pass
 
 
@@ -135,6 +148,9 @@ class ConsoleSink:
         if label is not None and not self._one_class_said:  # once: later milestones add no news
             self._one_class_said = True
             self._warn(one_class_text(epoch, label, int(np.sum(confusion))))
+
+    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+        pass
 
     def say(self, text: str) -> None:
         """Any other progress line (a search's trials)."""

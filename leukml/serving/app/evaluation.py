@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from leukml.analysis.versus import interval_of
 from leukml.serving.app.source import VersionInfo
+from leukml.tracking.reader import model_temperature
 
 DISCLAIMER = (
     "A research tool, not a diagnostic device: its answers are not a diagnosis and must not guide "
@@ -36,14 +38,65 @@ SHOWN = (
 )
 
 
+GOOD_AUC = 0.7  # an AUC from here up ranks the cells well enough to say so beside a one-class model
+
+
 @dataclass(frozen=True)
 class Evaluation:
+    """``numbers``: (how a person reads the metric, its value, its 95% interval as text or "");
+    ``flags``: what makes those numbers mislead, said first; ``calibration``: whether ``p_all``
+    is a calibrated probability."""
+
     protocol: str
     protocol_text: str
-    numbers: tuple[tuple[str, float], ...]
+    numbers: tuple[tuple[str, float, str], ...]
     n_test: str
     selected_on: str
     disclaimer: str = DISCLAIMER
+    flags: tuple[str, ...] = ()
+    calibration: str = ""
+
+
+def _flags(run, metrics: dict[str, float]) -> tuple[str, ...]:
+    """The source run's warnings about the served model: one class predicted for every test cell
+    at the model's epoch (and a good AUC: the ranking is good, the 0.5 threshold is not), a flat
+    training loss."""
+    tags, flags = run.data.tags, []
+    epochs = [e for e in tags.get("test_one_class_predicted_epochs", "").split(",") if e]
+    if tags.get("model_epoch") in epochs:
+        name = tags.get("test_one_class_predicted_class", "one class")
+        flags.append(
+            f"Degenerate on its own test set: at its epoch ({tags['model_epoch']}) it called every test "
+            f"cell {name}, so its accuracy is the share of {name} cells, not skill, and it will likely "
+            f"call your cells {name} too."
+        )
+        auc = metrics.get("test_auc", math.nan)
+        if auc >= GOOD_AUC:
+            flags.append(
+                f"Its AUC is {auc:.3f}: it ranks ALL cells above normal ones well, but its 0.5 threshold "
+                "is not right: every cell falls on one side of it. Read p_all as a ranking, not a label."
+            )
+    if text := tags.get("warning_flat_loss"):
+        flags.append(f"Its training loss did not move: {text}.")
+    return tuple(flags)
+
+
+def _calibration(client: MlflowClient, run, metrics: dict[str, float]) -> str:
+    """Whether the served p_all is calibrated, with the test ECE (and the uncalibrated one)."""
+    ece = metrics.get("test_ece")
+    shown = f"; its test calibration error (ECE) is {ece:.3f}" if ece is not None else ""
+    if run.data.params.get("calibrate") == "temperature":
+        before = metrics.get("test_ece_uncalibrated")
+        shown += f" ({before:.3f} before calibration)" if before is not None else ""
+        temperature = model_temperature(client, run)
+        return (
+            f"Its p_all is calibrated: the model's logit divided by a temperature of {temperature:.3g}, "
+            f"fitted on the validation split{shown}."
+        )
+    return (
+        "Its p_all is not calibrated (trained without --calibrate temperature): it ranks cells, but a "
+        f"p_all of 0.93 need not mean 93% of such cells are ALL{shown}."
+    )
 
 
 def evaluation(client: MlflowClient, info: VersionInfo) -> Evaluation:
@@ -51,13 +104,16 @@ def evaluation(client: MlflowClient, info: VersionInfo) -> Evaluation:
     tags = info.tags
     protocol = tags.get("split_protocol", "?")
     metrics: dict[str, float] = {}
+    run, flags, calibration = None, (), ""
     if run_id := tags.get("run_id"):
         try:
-            metrics = client.get_run(run_id).data.metrics
-        except MlflowException:
+            run = client.get_run(run_id)
+            metrics = run.data.metrics
+            flags, calibration = _flags(run, metrics), _calibration(client, run, metrics)
+        except (MlflowException, ValueError):
             metrics = {}
     numbers = tuple(
-        (label, float(metrics[key]))
+        (label, float(metrics[key]), str(interval_of(metrics, key) or ""))
         for key, label in SHOWN
         if key in metrics and not math.isnan(metrics[key])
     )
@@ -70,4 +126,6 @@ def evaluation(client: MlflowClient, info: VersionInfo) -> Evaluation:
     else:
         selected = f"selected on the validation split ({chosen}); the test split only reports"
     text = PROTOCOLS.get(protocol, f"split {protocol!r}")
-    return Evaluation(protocol, text, numbers, tags.get("n_test", "?"), selected)
+    return Evaluation(
+        protocol, text, numbers, tags.get("n_test", "?"), selected, flags=flags, calibration=calibration
+    )

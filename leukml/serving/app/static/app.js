@@ -86,6 +86,14 @@ function element(tag, props = {}, ...children) {
   return node;
 }
 
+// Wilson's 95% score interval of k successes in n (leukml.analysis.uncertainty.wilson's twin)
+function wilson(k, n) {
+  const z2 = 1.959963984540054 ** 2, share = k / n;
+  const center = (share + z2 / (2 * n)) / (1 + z2 / n);
+  const half = Math.sqrt(z2) * Math.sqrt(share * (1 - share) / n + z2 / (4 * n * n)) / (1 + z2 / n);
+  return [Math.max(0, center - half), Math.min(1, center + half)];
+}
+
 function summary() {
   const p = rows.map((r) => r.p_all);
   const n = p.length;
@@ -93,11 +101,16 @@ function summary() {
   const mean = p.reduce((a, b) => a + b, 0) / n;
   const sd = Math.sqrt(p.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
   const warned = rows.filter((r) => r.warnings.length).length;
+  const [low, high] = wilson(nAll, n);
   const b = (id, value) => element("b", { id, textContent: value });
   return [b("n-cells", n), " cells: ", b("n-all", nAll), " predicted ALL, ", b("n-hem", n - nAll),
     " hem; p_all mean ", b("p-mean", mean.toFixed(3)), ", standard deviation ", b("p-sd", sd.toFixed(3)),
     `, range ${Math.min(...p).toFixed(3)} to ${Math.max(...p).toFixed(3)}; `,
-    element("span", { id: "n-warned", textContent: warned }), " unlike the training cells."];
+    element("span", { id: "n-warned", textContent: warned }), " unlike the training cells.",
+    element("br"), "Fraction predicted ALL: ", b("f-all", (nAll / n).toFixed(3)), ", 95% interval ",
+    b("f-all-ci", `[${low.toFixed(2)}, ${high.toFixed(2)}]`),
+    ` (Wilson): how sure that fraction is for ${n} cells of this kind. It is not a diagnosis of the ` +
+    "patient: the model's errors, the cells chosen and the threshold all stand between it and one."];
 }
 
 function cell(tr, children, cls) {
