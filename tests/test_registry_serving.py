@@ -376,42 +376,45 @@ def test_registered_model_answers_where_leukml_is_not_installed(
         "print(json.dumps(model.predict(pd.DataFrame({'image': rows}))['p_all'].tolist()))\n"
     )
     env = child_env()
-    away = subprocess.run(
-        [str(python_without_leukml), "-c", script, str(model), *map(str, cells)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert away.returncode == 0, away.stderr[-3000:]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    away = run(str(python_without_leukml), "-c", script, str(model), *map(str, cells))
     assert away.stdout.splitlines()[-2] == str(model / "code" / "leukml" / "__init__.py")  # the model's
     uri, _, _ = store
     leukml = Path(sys.executable).parent / "leukml"
-    ours = subprocess.run(
-        [str(leukml), "predict", *map(str, cells), "--model-uri", f"models:/{TRAVEL}@champion", "--json"]
-        + ["--tracking-uri", uri],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    ours = run(
+        str(leukml),
+        "predict",
+        *map(str, cells),
+        "--model-uri",
+        f"models:/{TRAVEL}@champion",
+        "--json",
+        "--tracking-uri",
+        uri,
     )
-    assert ours.returncode == 0, ours.stderr[-3000:]
     expected = [json.loads(line)["p_all"] for line in ours.stdout.splitlines()]
     np.testing.assert_allclose(json.loads(away.stdout.splitlines()[-1]), expected, atol=1e-6)
 
     example = model / "serving_input_example.json"
-    predicted = subprocess.run(
-        [str(python_without_leukml), "-m", "mlflow", "models", "predict", "-m", str(model)]
-        + ["-i", str(example), "--content-type", "json", "--env-manager", "local"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    predicted = run(
+        str(python_without_leukml),
+        "-m",
+        "mlflow",
+        "models",
+        "predict",
+        "-m",
+        str(model),
+        "-i",
+        str(example),
+        "--content-type",
+        "json",
+        "--env-manager",
+        "local",
     )
-    assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert re.search(r'"label": "(ALL|hem)"', predicted.stdout), predicted.stdout[-2000:]
 
 
