@@ -178,7 +178,7 @@ def two_epochs(tmp_path_factory, tiny_data):
 
 
 def test_logged_model_carries_a_servable_example(tmp_path, two_epochs):
-    """MLflow's own serving-input check is off (leukml.tracking.writer._KerasFlavor), so this is it: the
+    """MLflow's own serving-input check is off (leukml.tracking.mlflow_compat.KerasFlavor), so this is it: the
     example and signature that were logged load back and predict through pyfunc."""
     uri, run_id, result = two_epochs
     mlflow.set_tracking_uri(uri)

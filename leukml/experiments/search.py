@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from leukml.common.stores import StoreError, store_problem, unknown_scheme
 from leukml.data.splits import Split
 from leukml.experiments.config import HEARTBEAT_S, SearchConfig
+from leukml.experiments.optuna_compat import storage_of, trial_id
 from leukml.model.archs import POOLINGS
 from leukml.training.bases import BaseCache
 from leukml.training.config import TrainConfig
@@ -187,7 +188,7 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial, bases
         keras.backend.clear_session()
         config = search.base.replace(**suggest(trial, search))
         tags = {"study_name": study_name, "trial_number": str(trial.number)}
-        retry_of = trial.study._storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        retry_of = storage_of(trial).get_trial_system_attrs(trial_id(trial)).get("failed_trial")
         retry_of = trial.user_attrs.get("retry_of") if retry_of is None else retry_of
         if retry_of is not None:  # a cell re-queued after its worker died or was interrupted
             tags["retry_of"] = str(retry_of)
@@ -302,7 +303,7 @@ def _claim(study: optuna.Study, search: SearchConfig):
     with warnings.catch_warnings():  # heartbeats are kept by _Heartbeat, not by optimize()
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trial = study.ask()
-    study._storage.record_heartbeat(trial._trial_id)  # under the lock: a claim is never beatless
+    storage_of(trial).record_heartbeat(trial_id(trial))  # under the lock: a claim is never beatless
     return trial
 
 
@@ -321,7 +322,7 @@ class _Heartbeat(threading.Thread):
 def _run_claimed(
     study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, objective, heartbeat: int, say: Say
 ) -> None:
-    beat = _Heartbeat(storage, trial._trial_id, heartbeat)
+    beat = _Heartbeat(storage, trial_id(trial), heartbeat)
     beat.start()
     value, state = None, TrialState.COMPLETE
     try:
@@ -333,7 +334,7 @@ def _run_claimed(
         state = TrialState.FAIL
     except BaseException:  # Ctrl-C, SIGTERM: the trial fails, the worker stops; a rerun retrains it
         beat.done.set()
-        storage.set_trial_system_attr(trial._trial_id, "interrupted", True)
+        storage.set_trial_system_attr(trial_id(trial), "interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
         raise
     finally:

@@ -20,6 +20,7 @@ from leukml import CLASS_NAMES
 from leukml.analysis.calibration import apply_temperature
 from leukml.data.augment import TestTime, dihedral
 from leukml.data.images import MAX_REQUEST_IMAGE_BYTES, decode_base64_batch
+from leukml.tracking.mlflow_compat import in_scoring_server
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "image")]),
@@ -35,14 +36,6 @@ WARM_BATCHES = (1, 2)
 
 def encode_file(path: str | Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def in_scoring_server() -> bool:
-    """Whether this process is MLflow's scoring server (``mlflow models serve``), which names the
-    model it serves in this variable before it loads it."""
-    from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
-
-    return bool(os.environ.get(_SERVER_MODEL_PATH))
 
 
 def tune_scoring_server() -> None:

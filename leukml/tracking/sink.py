@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from mlflow.entities import Dataset as MlflowDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, RunTag
-from mlflow.models.utils import _Example
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -26,6 +25,7 @@ from leukml.common.options import env_seconds
 from leukml.data.discovery import Dataset, skip_tags
 from leukml.data.images import decode_image
 from leukml.data.splits import Split, manifest, n_subjects, summarize, test_set_id
+from leukml.tracking.mlflow_compat import Example, input_example
 from leukml.training.checkpoint import Snapshot
 from leukml.training.config import TrainConfig
 from leukml.training.evaluation import (
@@ -173,7 +173,7 @@ class MlflowSink:
             "split_manifest.json",
         )
 
-    def input_example(self, pixels: np.ndarray) -> _Example:
+    def input_example(self, pixels: np.ndarray) -> Example:
         """MLflow's input example of ``pixels`` (a float32 batch of one image): the one made on the
         background thread while the training ran when it holds the same pixels (its JSON takes
         ~0.3 s for a 128 px image), else made now."""
@@ -183,7 +183,7 @@ class MlflowSink:
             made = None
         if made is not None and np.array_equal(made[0], pixels):
             return made[1]
-        return _Example(pixels)
+        return input_example(pixels)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(epoch, metrics)
@@ -309,8 +309,8 @@ def _inputs(dataset: Dataset, counts: dict[str, dict]) -> list[DatasetInput]:
     ]
 
 
-def _example_of(dataset: Dataset, split: Split, size: int) -> tuple[np.ndarray, _Example]:
+def _example_of(dataset: Dataset, split: Split, size: int) -> tuple[np.ndarray, Example]:
     """The logged model's input example: the first test image as the image cache decodes it
     (``leukml.data.imagecache``), float32, and MLflow's example of it."""
     pixels = decode_image(dataset.paths()[split.test[0]], size)[None].astype(np.float32)
-    return pixels, _Example(pixels)
+    return pixels, input_example(pixels)

@@ -21,7 +21,6 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric
 from mlflow.models.signature import ModelSignature
-from mlflow.models.utils import _Example
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 
@@ -31,6 +30,7 @@ from leukml.common.console import Progress, silent
 from leukml.common.runtime import backend_requirements, device_name, package_version
 from leukml.experiments.summary import StudySummary
 from leukml.tracking import heartbeat
+from leukml.tracking.mlflow_compat import KerasFlavor
 from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
 from leukml.tracking.uri import UiLink, resolve_tracking_uri, say_if_unanswered, ui_link
 from leukml.training.config import TrainConfig
@@ -107,7 +107,7 @@ def log_outcome(
             artifact_path=None,
             name="model",
             step=result.model_epoch,
-            flavor=_KerasFlavor,
+            flavor=KerasFlavor,
             model=saving,
             signature=_signature(model),
             example=sink.input_example(example),
@@ -187,25 +187,6 @@ def _signature(model: keras.Model) -> ModelSignature:
         return Schema([TensorSpec(np.dtype(np.float32), (-1, *shape[1:]))])
 
     return ModelSignature(inputs=spec(model.input_shape), outputs=spec(model.output_shape))
-
-
-class _KerasFlavor:
-    """``mlflow.keras`` as ``Model.log`` calls it, without MLflow's serving-input check: that
-    check reloads the whole model from disk to predict the input example (2-4 s a run, the largest
-    share of tracking's cost in bench/tracking.py). The logged example is loaded and predicted in
-    tests/test_tracking.py instead. ``mlflow.keras.log_model`` cannot turn the check off."""
-
-    __name__ = "mlflow.keras"
-
-    @staticmethod
-    def save_model(validate_serving_input: bool = True, example: _Example | None = None, **kwargs):
-        """``mlflow.keras.save_model`` with an input example made already (``MlflowSink.input_example``),
-        written as MLflow writes one."""
-        if example is not None:
-            os.makedirs(kwargs["path"], exist_ok=True)
-            example.save(kwargs["path"])
-            kwargs["mlflow_model"].saved_input_example_info = example.info
-        return mlflow.keras.save_model(**kwargs)
 
 
 def connect(experiment: str, tracking_uri: str | None) -> None:

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from leukml.data.augment import NO_AUGMENTATION, Augmentation
+from leukml.model.keras_compat import symbolic_build
 from leukml.training import device
 from leukml.training.sources import FeatureSource, Source
 
@@ -132,7 +133,7 @@ def _build_state(target: keras.Model, x: np.ndarray, y: np.ndarray, weights: np.
     """Create what ``train_on_batch`` creates on its first call (the compiled loss and metrics,
     the optimizer's variables), so that the program can be traced before any step ran."""
     sample = None if weights is None else weights[: len(x)]
-    target._symbolic_build(data_batch=(x.astype(np.float32), y, sample))
+    symbolic_build(target, (x.astype(np.float32), y, sample))
     if not target.optimizer.built:
         target.optimizer.build(target.trainable_variables)
 

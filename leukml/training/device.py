@@ -21,6 +21,7 @@ from collections.abc import Callable
 import keras
 
 from leukml.common.cachedir import cache_root
+from leukml.model.keras_compat import kept_on
 
 CPU_EXTRACTION_BATCH = 64  # no device memory to fill on a CPU: the batch that was always used there
 MOST_EXTRACTION_BATCH = 1024
@@ -66,12 +67,12 @@ def forward(model: keras.Model) -> Callable:
     """``model(x, training=False)`` as one compiled call whose output stays on the device: the
     computation ``predict_on_batch`` runs, without its wait and copy to the host. Made once per
     model and kept on it, so that a later extraction with the same model compiles nothing again."""
-    made = model.__dict__.get("_leukml_forward")
-    if made is None:
+
+    def make() -> Callable:
         compilation_cache()
-        made = _forward(model)
-        object.__setattr__(model, "_leukml_forward", made)  # not a tracked Keras attribute
-    return made
+        return _forward(model)
+
+    return kept_on(model, "_leukml_forward", make)  # not a tracked Keras attribute
 
 
 def _forward(model: keras.Model) -> Callable:
