@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/gpu.sh's dress rehearsal on a CPU machine, before any device time is spent on it: a
-# Python 3.12 environment like the GPU machines' image (/work/.library/device/KINDS.md: JAX
+# Python 3.12 environment like the GPU machines' image (JAX
 # 0.11.2, numpy and the other packages it holds that leukml's core imports; no TensorFlow, keras,
 # mlflow or optuna), then `bench/gpu.sh --quick` exactly as a device run goes (keras, namex and
 # optree from .whl/ into /tmp/site). It proves the script's imports and paths, not any speed.
