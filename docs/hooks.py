@@ -249,33 +249,22 @@ def environment_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Recorder:
-    """Stands in for an Optuna trial: records what ``suggest`` asks of it, answers the first choice."""
-
-    def __init__(self) -> None:
-        self.asked: list[tuple[str, str]] = []
-
-    def suggest_categorical(self, name: str, choices: list):
-        self.asked.append(
-            (name, " \\| ".join(f"`{str(c).lower() if isinstance(c, bool) else c}`" for c in choices))
-        )
-        return choices[0]
-
-    def suggest_float(self, name: str, low: float, high: float, log: bool = False, **kwargs) -> float:
-        self.asked.append((name, f"`{low:g}` to `{high:g}`" + (", log-uniform" if log else ", uniform")))
-        return low
+def _space_values(space) -> str:
+    if isinstance(space, list):
+        return " \\| ".join(f"`{str(c).lower() if isinstance(c, bool) else c}`" for c in space)
+    low, high, log = space
+    return f"`{low:g}` to `{high:g}`, " + ("log-uniform" if log else "uniform")
 
 
 def search_space_reference() -> str:
     """The extended search's space (``leukml search --mode extended``), from ``suggest`` itself."""
     _leukml_cli()
     from leukml.experiments.config import SearchConfig
-    from leukml.experiments.search import suggest
+    from leukml.experiments.search import search_space
 
-    trial = _Recorder()
-    suggest(trial, SearchConfig.of(mode="extended"))
     lines = ["| parameter | values |", "|---|---|"]
-    lines += [f"| `{name}` | {values} |" for name, values in trial.asked]
+    space = search_space(SearchConfig.of(mode="extended"))
+    lines += [f"| `{name}` | {_space_values(values)} |" for name, values in space]
     return "\n".join(lines) + "\n"
 
 

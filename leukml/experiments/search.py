@@ -71,20 +71,33 @@ def suggest(trial: optuna.Trial, search: SearchConfig) -> dict:
     }
 
 
-class _FirstChoices:
-    """Stands in for a trial to read which options ``suggest`` sets: it suggests the first choice."""
+class SpaceRecorder:
+    """Stands in for a trial to read the space ``suggest`` asks for: records each ``suggest_*``
+    call (``asked``: name, then the choices or ``(low, high, log)``) and answers the first choice."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, list | tuple[float, float, bool]]] = []
 
     def suggest_categorical(self, name: str, choices: list):
+        self.asked.append((name, list(choices)))
         return choices[0]
 
-    def suggest_float(self, name: str, low: float, high: float, **kwargs) -> float:
+    def suggest_float(self, name: str, low: float, high: float, log: bool = False, **kwargs) -> float:
+        self.asked.append((name, (low, high, log)))
         return low
+
+
+def search_space(search: SearchConfig) -> list[tuple[str, list | tuple[float, float, bool]]]:
+    """What ``suggest`` asks of a trial of ``search``, in order (``SpaceRecorder.asked``)."""
+    recorder = SpaceRecorder()
+    suggest(recorder, search)
+    return recorder.asked
 
 
 def searched_options(search: SearchConfig) -> tuple[str, ...]:
     """The training options every trial of ``search`` sets itself (``suggest``'s): the base's values
     of these never act. Read from ``suggest``, so the two cannot drift apart."""
-    return tuple(suggest(_FirstChoices(), search))
+    return tuple(name for name, _ in search_space(search))
 
 
 def search_objective(search: SearchConfig) -> str:
