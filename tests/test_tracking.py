@@ -517,7 +517,8 @@ def _documented(name: str, page: str) -> bool:
         generic = "skipped_<reason>"
     if interval := re.fullmatch(r"test_(\w+)_ci_(low|high)", name):  # of a metric named there too
         generic = f"test_<metric>_ci_{interval[2]}" if f"`{interval[1]}`" in page else name
-    return f"`{name}`" in page or f"`{generic}`" in page or f"`{generic.rsplit('.', 1)[0]}" in page
+    stem = generic.rsplit(".", 1)[0]  # an artifact listed as `name.png`, `.json`
+    return f"`{name}`" in page or f"`{generic}`" in page or ("." in generic and f"`{stem}." in page)
 
 
 def test_the_runs_reference_names_what_a_training_writes(two_epochs):
