@@ -12,6 +12,7 @@ the model (bench/RESULTS.md, issue 27). The report's figures, drawn once, stay m
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -198,65 +199,104 @@ def _around(point: tuple[float, float], radius: float) -> tuple[float, float, fl
     return point[0] - radius, point[1] - radius, point[0] + radius, point[1] + radius
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """A curves panel's plot area in pixels and the epochs and values it spans (sizes times ``s``)."""
+
+    left: float
+    right: float
+    top: float
+    bottom: float
+    first: float  # the epochs at the left and right edges
+    last: float
+    low: float  # the values at the bottom and top edges
+    high: float
+    epochs: int  # the longest series' length
+    s: int
+
+    @classmethod
+    def of(cls, x0: int, series, s: int) -> _Frame:
+        """The frame of the 450x340 px panel at ``x0``, spanning the series' finite values (5% margins)."""
+        values = np.array([v for _, vs in series for v in vs], dtype=float)
+        finite = values[np.isfinite(values)]
+        n = max((len(vs) for _, vs in series), default=0)
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        pad = (high - low) * 0.05 or 0.05
+        margin = 0.05 * max(n - 1, 1)
+        box = (x0 + 58) * s, (x0 + 436) * s, 28 * s, 298 * s
+        return cls(*box, 1 - margin, n + margin, low - pad, high + pad, n, s)
+
+    def at(self, epoch: float, value: float) -> tuple[float, float]:
+        return (
+            self.left + (epoch - self.first) / (self.last - self.first) * (self.right - self.left),
+            self.bottom - (value - self.low) / (self.high - self.low) * (self.bottom - self.top),
+        )
+
+
 def _panel(draw: ImageDraw.ImageDraw, x0: int, title: str, series, s: int) -> None:
     """One metric's curves in the 450x340 px panel at ``x0`` (all sizes times ``s``): axes, ticks,
     lines, and the legend in the corner that hides the fewest points."""
-    small, font = _font(10 * s), _font(12 * s)
-    left, right, top, bottom = (x0 + 58) * s, (x0 + 436) * s, 28 * s, 298 * s
+    frame = _Frame.of(x0, series, s)
+    _axes(draw, frame, title)
+    points = _lines(draw, frame, series)
+    draw.rectangle((frame.left, frame.top, frame.right, frame.bottom), outline=AXIS, width=s)
+    labels = [(color, label) for color, (label, vs) in zip(SIDE_COLORS, series, strict=True) if len(vs)]
+    if labels:
+        _legend(draw, frame, labels, points)
+
+
+def _axes(draw: ImageDraw.ImageDraw, f: _Frame, title: str) -> None:
+    """The panel's title, the value ticks with their grid lines, the epoch ticks and the axis label."""
+    s, small, font = f.s, _font(10 * f.s), _font(12 * f.s)
     w, _ = _text_size(draw, title, font)
-    draw.text(((left + right - w) / 2, 6 * s), title, fill=INK, font=font)
-    values = np.array([v for _, vs in series for v in vs], dtype=float)
-    finite = values[np.isfinite(values)]
-    n = max((len(vs) for _, vs in series), default=0)
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    pad = (high - low) * 0.05 or 0.05
-    low, high = low - pad, high + pad
-    first, last = 1 - 0.05 * max(n - 1, 1), n + 0.05 * max(n - 1, 1)
-
-    def at(epoch: float, value: float) -> tuple[float, float]:
-        return (
-            left + (epoch - first) / (last - first) * (right - left),
-            bottom - (value - low) / (high - low) * (bottom - top),
-        )
-
-    for tick in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high):
-        if low <= tick <= high:
-            _, y = at(first, tick)
-            draw.line((left, y, right, y), fill=GRID, width=s)
-            draw.line((left - 4 * s, y, left, y), fill=AXIS, width=s)
+    draw.text(((f.left + f.right - w) / 2, 6 * s), title, fill=INK, font=font)
+    for tick in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(f.low, f.high):
+        if f.low <= tick <= f.high:
+            _, y = f.at(f.first, tick)
+            draw.line((f.left, y, f.right, y), fill=GRID, width=s)
+            draw.line((f.left - 4 * s, y, f.left, y), fill=AXIS, width=s)
             text = f"{tick:g}"
             tw, th = _text_size(draw, text, small)
-            draw.text((left - tw - 7 * s, y - th / 2 - 2 * s), text, fill=INK, font=small)
-    for tick in MaxNLocator(nbins=6, integer=True).tick_values(max(first, 1), last):
-        if 1 <= tick <= n:
-            x, _ = at(tick, low)
-            draw.line((x, bottom, x, bottom + 4 * s), fill=AXIS, width=s)
+            draw.text((f.left - tw - 7 * s, y - th / 2 - 2 * s), text, fill=INK, font=small)
+    for tick in MaxNLocator(nbins=6, integer=True).tick_values(max(f.first, 1), f.last):
+        if 1 <= tick <= f.epochs:
+            x, _ = f.at(tick, f.low)
+            draw.line((x, f.bottom, x, f.bottom + 4 * s), fill=AXIS, width=s)
             text = f"{tick:g}"
             tw, _ = _text_size(draw, text, small)
-            draw.text((x - tw / 2, bottom + 6 * s), text, fill=INK, font=small)
+            draw.text((x - tw / 2, f.bottom + 6 * s), text, fill=INK, font=small)
     w, _ = _text_size(draw, "epoch", font)
-    draw.text(((left + right - w) / 2, bottom + 22 * s), "epoch", fill=INK, font=font)
+    draw.text(((f.left + f.right - w) / 2, f.bottom + 22 * s), "epoch", fill=INK, font=font)
+
+
+def _lines(draw: ImageDraw.ImageDraw, f: _Frame, series) -> list[tuple[float, float]]:
+    """Each side's line, broken where a value is not finite (a lone point between breaks: a dot);
+    returns every point drawn."""
     points = []
     for color, (_, vs) in zip(SIDE_COLORS, series, strict=True):
         line: list[tuple[float, float]] = []
         for epoch, value in enumerate([*vs, float("nan")], start=1):  # the NaN ends the last line
             if np.isfinite(value):
-                line.append(at(epoch, value))
+                line.append(f.at(epoch, value))
                 continue
             if len(line) > 1:
-                draw.line(line, fill=color, width=2 * s, joint="curve")
+                draw.line(line, fill=color, width=2 * f.s, joint="curve")
             elif line:  # one finite point between breaks
-                draw.ellipse(_around(line[0], 2 * s), fill=color)
+                draw.ellipse(_around(line[0], 2 * f.s), fill=color)
             points += line
             line = []
-    draw.rectangle((left, top, right, bottom), outline=AXIS, width=s)
-    labels = [(color, label) for color, (label, vs) in zip(SIDE_COLORS, series, strict=True) if len(vs)]
-    if not labels:
-        return
+    return points
+
+
+def _legend(draw: ImageDraw.ImageDraw, f: _Frame, labels, points: list[tuple[float, float]]) -> None:
+    """The legend, in the corner of the plot area that hides the fewest ``points``."""
+    s, small = f.s, _font(10 * f.s)
     box_w = (40 + max(_text_size(draw, label, small)[0] // s for _, label in labels)) * s
     box_h = (10 + 16 * len(labels)) * s
     corners = [
-        (x, y) for y in (top + 6 * s, bottom - box_h - 6 * s) for x in (right - box_w - 6 * s, left + 6 * s)
+        (x, y)
+        for y in (f.top + 6 * s, f.bottom - box_h - 6 * s)
+        for x in (f.right - box_w - 6 * s, f.left + 6 * s)
     ]
     xy = np.array(points).reshape(-1, 2)
 
