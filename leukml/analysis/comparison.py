@@ -7,12 +7,13 @@ entry per parent, "cv, K folds (kfold)" or "cv, official folds (fold)": the mean
 folds, each fold at its last milestone (population std, a NaN fold left out, as the CV parent's
 ``cv_std_*``).
 
-Runs are one *configuration* when their training options (``TRAINING_OPTIONS``: the params
-``leukml train`` logs from its options) agree on everything except ``NOT_CONFIGURATION``: the
-split's own params (``SPLIT_PARAMS``) and those that say where or how a run was computed, not what
-it trained (``BOOKKEEPING_PARAMS``). Any other training option, present or future, tells
-configurations apart; a param that is no training option (one MLflow logged for a pyfunc, one
-``mlflow run`` logged for its entry point) never does.
+Runs are one *configuration* when their training options (the params ``leukml train`` logs from
+its options) agree on everything except the split's own params (``SPLIT_PARAMS``) and those that
+say where or how a run was computed, not what it trained (``BOOKKEEPING_PARAMS``): the
+``CONFIGURATION_PARAMS``, read from the options' definitions (``option(protocol=...,
+bookkeeping=...)``). Any other training option, present or future, tells configurations apart; a
+param that is no training option (one MLflow logged for a pyfunc, one ``mlflow run`` logged for its
+entry point) never does.
 """
 
 from __future__ import annotations
@@ -29,24 +30,19 @@ from leukml.common import options
 from leukml.reference import paper
 from leukml.training.config import TrainConfig
 
-SPLIT_PARAMS = ("split", "test_fraction", "val_fraction", "test_fold", "folds", "seed", "pool")
-BOOKKEEPING_PARAMS = (
-    "experiment",
-    "data_dir",  # the dataset's identity is its fingerprint, flagged when it differs
-    "eval_epochs",
-    "milestones",
-    "strict",
-    "feature_cache",  # an exact shortcut: the same model
-    "compiled_epoch",  # likewise
-    "jit",
-    "precision",  # the device's dtype policy: so a CPU image run and a GPU CV still line up
-    "checkpoint_every",  # when the run saved itself, not what it trained
-    "checkpoint_minutes",
-    "system_metrics",
-)
-NOT_CONFIGURATION = frozenset(SPLIT_PARAMS + BOOKKEEPING_PARAMS)
-# the params a training run logs from its options (``TrainConfig.as_dict``'s keys)
-TRAINING_OPTIONS = frozenset(options.flat_values(TrainConfig()))
+# the protocol's params: the split's own options and the seed that draws it (``option(protocol=True)``)
+SPLIT_PARAMS = options.params_with(TrainConfig, "protocol")
+# where or how a run was computed, not what it trained (``option(bookkeeping=True)``)
+BOOKKEEPING_PARAMS = options.params_with(TrainConfig, "bookkeeping")
+
+
+def configuration_params(config: type = TrainConfig) -> frozenset[str]:
+    """The params that tell configurations apart: those a training of ``config`` logs from its
+    options (``TrainConfig.as_dict``'s keys) but the protocol's and the bookkeeping ones."""
+    return frozenset(o.param for o in options.options_of(config) if not (o.protocol or o.bookkeeping))
+
+
+CONFIGURATION_PARAMS = configuration_params()
 SPLIT_ORDER = ("image", "subject", "official", "fold", "kfold")
 REFERENCE = "image"  # the gap is measured to the paper's protocol
 COMPARED = (
@@ -104,9 +100,7 @@ def with_interval(value: float | None, interval: Interval | None) -> str:
 
 def configuration(run: RunRecord) -> Config:
     """The run's training options but the split's and the bookkeeping ones, sorted."""
-    return tuple(
-        sorted((k, v) for k, v in run.params.items() if k in TRAINING_OPTIONS and k not in NOT_CONFIGURATION)
-    )
+    return tuple(sorted((k, v) for k, v in run.params.items() if k in CONFIGURATION_PARAMS))
 
 
 @dataclass

@@ -13,12 +13,13 @@ import click
 
 from leukml.cli import signals
 from leukml.cli.errors import one_line
-from leukml.common.options import Option, options_of
+from leukml.common.options import Option, options_of, set_by
 from leukml.tracking.uri import default_experiment
 from leukml.training.config import TrainConfig
 
-# training options a search sets per trial itself (--archs, --optimizers): not options of `search`
-SEARCHED = ("arch", "optimizer")
+# training options a search sets per trial itself (--archs, --optimizers; ``option(set_by=...)``):
+# not options of `search`
+SEARCHED = set_by(TrainConfig, "search")
 STUDY_NAME_HELP = "Every trial of this Optuna study, from each worker's search (not with --parent-run)."
 
 
@@ -80,8 +81,11 @@ def bool_flag(name: str, help: str):
 
 
 def click_option(o: Option):
-    """The click option of a config option (``leukml.common.options``): flag, type, default, choices, help."""
+    """The click option of a config option (``leukml.common.options``): flag, type, default, choices,
+    help (an inverted flag's from the help of the field it turns off)."""
     help = o.help + (f" [default: {o.unset}]" if o.optional else "")
+    if o.invert:
+        help = f"Turn off {o.param} (on by default): {help[:1].lower()}{help[1:]}"
     if o.type is bool:
         return bool_flag(o.flag, help)
     if o.optional:

@@ -6,6 +6,15 @@ A field's option name is its CLI flag with ``-`` for ``_`` (``image_size`` <-> `
 its MLproject parameter; ``cli=`` renames it where the field's name reads better in code
 (``SplitConfig.method`` is ``--split``), ``invert=True`` makes a ``--no-...`` flag of a boolean
 that defaults to true, ``parse=`` turns the flag's text into the field's value.
+
+The field also says what the rest of the code must know of it, so that the tables made from these
+facts cannot forget a new option: whether it is ``bookkeeping`` (where or how a run was
+computed, not what it trained: it does not tell configurations apart; any other option does),
+whether it is one of the evaluation ``protocol``'s (the split's own options, and the seed that draws
+it: runs that differ only in these are one configuration under several protocols), the split
+methods that read it (``used_by``), that it acts only with fine-tuning (``fine_tuning``), and the
+commands that set it per training themselves (``set_by``: a search per trial, ``cv`` per fold,
+``protocols`` per protocol), which therefore do not take it as an option.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+# the commands that set some training options per training themselves (``option(set_by=...)``)
+PLANS = ("search", "cv", "protocols")
+
 
 def option(
     default: Any,
@@ -31,14 +43,25 @@ def option(
     unset: str | None = None,
     bare: str | None = None,
     repeat: bool = False,
+    bookkeeping: bool = False,
+    protocol: bool = False,
+    used_by: tuple[str, ...] | None = None,
+    fine_tuning: bool = False,
+    set_by: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field that is also a command-line option (see the module docstring).
 
     ``unset``: the option may be left empty (MLproject parameters cannot be omitted), and the help
     says what empty means. ``bare``: the value of the flag given without a value (``--jit``).
     ``repeat``: the flag may be given several times; ``parse`` gets its values joined by commas
-    (so one MLproject parameter can hold several, comma-separated).
+    (so one MLproject parameter can hold several, comma-separated). The facts the rest of the code
+    reads (``bookkeeping``, ``protocol``, ``used_by``, ``fine_tuning``, ``set_by``): the module
+    docstring. ``help`` describes the field itself, also for an inverted flag (the CLI words the
+    ``--no-...`` flag's help from it).
     """
+    unknown = set(set_by) - set(PLANS)
+    if unknown:
+        raise TypeError(f"set_by={set_by}: unknown {sorted(unknown)}; choose from: {', '.join(PLANS)}")
     meta = {
         "help": help,
         "choices": choices,
@@ -48,15 +71,21 @@ def option(
         "unset": unset,
         "bare": bare,
         "repeat": repeat,
+        "bookkeeping": bookkeeping,
+        "protocol": protocol,
+        "used_by": used_by,
+        "fine_tuning": fine_tuning,
+        "set_by": tuple(set_by),
     }
     if isinstance(default, list | dict | set):
         raise TypeError("mutable option defaults are not supported")
     return dataclasses.field(default=default, metadata={"leukml_option": meta})
 
 
-def part(cls: type) -> Any:
-    """A dataclass field holding a config part whose options are options of the whole."""
-    return dataclasses.field(default_factory=cls, metadata={"leukml_part": True})
+def part(cls: type, protocol: bool = False) -> Any:
+    """A dataclass field holding a config part whose options are options of the whole;
+    ``protocol``: every option of the part is one of the evaluation protocol's (``option``)."""
+    return dataclasses.field(default_factory=cls, metadata={"leukml_part": True, "protocol": protocol})
 
 
 @dataclass(frozen=True)
@@ -75,6 +104,11 @@ class Option:
     unset: str | None  # what an empty value means, for an option that may be left empty
     bare: str | None
     repeat: bool = False  # the flag may be given several times
+    bookkeeping: bool = False  # where or how the run was computed: does not tell configurations apart
+    protocol: bool = False  # one of the evaluation protocol's (the split's, the seed drawing it)
+    used_by: tuple[str, ...] | None = None  # the split methods that read it (None: not a split's)
+    fine_tuning: bool = False  # acts only with fine-tuning (--fine-tune-layers > 0)
+    set_by: tuple[str, ...] = ()  # the commands that set it per training themselves (``PLANS``)
 
     @property
     def optional(self) -> bool:
@@ -83,6 +117,12 @@ class Option:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def param(self) -> str:
+        """Its name as a logged param and in ``config.json``: the field's for an inverted flag
+        (``feature_cache``, not ``no_feature_cache``), else the option's."""
+        return self.field if self.invert else self.name
 
     def to_field(self, value: Any) -> Any:
         """The config field's value for the flag's value (not for an empty optional one)."""
@@ -100,13 +140,13 @@ def _flag_type(annotation: Any) -> type:
     return annotation if annotation in (bool, int, float, str) else str
 
 
-def options_of(cls: type, part: str | None = None) -> Iterator[Option]:
+def options_of(cls: type, part: str | None = None, protocol: bool = False) -> Iterator[Option]:
     """The options declared on a config dataclass, in field order; a field whose type is itself a
     config dataclass (a part) contributes its options in its place."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.metadata.get("leukml_part"):
-            yield from options_of(hints[f.name], f.name)
+            yield from options_of(hints[f.name], f.name, protocol or f.metadata["protocol"])
             continue
         meta = f.metadata.get("leukml_option")
         if meta is None:
@@ -133,7 +173,26 @@ def options_of(cls: type, part: str | None = None) -> Iterator[Option]:
             unset=meta["unset"],
             bare=meta["bare"],
             repeat=meta["repeat"],
+            bookkeeping=meta["bookkeeping"],
+            protocol=protocol or meta["protocol"],
+            used_by=meta["used_by"],
+            fine_tuning=meta["fine_tuning"],
+            set_by=meta["set_by"],
         )
+
+
+def params_with(cls: type, fact: str) -> tuple[str, ...]:
+    """The params (``Option.param``) of the options of ``cls`` whose ``fact`` is true (``bookkeeping``,
+    ``protocol``, ``fine_tuning``), in field order."""
+    return tuple(o.param for o in options_of(cls) if getattr(o, fact))
+
+
+def set_by(cls: type, plan: str) -> tuple[str, ...]:
+    """The options of ``cls`` that the command ``plan`` (one of ``PLANS``) sets per training itself:
+    the ones it does not take as options."""
+    if plan not in PLANS:
+        raise TypeError(f"plan={plan!r}; choose one of: {', '.join(PLANS)}")
+    return tuple(o.name for o in options_of(cls) if plan in o.set_by)
 
 
 def build(cls: type, values: dict[str, Any]) -> Any:
@@ -194,7 +253,7 @@ def flat_values(config: Any) -> dict[str, Any]:
     out = {}
     for o in options_of(type(config)):
         holder = getattr(config, o.part) if o.part else config
-        out[o.field if o.invert else o.name] = getattr(holder, o.field)
+        out[o.param] = getattr(holder, o.field)
     return out
 
 

@@ -10,19 +10,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from leukml import CLASS_NAMES
-from leukml.common.options import option
+from leukml.common.options import option, options_of
+from leukml.data.counts import n_subjects as n_subjects  # re-exported: the counts of a split's sides
+from leukml.data.counts import natural_order
+from leukml.data.counts import summarize as summarize
 from leukml.data.discovery import Record
 
 SPLIT_METHODS = ("image", "subject", "fold", "official", "kfold")
 POOLS = ("all", "training")
-# the split options each method reads (besides ``split``): a run logs only these
-USED_OPTIONS = {
-    "image": ("test_fraction", "val_fraction", "pool"),
-    "subject": ("test_fraction", "val_fraction", "pool"),
-    "fold": ("test_fold", "val_fraction"),
-    "official": ("val_fraction",),
-    "kfold": ("folds", "test_fold", "val_fraction", "pool"),
-}
 # what --split official needs: the C-NMC release's labelled preliminary test set
 PRELIM_HELP = (
     "the labelled preliminary test set of the C-NMC release (validation_data/"
@@ -49,24 +44,40 @@ class SplitConfig:
         "the labelled preliminary test set); kfold: hold out one of --folds subject-grouped folds.",
         choices=SPLIT_METHODS,
         cli="split",
+        set_by=("cv", "protocols"),
     )
-    test_fraction: float = option(0.2, "Test share of all images (image/subject splits).")
+    test_fraction: float = option(
+        0.2, "Test share of all images (image/subject splits).", used_by=("image", "subject")
+    )
     val_fraction: float = option(
         0.0,
         "Validation share of all images, carved from the training side.",
         unset="0; 0.1 for extended searches",
         parse=float,
+        used_by=SPLIT_METHODS,
     )
     test_fold: int | None = option(
-        None, "Fold held out with --split fold or kfold.", unset="the last fold", parse=int
+        None,
+        "Fold held out with --split fold or kfold.",
+        unset="the last fold",
+        parse=int,
+        used_by=("fold", "kfold"),
+        set_by=("cv", "protocols"),
     )
-    folds: int = option(5, "Folds of --split kfold: grouped by subject, stratified by class.")
+    folds: int = option(
+        5,
+        "Folds of --split kfold: grouped by subject, stratified by class.",
+        used_by=("kfold",),
+        set_by=("cv", "protocols"),
+    )
     pool: str = option(
         "all",
         "The cells the image, subject and kfold splits draw from: all labelled cells, or training: "
         "C-NMC's training_data only, without the labelled preliminary test set (what leukml protocols "
         "uses beside the official split, so every protocol draws from one pool).",
         choices=POOLS,
+        used_by=("image", "subject", "kfold"),
+        set_by=("protocols",),
     )
     # not an option of its own: the training config owns the seed and hands it over (TrainConfig.seed)
     seed: int = 42
@@ -87,6 +98,13 @@ class SplitConfig:
                 f"val_fraction={self.val_fraction}; use 0 <= val_fraction < "
                 f"1 - test_fraction ({1 - self.test_fraction:g})"
             )
+
+
+# the split options each method reads (besides ``split``; the options' ``used_by``): a run logs only these
+USED_OPTIONS = {
+    method: tuple(o.name for o in options_of(SplitConfig) if method in (o.used_by or ()))
+    for method in SPLIT_METHODS
+}
 
 
 @dataclass(frozen=True)
@@ -308,7 +326,7 @@ def _official(
             "name them as C-NMC does, or use --split image"
         )
     test_subjects = {records[i].subject for i in test}
-    excluded = tuple(sorted({records[i].subject for i in rest} & test_subjects, key=_natural))
+    excluded = tuple(sorted({records[i].subject for i in rest} & test_subjects, key=natural_order))
     train = np.array([i for i in rest if records[i].subject not in test_subjects], dtype=np.int64)
     return train, test, excluded
 
@@ -358,28 +376,6 @@ def _take_val(
     )
 
 
-def summarize(records: Sequence[Record], idx: np.ndarray | None = None) -> dict:
-    """Counts and subjects per class: ``{n_images, classes: {all, hem}, subjects: {all, hem}}``."""
-    chosen = [records[i] for i in idx] if idx is not None else list(records)
-    classes = {name: 0 for name in reversed(CLASS_NAMES)}
-    subjects: dict[str, set[str]] = {name: set() for name in reversed(CLASS_NAMES)}
-    for r in chosen:
-        name = CLASS_NAMES[r.label]
-        classes[name] += 1
-        if r.subject is not None:
-            subjects[name].add(r.subject)
-    return {
-        "n_images": len(chosen),
-        "classes": classes,
-        "subjects": {k: sorted(v, key=_natural) for k, v in subjects.items()},
-    }
-
-
-def _natural(subject: str) -> tuple:
-    digits = "".join(ch for ch in subject if ch.isdigit())
-    return (subject.rstrip("0123456789"), int(digits) if digits else -1, subject)
-
-
 def manifest(records: Sequence[Record], split: Split) -> dict:
     """The split as data: its options and the relative paths on each side."""
     return {
@@ -393,8 +389,3 @@ def test_set_id(fingerprint: str, records: Sequence[Record], split: Split) -> st
     test side's paths. Two runs with the same id were tested on the same cells (the same bytes)."""
     paths = "\n".join(sorted(records[i].relpath for i in split.test))
     return hashlib.sha256(f"{fingerprint}\n{paths}".encode()).hexdigest()[:12]
-
-
-def n_subjects(counts: dict) -> int:
-    """Distinct subjects of a ``summarize`` result (a subject may have cells of both classes)."""
-    return len({s for names in counts["subjects"].values() for s in names})

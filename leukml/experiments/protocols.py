@@ -16,10 +16,10 @@ from leukml.common import options
 from leukml.common.options import option
 from leukml.training.config import TrainConfig
 
-# the split options a protocol sets itself: `cv` and `protocols` take every other `train` option
-SPLIT_OPTIONS = ("split", "test_fold", "folds")
-# and `protocols` chooses the pool every protocol draws from
-PROTOCOLS_SETS = (*SPLIT_OPTIONS, "pool")
+# the split options `cv` sets per fold itself (``option(set_by=...)``): it takes every other `train` option
+SPLIT_OPTIONS = options.set_by(TrainConfig, "cv")
+# and those `protocols` sets per protocol (the same, and the pool every protocol draws from)
+PROTOCOLS_SETS = options.set_by(TrainConfig, "protocols")
 # the protocols `leukml protocols` compares, in order; official only when the data has its test set
 COMPARED = ("image", "subject", "official")
 # metrics summed up per fold and shown per protocol, the challenge's metric first

@@ -34,7 +34,7 @@ ARCHS: dict[str, Arch] = {
 class ModelConfig:
     """Architecture and head. ``weights``: ``imagenet``, ``none`` or a Keras weights file path."""
 
-    arch: str = option("vgg16", "The frozen base.", choices=tuple(ARCHS))
+    arch: str = option("vgg16", "The frozen base.", choices=tuple(ARCHS), set_by=("search",))
     weights: str = option("imagenet", "imagenet, none, or a path to a Keras weights file for the base.")
     image_size: int = option(224, "Image side in pixels (images are resized to it).")
     pooling: str = option("flatten", "How the base's feature map meets the head.", choices=POOLINGS)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from leukml.common import options
 from leukml.common.options import option, part
-from leukml.data.splits import USED_OPTIONS, SplitConfig
+from leukml.data.splits import SPLIT_METHODS, SplitConfig
 from leukml.model.archs import ModelConfig
 from leukml.reference import paper
 from leukml.training.recipe import RecipeConfig
@@ -20,28 +20,26 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_MODES = ("auto", "true", "false")
 
 
-FINE_TUNING = ("fine_tune_from", "fine_tune_lr")  # options that act only with --fine-tune-layers > 0
-
-
-def refuse_ignored(values: dict) -> None:
+def refuse_ignored(values: dict, config: type | None = None) -> None:
     """Refuse options given (not left at their default) that the chosen split or recipe would
-    ignore, as they would be logged as if they had acted.
+    ignore (their ``used_by``, ``fine_tuning``), as they would be logged as if they had acted;
+    ``config``: ``TrainConfig`` or a config extending it.
 
     Raises:
         ValueError: naming the option and what it needs.
     """
-    opts = {o.name: o for o in options.options_of(TrainConfig)}
+    opts = {o.name: o for o in options.options_of(config or TrainConfig)}
     given = {k: v for k, v in values.items() if k in opts and v not in (None, "") and v != opts[k].default}
     method = values.get("split") or opts["split"].default
-    for name in sorted(given.keys() & {o.name for o in options.options_of(SplitConfig)} - {"split"}):
-        if name not in USED_OPTIONS[method]:
-            users = " or ".join(m for m, used in USED_OPTIONS.items() if name in used)
+    for name in sorted(n for n in given if opts[n].used_by is not None):
+        if method not in opts[name].used_by:
+            users = " or ".join(m for m in SPLIT_METHODS if m in opts[name].used_by)
             raise ValueError(
                 f"{opts[name].flag} {given[name]} acts only with --split {users} (this run: --split "
                 f"{method}); drop it or choose one of those splits"
             )
     if not values.get("fine_tune_layers"):
-        for name in sorted(given.keys() & set(FINE_TUNING)):
+        for name in sorted(n for n in given if opts[n].fine_tuning):
             raise ValueError(
                 f"{opts[name].flag} {given[name]} acts only with fine-tuning: give --fine-tune-layers N "
                 "(N > 0) too, or drop it"
@@ -67,16 +65,24 @@ class TrainConfig:
     change it with ``config.replace(...)`` (fields of the parts are routed to them).
     """
 
-    data_dir: str = option("", "Data folder; empty = the embedded synthetic dataset.")
+    data_dir: str = option(
+        "",
+        "Data folder; empty = the embedded synthetic dataset.",
+        bookkeeping=True,  # the dataset's identity is its fingerprint, flagged when it differs
+    )
     model: ModelConfig = part(ModelConfig)
     optimizer: str = option(
-        "adam", "Optimizer (the paper compares adam and rmsprop).", choices=tuple(OPTIMIZERS)
+        "adam",
+        "Optimizer (the paper compares adam and rmsprop).",
+        choices=tuple(OPTIMIZERS),
+        set_by=("search",),
     )
     epochs: int = option(100, "Epochs to train (the paper's longest setting).")
     eval_epochs: tuple[int, ...] = option(
         (),
         "Milestones evaluated on test, e.g. 10,20,30 (default: the paper's <= epochs, and the last).",
         parse=parse_epochs,
+        bookkeeping=True,
     )
     lr: float = option(1e-4, "Initial learning rate (exponential decay).")
     batch_size: int = option(32, "Images per training batch.")
@@ -84,23 +90,28 @@ class TrainConfig:
     decay_rate: float = option(0.95, "Learning rate = lr * decay_rate ** (step / decay_steps).")
     class_weight: bool = option(False, "Weight classes inversely to their training frequency.")
     recipe: RecipeConfig = part(RecipeConfig)
-    split: SplitConfig = part(SplitConfig)
+    split: SplitConfig = part(SplitConfig, protocol=True)
     seed: int = option(
         42,
         "One seed for the split, the batch order, the head's initial weights, the augmentation draws, "
         "the frozen bases kept across trainings and a search's sampler.",
+        protocol=True,  # it draws the split: another seed is another draw of the same configuration
     )
-    strict: bool = option(False, "Fail on any unreadable or truncated image.")
+    strict: bool = option(False, "Fail on any unreadable or truncated image.", bookkeeping=True)
     feature_cache: bool = option(
         True,
-        "Train end to end through the frozen base every epoch (the benchmark baseline).",
+        "Train the head on the frozen base's outputs, computed once per image and cached (the same "
+        "model as training through the base, far faster); off: every epoch runs through the frozen "
+        "base end to end (the benchmark baseline).",
         cli="no_feature_cache",
         invert=True,
+        bookkeeping=True,  # an exact shortcut: the same model
     )
     precision: str = option(
         "auto",
         "Keras dtype policy; auto = mixed_bfloat16 on a GPU with bfloat16, else float32.",
         choices=PRECISIONS,
+        bookkeeping=True,  # the device's dtype policy: so a CPU image run and a GPU CV still line up
     )
     jit: str = option(
         "auto",
@@ -108,30 +119,35 @@ class TrainConfig:
         "--jit alone = true.",
         choices=JIT_MODES,
         bare="true",
+        bookkeeping=True,
     )
     compiled_epoch: bool = option(
         True,
-        "Train the head on cached features one train_on_batch call per batch, not a whole epoch per "
-        "compiled call. The compiled epoch (the default where it applies: the feature cache before any "
-        "fine-tuning, --augment none or dihedral, TensorFlow or JAX with XLA) holds the features (with "
-        "dihedral augmentation or TTA: all 8 variants') in device memory and gives the same model.",
+        "Train the head on cached features a whole epoch per compiled call where it applies (the "
+        "feature cache before any fine-tuning, --augment none or dihedral, TensorFlow or JAX with XLA): "
+        "the features (with dihedral augmentation or TTA: all 8 variants') are held in device memory "
+        "and the model is the same; off: one train_on_batch call per batch.",
         cli="no_compiled_epoch",
         invert=True,
+        bookkeeping=True,  # an exact shortcut, as the feature cache
     )
     system_metrics: bool = option(
         False,
         "Log MLflow's system metrics with the run (CPU, memory, disk, network; GPU utilisation and "
         "memory through nvidia-ml-py when a GPU is present): was a slow run bound by the GPU or the host?",
+        bookkeeping=True,
     )
     checkpoint_minutes: float = option(
         10.0,
         "Save a checkpoint into the run once this many minutes of training have passed since the last "
         "one (0: not by time); also on SIGTERM. leukml train --resume RUN_ID continues a failed run "
         "from its last one.",
+        bookkeeping=True,  # when the run saved itself, not what it trained
     )
     checkpoint_every: int = option(
         0,
         "Also save a checkpoint every N epochs (0: only by --checkpoint-minutes); both 0: never.",
+        bookkeeping=True,
     )
 
     def __post_init__(self) -> None:
@@ -212,18 +228,17 @@ class TrainConfig:
         options it predates take their defaults."""
         values = {}
         for o in options.options_of(cls):
-            key = o.field if o.invert else o.name
-            if key in params:
-                values[o.name] = (not params[key]) if o.invert else params[key]
+            if o.param in params:
+                values[o.name] = (not params[o.param]) if o.invert else params[o.param]
         return cls.of(**values)
 
     def as_dict(self) -> dict:
         """Every option its run reads, flat and resolved (milestones, precision, the first fine-tuning
         epoch; of the split options only those of its split): the run's params and config.json."""
         out = options.flat_values(self)
-        for o in options.options_of(SplitConfig):  # a run logs only the split options its split reads
-            if o.name != "split" and o.name not in USED_OPTIONS[self.split.method]:
-                del out[o.name]
+        for o in options.options_of(type(self)):  # a run logs only the split options its split reads
+            if o.used_by is not None and self.split.method not in o.used_by:
+                del out[o.param]
         out["eval_epochs"] = ",".join(map(str, self.milestones))
         if self.fine_tune_epoch is not None:
             out["fine_tune_from"] = self.fine_tune_epoch

@@ -46,9 +46,12 @@ class RecipeConfig:
         "First epoch of fine-tuning (with --fine-tune-layers); earlier epochs train the head alone.",
         unset="the second half: epochs // 2 + 1",
         parse=int,
+        fine_tuning=True,
     )
     fine_tune_lr: float = option(
-        1e-5, "Constant learning rate of one new optimizer (of --optimizer's kind) for fine-tuning."
+        1e-5,
+        "Constant learning rate of one new optimizer (of --optimizer's kind) for fine-tuning.",
+        fine_tuning=True,
     )
     early_stopping: int | None = option(
         None,
