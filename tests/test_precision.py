@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from leukml.cli import main
-from leukml.common import runtime
+from leukml.training import runtime
 from leukml.training.config import TrainConfig
 from leukml.training.trainer import train
 

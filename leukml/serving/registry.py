@@ -20,7 +20,6 @@ from PIL import Image
 from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like, which_test_set
 from leukml.analysis.versus import Versus
 from leukml.common.errors import LeukmlError
-from leukml.common.runtime import backend_requirements
 from leukml.data.augment import TestTime
 from leukml.data.images import ImageError, decode_image, refuse_blank
 from leukml.data.synth import render_cell
@@ -35,6 +34,7 @@ from leukml.tracking.reader import (
     versus_runner_up,
 )
 from leukml.tracking.uri import resolve_tracking_uri
+from leukml.training.runtime import backend_requirements
 
 DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion", "previous"
 SELECTION_ON_TEST_HELP = (

@@ -200,7 +200,7 @@ class TrainConfig:
         """The Keras dtype policy the run uses: ``precision``, with ``auto`` decided by the device."""
         if self.precision != "auto":
             return self.precision
-        from leukml.common.runtime import auto_precision  # loads Keras: not when the CLI only reads options
+        from leukml.training.runtime import auto_precision  # loads Keras: not when the CLI only reads options
 
         return auto_precision()
 
