@@ -47,7 +47,6 @@ harness.quiet()
 
 import keras  # noqa: E402
 
-from leukml.common.runtime import device_name  # noqa: E402
 from leukml.data.discovery import Dataset, Record  # noqa: E402
 from leukml.data.splits import split_records  # noqa: E402
 from leukml.model.archs import ModelConfig  # noqa: E402
@@ -57,6 +56,7 @@ from leukml.training.bases import BaseCache  # noqa: E402
 from leukml.training.compiled import CompiledEpoch  # noqa: E402
 from leukml.training.config import TrainConfig  # noqa: E402
 from leukml.training.features import feature_source  # noqa: E402
+from leukml.training.runtime import device_name  # noqa: E402
 from leukml.training.sinks import NullSink  # noqa: E402
 from leukml.training.sources import FeatureSource  # noqa: E402
 from leukml.training.trainer import Prepared, train, train_epoch  # noqa: E402

@@ -154,7 +154,7 @@ def machine(backend: bool = True) -> str:
     """``device D, N CPUs[, backend B]``: what ran the numbers (imports keras)."""
     import keras
 
-    from leukml.common.runtime import device_name
+    from leukml.training.runtime import device_name
 
     return f"device {device_name()}, {os.cpu_count()} CPUs" + (
         f", backend {keras.backend.backend()}" if backend else ""

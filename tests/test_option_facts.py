@@ -96,10 +96,10 @@ def test_a_new_option_joins_the_tables_made_from_the_definitions():
 def test_a_new_split_option_is_logged_and_accepted_only_where_its_split_reads_it():
     assert "shuffle_folds" in Wider.of(split="kfold").as_dict()
     assert "shuffle_folds" not in Wider.of(split="subject").as_dict()
-    with pytest.raises(ValueError, match="--shuffle-folds True acts only with --split kfold"):
+    with pytest.raises(ValueError, match="shuffle_folds=True acts only with --split kfold"):
         refuse_ignored({"split": "subject", "shuffle_folds": True}, Wider)
     refuse_ignored({"split": "kfold", "shuffle_folds": True}, Wider)
-    with pytest.raises(ValueError, match="--warmup 2 acts only with fine-tuning"):
+    with pytest.raises(ValueError, match="warmup=2 acts only with fine-tuning"):
         refuse_ignored({"warmup": 2}, Wider)
     refuse_ignored({"warmup": 2, "fine_tune_layers": 2}, Wider)
 

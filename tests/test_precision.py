@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from leukml.cli import main
-from leukml.common import runtime
+from leukml.training import runtime
 from leukml.training.config import TrainConfig
 from leukml.training.trainer import train
 
@@ -62,9 +62,9 @@ def test_jit_on_and_off_train_on_cpu(tiny_data, jit):
     [
         (
             ["--precision", "fp8"],
-            "precision='fp8'; choose one of: auto, float32, mixed_bfloat16, mixed_float16",
+            "--precision 'fp8'; choose one of: auto, float32, mixed_bfloat16, mixed_float16",
         ),
-        (["--jit", "maybe"], "jit='maybe'; choose one of: auto, true, false"),
+        (["--jit", "maybe"], "--jit 'maybe'; choose one of: auto, true, false"),
         (["--jit", "true", "--no-jit"], "contradict"),
     ],
 )

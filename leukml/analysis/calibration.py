@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from leukml.common.errors import LeukmlError
+
 ECE_BINS = 10
 """Equal-width bins of the predicted class's confidence on [0, 1], as Guo et al. (2017)."""
 TEMPERATURE_BOUNDS = (0.05, 20.0)
@@ -98,7 +100,7 @@ def fit_temperature(labels: np.ndarray, p_all: np.ndarray) -> float:
 
     y, p = np.asarray(labels), np.asarray(p_all, dtype=np.float64)
     if not len(y):
-        raise ValueError("temperature scaling needs validation cells; give --val-fraction > 0")
+        raise LeukmlError("temperature scaling needs validation cells; give --val-fraction > 0")
     low, high = np.log(TEMPERATURE_BOUNDS)
     found = minimize_scalar(
         lambda log_t: log_loss(y, apply_temperature(p, float(np.exp(log_t)))),

@@ -27,6 +27,7 @@ from leukml.analysis.page import Table, fmt, signed
 from leukml.analysis.records import RunRecord
 from leukml.analysis.uncertainty import Interval, independent_difference
 from leukml.common import options
+from leukml.common.errors import LeukmlError, OptionError
 from leukml.reference import paper
 from leukml.training.config import TrainConfig
 
@@ -337,17 +338,17 @@ def rank_like_with_like(candidates: list[Candidate], protocol: str = "auto") -> 
             different test sets (different data, seeds or folds): their values do not compare.
     """
     if protocol not in PROTOCOL_CHOICES:
-        raise ValueError(f"protocol={protocol!r}; choose one of: {', '.join(PROTOCOL_CHOICES)}")
+        raise OptionError(f"protocol={protocol!r}; choose one of: {', '.join(PROTOCOL_CHOICES)}")
     ranked = sorted(candidates, key=lambda c: -c.value)
     if protocol == MIXED:
         return Ranking(MIXED, MIXED, ranked, "asked: every protocol and test set, not like with like")
     present = [p for p in FAITHFULNESS if any(c.protocol == p for c in ranked)]
     if protocol == "auto":
         if not present:
-            raise ValueError("no candidate run names its split protocol; pass --protocol mixed")
+            raise LeukmlError("no candidate run names its split protocol; pass --protocol mixed")
         protocol, how = present[0], f"the most faithful protocol present ({', '.join(present)})"
     elif protocol not in present:
-        raise ValueError(
+        raise LeukmlError(
             f"--protocol {protocol}: no matching run was trained under it (present: "
             f"{', '.join(present) or 'none'}); choose one of those"
         )
@@ -356,7 +357,7 @@ def rank_like_with_like(candidates: list[Candidate], protocol: str = "auto") -> 
     mine = [c for c in ranked if c.protocol == protocol]
     sets = list(dict.fromkeys(c.test_set for c in mine))
     if len(sets) > 1:
-        raise ValueError(
+        raise LeukmlError(
             f"the {len(mine)} {protocol}-protocol runs were tested on {len(sets)} different test sets "
             "(other data, seeds, test fractions or folds), so their numbers do not compare: choose one "
             "search with --parent-run or --study-name, another --protocol, or --protocol mixed to rank "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leukml.analysis import calibration, uncertainty
+from leukml.common.errors import LeukmlError
 from leukml.training.evaluation import Predictions
 
 COLUMNS = ("file", "subject", "label", "p_all")
@@ -47,7 +48,7 @@ def read_predictions(text: str) -> Predictions:
     rows = list(csv.DictReader(io.StringIO(text)))
     missing = [c for c in COLUMNS if rows and c not in rows[0]]
     if missing or not text.strip():
-        raise ValueError(f"not a predictions file: no column {', '.join(missing or COLUMNS)}")
+        raise LeukmlError(f"not a predictions file: no column {', '.join(missing or COLUMNS)}")
     return Predictions(
         tuple(r["file"] for r in rows),
         tuple(r["subject"] or None for r in rows),
@@ -84,7 +85,7 @@ def milestone_uncertainty(
     p_all, metrics = raw, {}
     if calibrate:
         if val is None or not len(val.labels):
-            raise ValueError("--calibrate temperature needs a validation split: give --val-fraction > 0")
+            raise LeukmlError("--calibrate temperature needs a validation split: give --val-fraction > 0")
         temperature = calibration.fit_temperature(val.labels, val.p_all)
         p_all = calibration.apply_temperature(raw, temperature)
         metrics = {

@@ -19,6 +19,7 @@ from leukml.analysis.page import Bullets, Image, Section, Table, write_page
 from leukml.analysis.page import fmt as _fmt
 from leukml.analysis.records import RunRecord
 from leukml.analysis.uncertainty import Interval
+from leukml.common.errors import LeukmlError
 from leukml.reference import paper
 
 PAPER_ARCHS, PAPER_OPTIMIZERS = paper.ARCHS, paper.OPTIMIZERS
@@ -209,7 +210,7 @@ def write_report(runs: list[RunRecord], out: Path, title: str) -> Path:
         ValueError: no runs to report on.
     """
     if not runs:
-        raise ValueError(f"no finished training runs for {title}; train or search first")
+        raise LeukmlError(f"no finished training runs for {title}; train or search first")
     out.mkdir(parents=True, exist_ok=True)
     entries = protocol_entries(runs)
     cells = pick_runs(runs)

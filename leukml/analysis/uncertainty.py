@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from leukml.common.errors import OptionError
+
 CI_METRICS = (
     "accuracy",
     "balanced_accuracy",
@@ -172,7 +174,7 @@ def paired_difference(
         ValueError: ``metric`` has no interval here (not one of ``CI_METRICS``).
     """
     if metric not in CI_METRICS:
-        raise ValueError(
+        raise OptionError(
             f"metric={metric!r} has no bootstrap interval; choose one of: {', '.join(CI_METRICS)}"
         )
     index, unit = clusters(subjects)

@@ -1,5 +1,7 @@
 """What an expected failure says on the command line: one line naming the input, what is wrong and
-what to do. Anything not recognised here is a bug and keeps its traceback.
+what to do. Expected are leukml's own errors (``LeukmlError``: the library worded them) and the
+known MLflow, database, HTTP and OS errors. Anything else, a ``ValueError`` of numpy or Keras
+included, is a bug: it keeps its traceback, followed by ``REPORT_BUG``.
 
 MLflow, requests and SQLAlchemy are looked up in ``sys.modules``, never imported: an exception of
 theirs can only exist once they are loaded, and `leukml synth` should not pay for importing them.
@@ -13,6 +15,7 @@ import re
 import sys
 from urllib.parse import urlsplit
 
+from leukml.common.errors import LeukmlError, OptionError
 from leukml.common.stores import store_problem
 from leukml.experiments.config import storage_url
 
@@ -39,6 +42,10 @@ _OS_FIXES = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
 }
 SERVER_HELP = "start the server or fix --tracking-uri / $MLFLOW_TRACKING_URI"
+REPORT_BUG = (
+    "leukml did not expect this error: it is a bug, please report it with the traceback above, the "
+    "command line you ran, `leukml --version` and the Keras backend ($KERAS_BACKEND)"
+)
 
 
 def _loaded(module: str, name: str) -> type | tuple[()]:
@@ -171,6 +178,8 @@ def one_line(exc: Exception, inputs: dict) -> str | None:
             the message when they are the likely cause.
     """
     message = _worded(exc, inputs)
+    if isinstance(exc, LeukmlError) and exc.__cause__ and one_line(exc.__cause__, inputs) is None:
+        return None  # leukml's words on top of a bug (raise ... from exc): the bug's traceback shows
     notes = getattr(exc, "__notes__", [])  # what leukml added on the way out (a run left RUNNING)
     return "; ".join([message, *(_flat(n, None) for n in notes)]) if message and notes else message
 
@@ -182,6 +191,17 @@ def _worded(exc: Exception, inputs: dict) -> str | None:
         return _mlflow(exc, inputs)
     if isinstance(exc, OSError):
         return _os_error(exc)
-    if isinstance(exc, ValueError):  # leukml.data.images.ImageError too
+    if isinstance(exc, OptionError):
+        return _flagged(exc, inputs)
+    if isinstance(exc, LeukmlError):  # leukml.data.images.ImageError too
         return _flat(str(exc), None)
-    return None
+    return None  # a ValueError, KeyError, ... that leukml did not word: a bug
+
+
+def _flagged(exc: OptionError, inputs: dict) -> str:
+    """An option's error with the option spelt as the command's flag (``image_size=20; ...`` ->
+    ``--image-size 20; ...``) where the command has that option; else as the library worded it."""
+    message, named = _flat(str(exc), None), f"{exc.option}="
+    if exc.option in inputs and message.startswith(named):
+        return f"--{exc.option.replace('_', '-')} {message[len(named) :]}"
+    return message

@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from leukml.cli import signals
-from leukml.cli.errors import one_line
+from leukml.cli.errors import REPORT_BUG, one_line
+from leukml.common.errors import LeukmlError
 from leukml.common.options import Option, options_of, set_by
 from leukml.tracking.uri import default_experiment
 from leukml.training.config import TrainConfig
@@ -32,8 +33,9 @@ class Stopped(click.ClickException):
 
 
 def friendly_errors(fn):
-    """Expected failures (bad input, missing model, unreachable server, Ctrl-C, SIGTERM) become one
-    line and a non-zero exit; other exceptions are bugs and keep their traceback."""
+    """Expected failures (leukml's own errors, a missing model, an unreachable server, Ctrl-C,
+    SIGTERM) become one line and a non-zero exit; other exceptions are bugs and keep their
+    traceback, followed by a line asking to report them."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -51,6 +53,7 @@ def friendly_errors(fn):
         except Exception as exc:
             message = one_line(exc, kwargs)
             if message is None:
+                exc.add_note(REPORT_BUG)  # printed under the traceback
                 raise
             raise click.ClickException(message) from None
 
@@ -169,7 +172,7 @@ def _not_under_mlflow_run(what: str, default=None):
 def _train_options(jit: str, no_jit: bool, **values) -> dict:
     """The training's options by name, ``--no-jit`` folded into ``jit``."""
     if no_jit and jit == "true":
-        raise ValueError("--jit true and --no-jit contradict each other; give one")
+        raise LeukmlError("--jit true and --no-jit contradict each other; give one")
     return {**values, "jit": "false" if no_jit else jit}
 
 

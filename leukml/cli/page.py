@@ -8,6 +8,7 @@ import click
 
 from leukml.cli.options import config_options, friendly_errors, reader_tracking_uri
 from leukml.common.console import import_backend
+from leukml.common.errors import LeukmlError
 from leukml.common.options import build
 from leukml.serving.app.config import AppConfig
 from leukml.serving.app.security import TOKEN_ENV, check_bind
@@ -30,7 +31,7 @@ def app(tracking_uri: str, **options) -> None:
     token = os.environ.get(TOKEN_ENV) or None
     try:
         check_bind(config.host, token)  # before the model loads
-    except ValueError as exc:
+    except LeukmlError as exc:
         raise Refused(str(exc)) from None
     import_backend()
     from leukml.serving.app.page import prepare

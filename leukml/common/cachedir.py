@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from leukml.common.errors import LeukmlError
+
 
 def cache_root() -> Path:
     """``$LEUKML_CACHE``, else ``~/.cache/leukml``."""
@@ -34,7 +36,7 @@ def temp_sibling(path: Path) -> Path:
     return Path(tmp)
 
 
-class CacheFull(OSError):
+class CacheFull(OSError, LeukmlError):
     """The cache folder's disk has no room for what leukml must write there."""
 
     def __str__(self) -> str:

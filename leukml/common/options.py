@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from leukml.common.errors import LeukmlError, OptionError
+
 # the commands that set some training options per training themselves (``option(set_by=...)``)
 PLANS = ("search", "cv", "protocols")
 
@@ -215,9 +217,9 @@ def build(cls: type, values: dict[str, Any]) -> Any:
         if o.optional and value in (None, ""):
             continue  # left empty: the field's default
         if o.type is float and isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(
-                f"{o.flag} {value}: not a finite number; give a number"
-                + (f" such as {o.default}" if o.default != "" else "")
+            raise OptionError(
+                f"{o.name}={value}: not a finite number; give a number"
+                + (f" such as {o.default}" if o.default != "" else ""),
             )
         fields.setdefault(o.part, {})[o.field] = o.to_field(value)
     hints = typing.get_type_hints(cls)
@@ -274,7 +276,7 @@ def env_seconds(name: str, default: float, zero: str | None = None) -> float:
         seconds = math.nan
     if not (seconds >= 0 if zero else seconds > 0) or math.isinf(seconds):
         bound = f">= 0 (0: {zero})" if zero else "> 0"
-        raise ValueError(
+        raise LeukmlError(
             f"{name}={text!r}; use a number of seconds {bound}, or unset it for the default {default:g}"
         )
     return seconds

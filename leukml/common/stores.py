@@ -15,6 +15,8 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
+from leukml.common.errors import LeukmlError
+
 # the driver's words (SQLite's, PostgreSQL's, the OS's) -> what is wrong, what to do
 _FAULTS = (
     ("file is not a database", "is not a database", "move that file away, or give another {option}"),
@@ -49,7 +51,7 @@ _FAULTS = (
 SCHEMES = "sqlite:///FILE, postgresql://USER:PASSWORD@HOST:PORT/DB or mysql://USER:PASSWORD@HOST:PORT/DB"
 
 
-class StoreError(OSError):
+class StoreError(OSError, LeukmlError):
     """A store that cannot be used, worded for the user (one line, the store and the fix)."""
 
 

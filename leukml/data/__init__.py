@@ -4,5 +4,6 @@ synthetic C-NMC-like data, the dihedral augmentation's transforms, ``leukml insp
 whether an image looks like the training cells (``lookalike``, the page's warnings).
 
 May import ``common`` and ``reference``. No Keras, TensorFlow, JAX, MLflow or Optuna: the data
-layer is numpy and Pillow, so every other layer and tool can read data without a backend.
+layer is numpy and Pillow (and scikit-learn for k-fold splits), so every other layer and tool can
+read data without a backend.
 """

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from leukml.common.errors import OptionError
+
 AUGMENTS = ("none", "dihedral", "full")
 TTAS = ("none", "dihedral")
 VARIANTS = 8  # 4 quarter turns x (as is, mirrored)
@@ -27,7 +29,7 @@ class Augmentation:
 
     def __post_init__(self) -> None:
         if self.name not in AUGMENTS:
-            raise ValueError(f"augment={self.name!r}; choose one of: {', '.join(AUGMENTS)}")
+            raise OptionError(f"augment={self.name!r}; choose one of: {', '.join(AUGMENTS)}")
 
     @property
     def draws_variants(self) -> bool:
@@ -55,7 +57,7 @@ class TestTime:
 
     def __post_init__(self) -> None:
         if self.name not in TTAS:
-            raise ValueError(f"tta={self.name!r}; choose one of: {', '.join(TTAS)}")
+            raise OptionError(f"tta={self.name!r}; choose one of: {', '.join(TTAS)}")
 
     @property
     def averages(self) -> bool:

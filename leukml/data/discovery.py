@@ -21,6 +21,7 @@ import numpy as np
 from leukml import CLASS_NAMES
 from leukml.common.cachedir import cache_path, write_json_atomic
 from leukml.common.console import Progress, silent
+from leukml.common.errors import LeukmlError
 from leukml.data.filehash import HASH_THREADS, content_digests, hashed_reader
 from leukml.data.images import ImageError, check_image, is_image_name
 
@@ -28,6 +29,12 @@ LAYOUTS_HELP = (
     "expected one of: the C-NMC training layout .../fold_<k>/{all,hem}/*.bmp; a folder of <n>.bmp "
     "with a labels CSV (header Patient_ID,new_names,labels) beside or inside it; or {all,hem}/ "
     "class folders (BMP, PNG, JPEG or TIFF)"
+)
+# what --split official needs (data.splits): the C-NMC release's labelled preliminary test set
+PRELIM_HELP = (
+    "the labelled preliminary test set of the C-NMC release (validation_data/"
+    "C-NMC_test_prelim_phase_data/*.bmp with C-NMC_test_prelim_phase_data_labels.csv, header "
+    "Patient_ID,new_names,labels)"
 )
 CSV_HEADER = ("patient_id", "new_names", "labels")
 _FOLD_RE = re.compile(r"^fold_(\d+)$", re.IGNORECASE)
@@ -197,7 +204,7 @@ def _from_csvs(root: Path, csv_paths: list[Path]) -> tuple[list[Record], list[Sk
             if rel in listed:
                 label, first = listed[rel]
                 if label != row["labels"]:
-                    raise ValueError(
+                    raise LeukmlError(
                         f"{rel} is labelled {label!r} in {first.relative_to(root)} but {row['labels']!r} "
                         f"in {csv_path.relative_to(root)}; remove the wrong labels CSV or correct the row"
                     )
@@ -326,7 +333,7 @@ def discover(data_dir: str | os.PathLike, strict: bool = False, progress: Progre
     bad = _check_images(root, candidates, verdicts, progress) if candidates else {}
     if strict and bad:
         first = next(iter(bad.items()))
-        raise ValueError(
+        raise LeukmlError(
             f"{len(bad)} unusable image(s) under {root} with --strict, e.g. "
             f"{first[0]}: {first[1]}; fix or remove them, or drop --strict"
         )
@@ -378,10 +385,10 @@ def skip_summary(skipped: Sequence[Skipped], examples: int = 3) -> str:
 def _check_classes(root: Path, records: list[Record], skipped: list[Skipped]) -> None:
     if not records:
         found = f" ({skip_summary(skipped)})" if skipped else ""
-        raise ValueError(f"found no usable labelled images under {root}{found}; {LAYOUTS_HELP}")
+        raise LeukmlError(f"found no usable labelled images under {root}{found}; {LAYOUTS_HELP}")
     present = {r.label for r in records}
     if len(present) < 2:
         only = CLASS_NAMES[present.pop()]
-        raise ValueError(
+        raise LeukmlError(
             f"found only class {only!r} under {root}: both all and hem are needed; {LAYOUTS_HELP}"
         )

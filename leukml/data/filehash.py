@@ -23,6 +23,7 @@ from pathlib import Path
 
 from leukml.common.cachedir import cache_path, write_json_atomic
 from leukml.common.console import Progress, silent
+from leukml.common.errors import LeukmlError
 
 DIGEST_CHARS = 32  # 128 bits of SHA-256
 RACY_S = 2.0  # files modified this recently are re-hashed next time
@@ -33,7 +34,7 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-class DataChanged(ValueError):
+class DataChanged(LeukmlError):
     """A data file's bytes are no longer those its digest was taken from."""
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from leukml.common.cachedir import cache_path, cached_array
 from leukml.common.console import Progress, silent
+from leukml.common.errors import LeukmlError
 from leukml.data.discovery import Dataset, Record
 from leukml.data.filehash import HASH_THREADS, hashed_reader
 from leukml.data.images import DEFAULT_RESIZE, RESIZE_METHODS, ImageError, decode_image
@@ -30,7 +31,7 @@ def load_images(
         DataChanged: an image's bytes changed since discovery (the message names it).
     """
     if method not in RESIZE_METHODS:
-        raise ValueError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
+        raise LeukmlError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
     path = cache_path("images", f"{dataset.fingerprint}-{size}-{method}.npy")
 
     read = hashed_reader(dataset.root)

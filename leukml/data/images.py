@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from leukml.common.errors import LeukmlError
+
 IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # The only formats decoded, whatever else Pillow knows: a GIF, WebP or EPS (which Pillow hands to
 # Ghostscript) is refused by its first bytes, not decoded, in training, `leukml predict`, the
@@ -41,7 +43,7 @@ DEFAULT_RESIZE = "bilinear"
 MAX_PIXELS = 64_000_000
 
 
-class ImageError(ValueError):
+class ImageError(LeukmlError):
     """An image file that cannot be used: the message says why."""
 
 
@@ -177,7 +179,7 @@ def decode_image(
         ValueError: unknown ``method``.
     """
     if method not in RESIZE_METHODS:
-        raise ValueError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
+        raise LeukmlError(f"resize method {method!r}; choose one of: {', '.join(RESIZE_METHODS)}")
     return fit(load_rgb(source, max_pixels), size, method)
 
 
@@ -227,18 +229,18 @@ def decode_base64_batch(
     out = np.empty((len(encoded), size, size, 3), np.float32)
     for row, text in enumerate(encoded):
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"row {row}: 'image' is empty; send a base64-encoded image file")
+            raise LeukmlError(f"row {row}: 'image' is empty; send a base64-encoded image file")
         if len(text) * 3 // 4 > max_bytes:
-            raise ValueError(
+            raise LeukmlError(
                 f"row {row}: image of ~{len(text) * 3 // 4} bytes is over the {max_bytes}-byte limit"
             )
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError(f"row {row}: 'image' is not valid base64") from None
+            raise LeukmlError(f"row {row}: 'image' is not valid base64") from None
         try:
             out[row] = decode_image(data, size, method)
             refuse_blank(out[row])
         except ImageError as exc:
-            raise ValueError(f"row {row}: not a usable image: {exc}") from None
+            raise LeukmlError(f"row {row}: not a usable image: {exc}") from None
     return out

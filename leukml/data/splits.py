@@ -10,20 +10,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from leukml import CLASS_NAMES
+from leukml.common.errors import LeukmlError, OptionError
 from leukml.common.options import option, options_of
 from leukml.data.counts import n_subjects as n_subjects  # re-exported: the counts of a split's sides
 from leukml.data.counts import natural_order
 from leukml.data.counts import summarize as summarize
-from leukml.data.discovery import Record
+from leukml.data.discovery import PRELIM_HELP, Record
 
 SPLIT_METHODS = ("image", "subject", "fold", "official", "kfold")
 POOLS = ("all", "training")
-# what --split official needs: the C-NMC release's labelled preliminary test set
-PRELIM_HELP = (
-    "the labelled preliminary test set of the C-NMC release (validation_data/"
-    "C-NMC_test_prelim_phase_data/*.bmp with C-NMC_test_prelim_phase_data_labels.csv, header "
-    "Patient_ID,new_names,labels)"
-)
 
 
 @dataclass(frozen=True)
@@ -84,17 +79,19 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
-            raise ValueError(f"split={self.method!r}; choose one of: {', '.join(SPLIT_METHODS)}")
+            raise OptionError(f"split={self.method!r}; choose one of: {', '.join(SPLIT_METHODS)}")
         if self.pool not in POOLS:
-            raise ValueError(f"pool={self.pool!r}; choose one of: {', '.join(POOLS)}")
+            raise OptionError(f"pool={self.pool!r}; choose one of: {', '.join(POOLS)}")
         if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction={self.test_fraction}; use a value between 0 and 1")
+            raise OptionError(f"test_fraction={self.test_fraction}; use a value between 0 and 1")
         if self.folds < 2:
-            raise ValueError(f"folds={self.folds}; use at least 2")
+            raise OptionError(f"folds={self.folds}; use at least 2")
         if self.method == "kfold" and self.test_fold is not None and not 0 <= self.test_fold < self.folds:
-            raise ValueError(f"test_fold={self.test_fold}; with --folds {self.folds} use 0..{self.folds - 1}")
+            raise OptionError(
+                f"test_fold={self.test_fold}; with --folds {self.folds} use 0..{self.folds - 1}"
+            )
         if not 0.0 <= self.val_fraction < 1.0 - self.test_fraction:
-            raise ValueError(
+            raise OptionError(
                 f"val_fraction={self.val_fraction}; use 0 <= val_fraction < "
                 f"1 - test_fraction ({1 - self.test_fraction:g})"
             )
@@ -225,7 +222,7 @@ def _require_subjects(records: Sequence[Record], idx: np.ndarray, config: SplitC
         config.method, f"--split {config.method} with --val-fraction"
     )
     fix = "--split image" if config.method in ("subject", "kfold") else "--val-fraction 0 or --split image"
-    raise ValueError(
+    raise LeukmlError(
         f"{how} keeps each subject on one side, but {len(missing)} of {len(idx)} images have no "
         f"subject id (from file names UID_<subject>_...; {missing[0]} has none): use {fix}"
     )
@@ -257,7 +254,7 @@ def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
             _require_subjects(records, all_idx, config)
         train, test = _take(records, all_idx, config.test_fraction, by_subject, rng)
         if not len(test):
-            raise ValueError(
+            raise LeukmlError(
                 f"--test-fraction {config.test_fraction:g} gave no test images with --split "
                 f"{config.method} ({_pool(records, all_idx, by_subject)}): use a larger --test-fraction "
                 f"(at least {_above(_needed(records, all_idx, by_subject)):g})"
@@ -267,7 +264,7 @@ def split_records(records: Sequence[Record], config: SplitConfig) -> Split:
         option = {"fold": "--test-fold", "kfold": "--folds", "official": "the data"}.get(
             config.method, "--test-fraction"
         )
-        raise ValueError(f"the {config.method} split left no training images: change {option}")
+        raise LeukmlError(f"the {config.method} split left no training images: change {option}")
     val = np.array([], dtype=np.int64)
     if config.val_fraction > 0:
         train, val = _take_val(records, train, config, rng)
@@ -281,18 +278,18 @@ def _official_fold(
     """(train, test): one official C-NMC fold held out, the other folds train."""
     folds = sorted({r.fold for r in records if r.fold is not None})
     if not folds:
-        raise ValueError(
+        raise LeukmlError(
             "split='fold' needs the C-NMC layout .../fold_<k>/{all,hem}/; this "
             "data has no folds: use split=image or split=subject"
         )
     if len(folds) < 2:
-        raise ValueError(
+        raise LeukmlError(
             f"split='fold' needs at least two folds; this data has only fold "
             f"{folds[0]}: use split=image or split=subject"
         )
     test_fold = folds[-1] if config.test_fold is None else config.test_fold
     if test_fold not in folds:
-        raise ValueError(f"test_fold={test_fold} is not in the data; folds present: {folds}")
+        raise OptionError(f"test_fold={test_fold} is not in the data; folds present: {folds}")
     test = np.array([i for i in all_idx if records[i].fold == test_fold], dtype=np.int64)
     train = np.array([i for i in all_idx if records[i].fold not in (None, test_fold)], dtype=np.int64)
     return train, test
@@ -306,13 +303,13 @@ def _official(
     train: every other labelled image, except any of a test subject (so none trains)."""
     test = np.array([i for i in all_idx if records[i].listed], dtype=np.int64)
     if not len(test):
-        raise ValueError(
+        raise LeukmlError(
             f"--split official tests on {PRELIM_HELP}; this data has none: add it, or use "
             "--split subject (or --split fold on the training folds)"
         )
     unnamed = [records[i].relpath for i in test if records[i].subject is None]
     if unnamed:
-        raise ValueError(
+        raise LeukmlError(
             f"--split official keeps every test subject out of training, but {len(unnamed)} labelled "
             f"preliminary images have no subject (Patient_ID like UID_57_29_1_all.bmp; {unnamed[0]} has "
             "none): correct the Patient_ID column of the labels CSV"
@@ -320,7 +317,7 @@ def _official(
     rest = [i for i in all_idx if not records[i].listed]
     anonymous = [records[i].relpath for i in rest if records[i].subject is None]
     if anonymous:
-        raise ValueError(
+        raise LeukmlError(
             f"--split official keeps every test subject out of training, but {len(anonymous)} training "
             f"images have no subject id (from file names UID_<subject>_...; {anonymous[0]} has none): "
             "name them as C-NMC does, or use --split image"
@@ -341,7 +338,7 @@ def _kfold(
     _require_subjects(records, all_idx, config)
     subjects = sorted({records[i].subject for i in all_idx})
     if len(subjects) < config.folds:
-        raise ValueError(
+        raise LeukmlError(
             f"--folds {config.folds} needs at least {config.folds} subjects; this data has "
             f"{len(subjects)}: use --folds {max(len(subjects), 2)} or fewer"
         )
@@ -370,7 +367,7 @@ def _take_val(
         [f"a larger --val-fraction (at least {at_least:g})"] if at_least < 1 - config.test_fraction else []
     )
     fixes += ["--split image"] if by_subject else ["--val-fraction 0 (validation on test)"]
-    raise ValueError(
+    raise LeukmlError(
         f"--val-fraction {config.val_fraction:g} gave no validation images with --split {config.method} "
         f"(the training side has {_pool(records, train, by_subject)}): use {' or '.join(fixes)}"
     )

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from leukml.common.cachedir import cache_root
+from leukml.common.errors import OptionError
 
 N_FOLDS = 3
 # the C-NMC release's test sets, relative to C-NMC_Leukemia/
@@ -42,15 +43,15 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if min(self.n_prelim, self.n_final) < 0:
-            raise ValueError(f"n_prelim={self.n_prelim}, n_final={self.n_final}; use 0 or more")
+            raise OptionError(f"n_prelim={self.n_prelim}, n_final={self.n_final}; use 0 or more")
         if (self.n_prelim or self.n_final) and self.test_subjects < 2:
-            raise ValueError(f"test_subjects={self.test_subjects}; use at least 2 (one per class)")
+            raise OptionError(f"test_subjects={self.test_subjects}; use at least 2 (one per class)")
         if self.n_all < 1 or self.n_hem < 1:
-            raise ValueError(f"n_all={self.n_all}, n_hem={self.n_hem}; both classes need >= 1 image")
+            raise OptionError(f"n_all={self.n_all}, n_hem={self.n_hem}; both classes need >= 1 image")
         if self.subjects < 2:
-            raise ValueError(f"subjects={self.subjects}; use at least 2 (one per class)")
+            raise OptionError(f"subjects={self.subjects}; use at least 2 (one per class)")
         if self.size < 16:
-            raise ValueError(f"size={self.size}; use at least 16 pixels")
+            raise OptionError(f"size={self.size}; use at least 16 pixels")
 
     def subject_counts(self) -> tuple[int, int]:
         """(ALL subjects, normal subjects), in proportion to the images, at least one each."""

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from leukml.common import options
+from leukml.common.errors import OptionError
 from leukml.common.options import option
 from leukml.model.archs import ARCHS
 from leukml.training.config import OPTIMIZERS, TrainConfig
@@ -55,22 +56,22 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}; choose one of: {', '.join(MODES)}")
+            raise OptionError(f"mode={self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.pruner not in PRUNERS:
-            raise ValueError(f"pruner={self.pruner!r}; choose one of: {', '.join(PRUNERS)}")
+            raise OptionError(f"pruner={self.pruner!r}; choose one of: {', '.join(PRUNERS)}")
         for name, chosen, table in (
             ("archs", self.archs, ARCHS),
             ("optimizers", self.optimizers, OPTIMIZERS),
         ):
             bad = [c for c in chosen if c not in table]
             if bad or not chosen:
-                raise ValueError(
+                raise OptionError(
                     f"{name}={','.join(chosen)!r}: unknown {bad}; choose from: {', '.join(table)}"
                 )
         if self.trials < 1:
-            raise ValueError(f"trials={self.trials}; use at least 1")
+            raise OptionError(f"trials={self.trials}; use at least 1")
         if self.heartbeat < 1:
-            raise ValueError(f"heartbeat={self.heartbeat}; use at least 1 second")
+            raise OptionError(f"heartbeat={self.heartbeat}; use at least 1 second")
 
     @classmethod
     def of(cls, base: dict | None = None, **values) -> SearchConfig:

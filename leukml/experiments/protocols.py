@@ -13,6 +13,7 @@ import numpy as np
 from leukml.analysis.comparison import REFERENCE, gap_text
 from leukml.analysis.uncertainty import Interval
 from leukml.common import options
+from leukml.common.errors import LeukmlError, OptionError
 from leukml.common.options import option
 from leukml.training.config import TrainConfig
 
@@ -35,7 +36,7 @@ HEADLINE = (
 def _folds(text: str | int) -> str:
     text = str(text).strip().lower()
     if text != "official" and not (text.isdigit() and int(text) >= 2):
-        raise ValueError(
+        raise OptionError(
             f"folds={text!r}; give a number of folds (at least 2) or official (the C-NMC release's folds)"
         )
     return text
@@ -64,7 +65,7 @@ class CvConfig:
         """(fold, its training) for every fold; ``official_folds``: the folds the data has."""
         if self.folds == "official":
             if len(official_folds) < 2:
-                raise ValueError(
+                raise LeukmlError(
                     f"--folds official needs the C-NMC training layout .../fold_<k>/{{all,hem}}/ with at "
                     f"least two folds; this data has {len(official_folds)}: give a number of folds, e.g. 5"
                 )

@@ -20,6 +20,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
+from leukml.common.errors import LeukmlError
 from leukml.common.stores import StoreError, store_problem, unknown_scheme
 from leukml.data.splits import Split
 from leukml.experiments.config import HEARTBEAT_S, SearchConfig
@@ -147,7 +148,7 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
     try:
         return _open_storage(url, heartbeat)
     except sqlalchemy.exc.ArgumentError:  # NoSuchModuleError too: garbage://, a typo'd scheme
-        raise ValueError(unknown_scheme(url, "--storage")) from None
+        raise LeukmlError(unknown_scheme(url, "--storage")) from None
     except sqlalchemy.exc.DatabaseError as exc:
         said = store_problem(url, "--storage", str(exc.orig or exc).splitlines()[0])
         if said is None:  # a server that does not answer: the CLI words it

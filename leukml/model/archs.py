@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from leukml.common.errors import OptionError
 from leukml.common.options import option
 
 POOLINGS = ("flatten", "avg")
@@ -43,17 +44,17 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
-            raise ValueError(f"arch={self.arch!r}; choose one of: {', '.join(ARCHS)}")
+            raise OptionError(f"arch={self.arch!r}; choose one of: {', '.join(ARCHS)}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
+            raise OptionError(f"pooling={self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
         if self.image_size < ARCHS[self.arch].min_size:
-            raise ValueError(
+            raise OptionError(
                 f"image_size={self.image_size}; {self.arch} needs at least {ARCHS[self.arch].min_size} pixels"
             )
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout}; use 0 <= dropout < 1")
+            raise OptionError(f"dropout={self.dropout}; use 0 <= dropout < 1")
         if self.dense_units < 1:
-            raise ValueError(f"dense_units={self.dense_units}; use a positive number")
+            raise OptionError(f"dense_units={self.dense_units}; use a positive number")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
+from leukml.common.errors import LeukmlError
 from leukml.model.networks import Network, split_network
 
 
@@ -38,7 +39,7 @@ def _head_gradients(head: keras.Model, features: np.ndarray, cls: int) -> np.nda
         x = torch.tensor(features, requires_grad=True)
         head(x, training=False)[:, cls].sum().backward()
         return x.grad.numpy()
-    raise ValueError(f"Grad-CAM is not implemented for the {backend} backend")
+    raise LeukmlError(f"Grad-CAM is not implemented for the {backend} backend")
 
 
 def gradcam(network: Network, image: np.ndarray) -> tuple[np.ndarray, int, float]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from leukml.common.errors import LeukmlError, OptionError
 from leukml.model.archs import ARCHS, ModelConfig, resolve_weights
 
 # ImageNet statistics behind keras.applications' preprocess_input modes.
@@ -72,7 +73,7 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
         except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
             if "URL fetch failure" not in str(exc) and not isinstance(exc, OSError):
                 raise
-            raise ValueError(
+            raise OptionError(
                 f"weights=imagenet: cannot download {arch}'s ImageNet weights "
                 f"(offline?); {_weights_help(arch)}"
             ) from None
@@ -88,7 +89,7 @@ def build_base(arch: str, weights: str, image_size: int) -> keras.Model:
                 warnings.simplefilter("ignore")
                 base.load_weights(str(path))
         except Exception as exc:
-            raise ValueError(
+            raise LeukmlError(
                 f"weights file {path} does not fit the {arch} base (made for another "
                 f"architecture?): {str(exc).splitlines()[0][:200]}"
             ) from None
@@ -122,7 +123,7 @@ def unfreeze_top(base: keras.Model, n: int) -> list[str]:
         if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
     ]
     if n > len(weighted):
-        raise ValueError(
+        raise OptionError(
             f"fine_tune_layers={n}; the {base.name} base has {len(weighted)} layers with weights "
             f"(BatchNormalization not counted): use 0..{len(weighted)}"
         )

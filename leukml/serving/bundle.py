@@ -20,7 +20,7 @@ import leukml
 ROOT = Path(leukml.__file__).resolve().parent
 ENTRY = "leukml.serving.pyfunc"
 # what the shipped modules import beyond the standard library and leukml, as pip names them; the
-# Keras backend's own packages come from ``common.runtime.backend_requirements``
+# Keras backend's own packages come from ``training.runtime.backend_requirements``
 PREDICT_PACKAGES = ("mlflow", "numpy", "pandas", "pillow")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from leukml.common.console import import_backend
+from leukml.common.errors import LeukmlError
 from leukml.data.images import is_image_name, read_image_file
 
 _DIGITS = re.compile(r"([0-9]+)")
@@ -41,11 +42,11 @@ def collect_images(paths: list[Path]) -> list[tuple[Path, str]]:
             found.append((path, str(path)))
         elif path.exists() or path.is_symlink():  # a symlink loop, a dangling link, a device
             path.stat()  # raises what is wrong: too many levels of symbolic links, ...
-            raise ValueError(f"{path} is neither a file nor a folder; give image files or folders")
+            raise LeukmlError(f"{path} is neither a file nor a folder; give image files or folders")
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
     if not found:
-        raise ValueError(f"no images found in {', '.join(map(str, paths))}")
+        raise LeukmlError(f"no images found in {', '.join(map(str, paths))}")
     return found
 
 
@@ -57,7 +58,7 @@ def check_csv(path: Path, names: list[str]) -> None:
         ValueError: two folders given hold files of the same relative name.
     """
     if twice := [name for name, count in Counter(names).items() if count > 1]:
-        raise ValueError(
+        raise LeukmlError(
             f"{twice[0]} is found twice; the CSV's file column could not tell the two apart: "
             "give each folder in its own `leukml predict --csv` run"
         )
@@ -75,7 +76,7 @@ def write_csv(path: Path, names: list[str], table: pd.DataFrame) -> None:
         ValueError: a label other than ALL or hem (a model that is not a leukml classifier).
     """
     if unknown := set(table["label"]) - set(CHALLENGE_CODES):
-        raise ValueError(f"the model answered label(s) {sorted(unknown)}; expected ALL or hem")
+        raise LeukmlError(f"the model answered label(s) {sorted(unknown)}; expected ALL or hem")
     with open(path, "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["file", "label", "p_all"])
@@ -121,7 +122,7 @@ def post_encoded(url: str, encoded: list[str], timeout: float = 120.0) -> pd.Dat
             payload = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]
-        raise ValueError(f"{url} answered {exc.code}: {detail}") from None
+        raise LeukmlError(f"{url} answered {exc.code}: {detail}") from None
     except urllib.error.URLError as exc:
-        raise ValueError(f"cannot reach {url}: {exc.reason}; is `mlflow models serve` running?") from None
+        raise LeukmlError(f"cannot reach {url}: {exc.reason}; is `mlflow models serve` running?") from None
     return pd.DataFrame(payload["predictions"])

@@ -18,6 +18,7 @@ from mlflow.types import ColSpec, Schema
 
 from leukml import CLASS_NAMES
 from leukml.analysis.calibration import apply_temperature
+from leukml.common.errors import LeukmlError
 from leukml.data.augment import TestTime, dihedral
 from leukml.data.images import MAX_REQUEST_IMAGE_BYTES, decode_base64_batch
 from leukml.tracking.mlflow_compat import in_scoring_server
@@ -79,7 +80,7 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
         self.temperature = float(config.get("temperature", 1.0))  # 1.0: uncalibrated
         try:
             self.tta = TestTime(str(config.get("tta", "none")))
-        except ValueError as exc:
+        except LeukmlError as exc:
             raise MlflowException.invalid_parameter_value(f"model config: {exc}") from None
         # the server's operator may tighten the per-image limit without re-registering
         self.max_bytes = int(
@@ -104,7 +105,7 @@ class CellClassifier(mlflow.pyfunc.PythonModel):
             raise MlflowException.invalid_parameter_value("no rows: send at least one image")
         try:
             images = decode_base64_batch(list(model_input["image"]), self.size, max_bytes=self.max_bytes)
-        except ValueError as exc:
+        except LeukmlError as exc:
             raise MlflowException.invalid_parameter_value(str(exc)) from None
         # predict_on_batch, not predict: predict's per-call set-up (data adapter, callbacks) was
         # most of a one-image request's time (bench/serve.py); chunks bound the memory of a pass

@@ -19,7 +19,7 @@ from PIL import Image
 
 from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like, which_test_set
 from leukml.analysis.versus import Versus
-from leukml.common.runtime import backend_requirements
+from leukml.common.errors import LeukmlError
 from leukml.data.augment import TestTime
 from leukml.data.images import ImageError, decode_image, refuse_blank
 from leukml.data.synth import render_cell
@@ -34,6 +34,7 @@ from leukml.tracking.reader import (
     versus_runner_up,
 )
 from leukml.tracking.uri import resolve_tracking_uri
+from leukml.training.runtime import backend_requirements
 
 DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion", "previous"
 SELECTION_ON_TEST_HELP = (
@@ -95,7 +96,7 @@ def best_run(
         if metric in r.data.metrics and is_training(r.data.tags, r.data.params)
     }
     if not runs:
-        raise ValueError(
+        raise LeukmlError(
             f"no finished run with metric {metric!r}"
             + (f" and arch={arch}" if arch else "")
             + (f" in study {study_name!r}" if study_name else "")
@@ -103,7 +104,7 @@ def best_run(
         )
     values = {i: r.data.metrics[metric] for i, r in runs.items()}
     if all(np.isnan(v) for v in values.values()):
-        raise ValueError(
+        raise LeukmlError(
             f"every matching run's {metric!r} is NaN (undefined: test_auc on a test split with one "
             f"class, tagged test_one_class=true); promote on another --metric"
         )
@@ -127,7 +128,7 @@ def _keras_model_uri(client: MlflowClient, run, experiment_id: str) -> str:
     )
     keras_models = [m for m in models if m.name == "model"]
     if not keras_models:
-        raise ValueError(
+        raise LeukmlError(
             f"best run {run.info.run_id} has no logged model 'model'; it cannot be "
             f"promoted (was it trained with leukml train?)"
         )
@@ -288,7 +289,7 @@ def promote(
     run, exp, ranking = best_run(client, experiment, metric, arch, parent_run, study_name, protocol)
     value = float(run.data.metrics[metric])
     if run.data.tags.get("selection_on_test") == "true" and not allow_test_selection:
-        raise ValueError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")
+        raise LeukmlError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")
     keras_uri = _keras_model_uri(client, run, exp.experiment_id)
     existing = _existing_version(client, name, run.info.run_id, tta)
     created = existing is None
@@ -327,7 +328,7 @@ def _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tt
     }
     version = mlflow.register_model(model_uri, name, tags=tags)
     if str(version.version) != expected:  # another promotion raced us
-        raise ValueError(
+        raise LeukmlError(
             f"registered version {version.version} but the model reports {expected}; promote again"
         )
     before = client.get_run(run.info.run_id).data.tags.get(REGISTERED_TAG)
@@ -360,7 +361,7 @@ def rollback(
         previous = str(client.get_model_version_by_alias(name, PREVIOUS_ALIAS).version)
         current = str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
-        raise ValueError(
+        raise LeukmlError(
             f"model {name!r} has no '{PREVIOUS_ALIAS}' and '{alias}' versions to "
             f"swap; promote twice before rolling back"
         ) from None

@@ -22,6 +22,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from leukml.common.errors import LeukmlError
 from leukml.common.options import env_seconds
 
 TAG = "heartbeat"
@@ -73,14 +74,14 @@ def take_over(client: MlflowClient, run: Run) -> None:
     run_id, last = run.info.run_id, run.data.tags.get(TAG)
     stale = stale_after_s()
     if last is None:
-        raise ValueError(
+        raise LeukmlError(
             f"--resume {run_id}: the run is RUNNING and writes no heartbeat (a training from before "
             "leukml wrote heartbeats); if its process is gone, mark it FAILED with "
             f"`MLFLOW_TRACKING_URI={mlflow.get_tracking_uri()} python -m leukml.tracking.heartbeat {run_id}`"
         )
     age = time.time() - float(last)
     if age < stale:
-        raise ValueError(
+        raise LeukmlError(
             f"--resume {run_id}: the run is RUNNING, its last heartbeat {age:.0f} s ago; a run whose "
             f"process is gone can be resumed {stale:g} s after its last beat ($LEUKML_HEARTBEAT_S x "
             f"{STALE_BEATS}): wait, or stop its process"
@@ -107,7 +108,7 @@ def _claim_once(client: MlflowClient, run_id: str, key: str) -> None:
     with contextlib.suppress(mlflow.exceptions.MlflowException):
         client.log_param(run_id, key, mine)
     if client.get_run(run_id).data.params.get(key) != mine:
-        raise ValueError(
+        raise LeukmlError(
             f"--resume {run_id}: another `leukml train --resume` took this run over first; "
             "only one process continues a run"
         )

@@ -16,6 +16,7 @@ from leukml.analysis.predictions import read_predictions
 from leukml.analysis.records import RunRecord
 from leukml.analysis.uncertainty import CI_METRICS
 from leukml.analysis.versus import Versus, interval_of, paired
+from leukml.common.errors import LeukmlError
 from leukml.tracking.uri import resolve_tracking_uri, shown_uri
 from leukml.training.evaluation import Predictions
 
@@ -70,7 +71,7 @@ def find_experiment(client: MlflowClient, experiment: str | None):
     if name:
         found = client.get_experiment_by_name(name)
         if found is None:
-            raise ValueError(
+            raise LeukmlError(
                 f"experiment {name!r} not found in {where}; pass --experiment with an existing name "
                 "(or --tracking-uri)"
             )
@@ -85,9 +86,9 @@ def find_experiment(client: MlflowClient, experiment: str | None):
     if len(holding) == 1:
         return holding[0]
     if not holding:
-        raise ValueError(f"no leukml training run in {where}; train first (leukml train, or mlflow run .)")
+        raise LeukmlError(f"no leukml training run in {where}; train first (leukml train, or mlflow run .)")
     names = ", ".join(sorted(repr(e.name) for e in holding))
-    raise ValueError(
+    raise LeukmlError(
         f"leukml training runs are in {len(holding)} experiments of {where} ({names}); choose one with "
         "--experiment NAME (or set MLFLOW_EXPERIMENT_NAME)"
     )
@@ -103,7 +104,7 @@ def search_filter(
         ValueError: both given, or a study without a search run in the experiment.
     """
     if parent_run and study_name:
-        raise ValueError(
+        raise LeukmlError(
             f"--parent-run {parent_run} and --study-name {study_name} both choose the runs; give one "
             "(--study-name takes every worker's search of the study)"
         )
@@ -112,7 +113,7 @@ def search_filter(
     if not study_name:
         return ""
     if not study_parent_runs(client, experiment_id, study_name):
-        raise ValueError(
+        raise LeukmlError(
             f"study {study_name!r} has no search run in experiment {experiment!r}; check the name "
             "(`leukml search` prints it; `optuna studies --storage URL` lists a storage's studies) "
             "or pass the --experiment (and --tracking-uri) it was searched in"
@@ -208,7 +209,7 @@ def model_temperature(client: MlflowClient, run) -> float:
         if epoch is not None and m.step == int(epoch)
     ]
     if not found:
-        raise ValueError(
+        raise LeukmlError(
             f"run {run.info.run_id} was trained with --calibrate temperature but logged no temperature "
             f"at its model's epoch ({epoch}); it did not finish logging: train it again"
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from leukml.common.errors import LeukmlError
 from leukml.tracking import heartbeat
 from leukml.tracking.reader import study_parent_runs
 from leukml.tracking.sink import CHECKPOINT_PATH
@@ -97,21 +98,21 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
     try:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
-        raise ValueError(
+        raise LeukmlError(
             f"--resume {run_id}: no such run on {mlflow.get_tracking_uri()}; check the run id"
         ) from None
     status = run.info.status
     if status == "RUNNING":
         heartbeat.take_over(client, run)  # refuses a live run; marks the lost attempt
     elif status not in RESUMABLE:
-        raise ValueError(
+        raise LeukmlError(
             f"--resume {run_id}: the run is {status}; only FAILED or KILLED runs continue (and RUNNING "
             "ones whose process is gone); it finished: nothing to resume"
         )
     else:
         heartbeat.claim(client, run)
     if "checkpoint_epoch" not in run.data.tags:
-        raise ValueError(
+        raise LeukmlError(
             f"--resume {run_id}: the run saved no checkpoint ({_no_checkpoint_yet(run.data.params)}): "
             "train it again"
         )

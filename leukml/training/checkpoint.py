@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from leukml.common.errors import LeukmlError
 from leukml.model.networks import Network
 from leukml.training.loop import LoopState
 from leukml.training.stage import optimizer_state
@@ -119,10 +120,10 @@ def load(folder: Path) -> Checkpoint:
     """
     state_path, arrays_path = folder / STATE_FILE, folder / ARRAYS_FILE
     if not state_path.is_file() or not arrays_path.is_file():
-        raise ValueError(f"{folder} holds no checkpoint ({STATE_FILE} and {ARRAYS_FILE})")
+        raise LeukmlError(f"{folder} holds no checkpoint ({STATE_FILE} and {ARRAYS_FILE})")
     meta = json.loads(state_path.read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"checkpoint format {meta.get('format')} in {folder}; this leukml reads {FORMAT}")
+        raise LeukmlError(f"checkpoint format {meta.get('format')} in {folder}; this leukml reads {FORMAT}")
     with np.load(arrays_path) as arrays:
 
         def series(prefix: str) -> list[np.ndarray]:
@@ -151,7 +152,7 @@ def restore(network: Network, checkpoint: Checkpoint) -> None:
     """Put the checkpoint's variables into the freshly built ``network``."""
     model = network.head if checkpoint.trained == "head" else network.model
     if len(model.variables) != len(checkpoint.variables):
-        raise ValueError(
+        raise LeukmlError(
             f"the checkpoint holds {len(checkpoint.variables)} variables of the {checkpoint.trained} but "
             f"this network's has {len(model.variables)}: it was saved by another configuration"
         )

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from leukml.common import options
+from leukml.common.errors import LeukmlError, OptionError
 from leukml.common.options import option, part
 from leukml.data.splits import SPLIT_METHODS, SplitConfig
 from leukml.model.archs import ModelConfig
@@ -34,14 +35,14 @@ def refuse_ignored(values: dict, config: type | None = None) -> None:
     for name in sorted(n for n in given if opts[n].used_by is not None):
         if method not in opts[name].used_by:
             users = " or ".join(m for m in SPLIT_METHODS if m in opts[name].used_by)
-            raise ValueError(
-                f"{opts[name].flag} {given[name]} acts only with --split {users} (this run: --split "
+            raise OptionError(
+                f"{name}={given[name]} acts only with --split {users} (this run: --split "
                 f"{method}); drop it or choose one of those splits"
             )
     if not values.get("fine_tune_layers"):
         for name in sorted(n for n in given if opts[n].fine_tuning):
-            raise ValueError(
-                f"{opts[name].flag} {given[name]} acts only with fine-tuning: give --fine-tune-layers N "
+            raise OptionError(
+                f"{name}={given[name]} acts only with fine-tuning: give --fine-tune-layers N "
                 "(N > 0) too, or drop it"
             )
 
@@ -53,7 +54,7 @@ def parse_epochs(text: str | tuple) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in text.replace(" ", "").split(",") if p)
     except ValueError:
-        raise ValueError(f"eval_epochs={text!r}; give comma-separated epochs, e.g. 10,20,30") from None
+        raise OptionError(f"eval_epochs={text!r}; give comma-separated epochs, e.g. 10,20,30") from None
 
 
 @dataclass(frozen=True)
@@ -154,24 +155,26 @@ class TrainConfig:
         if self.split.seed != self.seed:  # the split draws with the run's one seed
             object.__setattr__(self, "split", dataclasses.replace(self.split, seed=self.seed))
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+            raise OptionError(f"optimizer={self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         if self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs}; use at least 1")
+            raise OptionError(f"epochs={self.epochs}; use at least 1")
         bad = [e for e in self.eval_epochs if not 1 <= e <= self.epochs]
         if bad:
-            raise ValueError(f"eval_epochs {bad} outside 1..epochs ({self.epochs})")
+            raise LeukmlError(f"eval_epochs {bad} outside 1..epochs ({self.epochs})")
         for name, allowed in (("precision", PRECISIONS), ("jit", JIT_MODES)):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
+                raise OptionError(f"{name}={getattr(self, name)!r}; choose one of: {', '.join(allowed)}")
         if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every={self.checkpoint_every}; use 0 (never) or a number of epochs")
+            raise OptionError(
+                f"checkpoint_every={self.checkpoint_every}; use 0 (never) or a number of epochs"
+            )
         if not self.checkpoint_minutes >= 0:
-            raise ValueError(
+            raise OptionError(
                 f"checkpoint_minutes={self.checkpoint_minutes}; use 0 (not by time) or a number of minutes"
             )
         for name in ("lr", "batch_size", "decay_steps", "decay_rate"):
             if not getattr(self, name) > 0:  # NaN too
-                raise ValueError(f"{name}={getattr(self, name)}; use a positive value")
+                raise OptionError(f"{name}={getattr(self, name)}; use a positive value")
         self.recipe.check_run(self.epochs, self.split.val_fraction)
 
     @classmethod
@@ -213,7 +216,7 @@ class TrainConfig:
         """The Keras dtype policy the run uses: ``precision``, with ``auto`` decided by the device."""
         if self.precision != "auto":
             return self.precision
-        from leukml.common.runtime import auto_precision  # loads Keras: not when the CLI only reads options
+        from leukml.training.runtime import auto_precision  # loads Keras: not when the CLI only reads options
 
         return auto_precision()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from leukml.common.errors import LeukmlError
 from leukml.model.networks import Network
 from leukml.training.config import TrainConfig
 from leukml.training.evaluation import Predictions, classification_metrics, per_subject_scores
@@ -156,7 +157,7 @@ def _finish(network: Network, prepared: Prepared, config: TrainConfig, state: Lo
     )
 
 
-class Diverged(ValueError):
+class Diverged(LeukmlError):
     """The training loss is no longer a finite number: every later epoch would train on NaN."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from leukml.common.errors import OptionError
 from leukml.common.options import option
 from leukml.data.augment import AUGMENTS, TTAS, Augmentation, TestTime
 
@@ -78,17 +79,17 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         Augmentation(self.augment), TestTime(self.tta)  # refused here, naming the choices
         if self.keep not in KEEPS:
-            raise ValueError(f"keep={self.keep!r}; choose one of: {', '.join(KEEPS)}")
+            raise OptionError(f"keep={self.keep!r}; choose one of: {', '.join(KEEPS)}")
         if self.calibrate not in CALIBRATIONS:
-            raise ValueError(f"calibrate={self.calibrate!r}; choose one of: {', '.join(CALIBRATIONS)}")
+            raise OptionError(f"calibrate={self.calibrate!r}; choose one of: {', '.join(CALIBRATIONS)}")
         if self.fine_tune_layers < 0:
-            raise ValueError(f"fine_tune_layers={self.fine_tune_layers}; use 0 (frozen base) or more")
+            raise OptionError(f"fine_tune_layers={self.fine_tune_layers}; use 0 (frozen base) or more")
         if self.fine_tune_from is not None and self.fine_tune_from < 1:
-            raise ValueError(f"fine_tune_from={self.fine_tune_from}; use an epoch >= 1")
+            raise OptionError(f"fine_tune_from={self.fine_tune_from}; use an epoch >= 1")
         if self.fine_tune_lr <= 0:
-            raise ValueError(f"fine_tune_lr={self.fine_tune_lr}; use a positive value")
+            raise OptionError(f"fine_tune_lr={self.fine_tune_lr}; use a positive value")
         if self.early_stopping is not None and self.early_stopping < 1:
-            raise ValueError(f"early_stopping={self.early_stopping}; use a patience of at least 1 epoch")
+            raise OptionError(f"early_stopping={self.early_stopping}; use a patience of at least 1 epoch")
 
     def check_run(self, epochs: int, val_fraction: float) -> None:
         """Refuse what cannot work with the run's ``epochs`` and requested ``val_fraction``.
@@ -99,21 +100,23 @@ class RecipeConfig:
                 validation, never on test).
         """
         if self.fine_tune_from is not None and self.fine_tune_from > epochs:
-            raise ValueError(f"fine_tune_from={self.fine_tune_from} is after the last epoch; use 1..{epochs}")
+            raise OptionError(
+                f"fine_tune_from={self.fine_tune_from} is after the last epoch; use 1..{epochs}"
+            )
         if val_fraction > 0:
             return
         if self.early_stopping is not None:
-            raise ValueError(
+            raise OptionError(
                 f"early_stopping={self.early_stopping} watches the validation accuracy, never the test "
                 "split, and this run has no validation split: add --val-fraction (e.g. 0.1)"
             )
         if self.keep == "best":
-            raise ValueError(
+            raise OptionError(
                 "keep=best picks the epoch on the validation split, never on test, and this run has no "
                 "validation split: add --val-fraction (e.g. 0.1) or use --keep last"
             )
         if self.calibrate == "temperature":
-            raise ValueError(
+            raise OptionError(
                 "calibrate=temperature fits the temperature on the validation split, never on test, and "
                 "this run has no validation split: add --val-fraction (e.g. 0.25) or use --calibrate none"
             )

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 import keras
 import numpy as np
 
+from leukml.common.errors import OptionError
 from leukml.data.augment import VARIANTS, Augmentation, dihedral_each, draw_variants, jitter
 from leukml.training import device
 
@@ -147,7 +148,7 @@ def epoch_inputs(source: Source, augment: Augmentation, rng: np.random.Generator
         return lambda idx, pos: source.gather(idx, variants[pos])
     if augment.jitters:
         if not isinstance(source, ImageSource):
-            raise ValueError("augment=full trains end to end: it needs the images, not cached features")
+            raise OptionError("augment=full trains end to end: it needs the images, not cached features")
         return lambda idx, pos: source.jittered(idx, rng)
     return lambda idx, pos: source.gather(idx)
 

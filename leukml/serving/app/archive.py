@@ -10,6 +10,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from leukml.common.errors import LeukmlError
 from leukml.data.images import is_image_name
 from leukml.serving.app.config import Limits
 
@@ -26,7 +27,7 @@ class Upload:
     data: bytes
 
 
-class ZipTooLarge(ValueError):
+class ZipTooLarge(LeukmlError):
     """A zip whose images inflate past a limit: the message names the limit and the fix."""
 
 
@@ -63,7 +64,7 @@ def _entries(name: str, archive: zipfile.ZipFile, limits: Limits) -> tuple[list,
     ]
     images = [e for e in entries if is_image_name(PurePosixPath(e.filename))]
     if len(images) > limits.max_files:
-        raise ValueError(f"{name} holds {len(images)} images; an upload may hold {limits.max_files}")
+        raise LeukmlError(f"{name} holds {len(images)} images; an upload may hold {limits.max_files}")
     return images, [f"{name}/{e.filename}: not an image file name" for e in entries if e not in images]
 
 
@@ -80,7 +81,7 @@ def expand_zip(name: str, data: bytes, limits: Limits) -> tuple[list[Upload], li
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, EOFError, ValueError, OSError):
-        raise ValueError(f"{name}: not a readable zip file") from None
+        raise LeukmlError(f"{name}: not a readable zip file") from None
     images, skipped = _entries(name, archive, limits)
     budget, too_much = _budget(name, len(data), limits)
     uploads, inflated = [], 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from leukml.common.errors import LeukmlError
 from leukml.common.options import option, part
 
 DEFAULT_MODEL_URI = "models:/leukml-all-classifier@champion"
@@ -30,7 +31,7 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("max_files", "max_bytes", "chunk", "max_pixels", "max_zip_bytes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}; use a positive number")
+                raise LeukmlError(f"--{name.replace('_', '-')} {getattr(self, name)}; use a positive number")
 
     @property
     def max_request_bytes(self) -> int:
@@ -66,6 +67,6 @@ class AppConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
-            raise ValueError(f"--port {self.port}; use 1-65535")
+            raise LeukmlError(f"--port {self.port}; use 1-65535")
         if self.url and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"--url {self.url!r}; give the server's address, e.g. http://127.0.0.1:5001")
+            raise LeukmlError(f"--url {self.url!r}; give the server's address, e.g. http://127.0.0.1:5001")

@@ -12,6 +12,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
+from leukml.common.errors import LeukmlError
 from leukml.data.images import ImageError, fit, open_image, refuse_blank, to_rgb
 from leukml.data.lookalike import check
 from leukml.model.gradcam import gradcam, overlay
@@ -77,7 +78,7 @@ def prepare_chunk(uploads: list[Upload], limits: Limits, size: int) -> list[Prep
         ValueError: more uploads than a chunk holds.
     """
     if len(uploads) > limits.chunk:
-        raise ValueError(f"{len(uploads)} files in one request; send at most {limits.chunk}")
+        raise LeukmlError(f"{len(uploads)} files in one request; send at most {limits.chunk}")
     out: list[Prepared | dict] = []
     left = [limits.max_pixels]
     for upload in uploads:
@@ -102,7 +103,7 @@ def answer_prepared(source: Source, prepared: list[Prepared | dict]) -> list[dic
     try:
         table = source.answer([base64.b64encode(p.upload.data).decode("ascii") for p in good])
     except MlflowException as exc:
-        raise ValueError(f"the model refused the chunk: {exc.message}") from None
+        raise LeukmlError(f"the model refused the chunk: {exc.message}") from None
     answers = iter(table.to_dict("records"))
     results = []
     for item in prepared:

@@ -8,6 +8,8 @@ import hmac
 import ipaddress
 from urllib.parse import urlsplit
 
+from leukml.common.errors import LeukmlError
+
 TOKEN_ENV = "LEUKML_APP_TOKEN"
 TOKEN_COOKIE = "leukml_app_token"
 MIN_TOKEN_CHARS = 12
@@ -44,10 +46,10 @@ def check_bind(host: str, token: str | None) -> None:
         chars = len(token.strip())
         if chars < MIN_TOKEN_CHARS:
             spaces = " besides spaces" if chars != len(token) else ""
-            raise ValueError(f"{TOKEN_ENV} is {chars} characters{spaces}; use at least {MIN_TOKEN_CHARS}")
+            raise LeukmlError(f"{TOKEN_ENV} is {chars} characters{spaces}; use at least {MIN_TOKEN_CHARS}")
         return
     if not is_loopback(host):
-        raise ValueError(
+        raise LeukmlError(
             f"--host {host} is not a loopback address: anyone who can reach it could use the page; "
             f"set {TOKEN_ENV} to a secret token (at least {MIN_TOKEN_CHARS} characters) or bind 127.0.0.1"
         )

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from leukml.common.errors import LeukmlError
 from leukml.serving.app.archive import Upload, ZipTooLarge, expand_zip
 from leukml.serving.app.config import Limits
 from leukml.serving.app.evaluation import Evaluation
@@ -39,7 +40,7 @@ def _uploads(body: bytes) -> list[Upload]:
         files = json.loads(body)["files"]
         return [Upload(str(f["name"]), base64.b64decode(f["data"], validate=True)) for f in files]
     except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
-        raise ValueError(FILES_FORMAT) from None
+        raise LeukmlError(FILES_FORMAT) from None
 
 
 def _upload_routes(app: FastAPI, answer: Callable[[list[Upload]], list[dict]], limits: Limits) -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from leukml.common.errors import LeukmlError
 from leukml.model.networks import Network, split_network
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[0-9]+))$")
@@ -54,7 +55,7 @@ def resolve_version(client: MlflowClient, model_uri: str) -> VersionInfo:
     """
     match = _URI.match(model_uri)
     if not match:
-        raise ValueError(
+        raise LeukmlError(
             f"--model-uri {model_uri!r}: give a registered model, models:/NAME@ALIAS or models:/NAME/VERSION"
         )
     name, alias, number = match["name"], match["alias"], match["version"]
@@ -65,7 +66,7 @@ def resolve_version(client: MlflowClient, model_uri: str) -> VersionInfo:
             else client.get_model_version(name, number)
         )
     except MlflowException:
-        raise ValueError(
+        raise LeukmlError(
             f"--model-uri {model_uri}: no such registered model version; run `leukml promote` first"
         ) from None
     when = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
