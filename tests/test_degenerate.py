@@ -16,7 +16,7 @@ from leukml.analysis.report import RunRecord, pick_runs, provenance
 from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.training.config import TrainConfig
 from leukml.training.evaluation import FLAT_LOSS_EPOCHS, flat_loss, one_class_predicted
-from leukml.training.sinks import ConsoleSink, Milestone
+from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink, Milestone, ModelWarning
 from leukml.workflows.train import tracked_train
 
 ALL_EVERYWHERE = np.array([[0, 3], [0, 6]])  # [[tn, fp], [fn, tp]]: 9 test images, all called ALL
@@ -82,7 +82,9 @@ def test_a_collapsed_training_is_tagged_and_warned_about_once(tmp_path, tiny_dat
         batch_size=8,
         lr=1.0,
     )
-    run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config, observer=ConsoleSink())
+    heard = _Heard()
+    observer = FanoutSink(ConsoleSink(), heard)
+    run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config, observer=observer)
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     n_test = len(result.prepared.split.test)
     assert warnings == [
@@ -99,6 +101,22 @@ def test_a_collapsed_training_is_tagged_and_warned_about_once(tmp_path, tiny_dat
     assert tags["test_one_class_predicted_epochs"] == f"1,{FLAT_LOSS_EPOCHS}"
     assert tags["test_one_class_predicted_class"] == "ALL"
     assert tags["warning_flat_loss"] == warnings[1].removeprefix("warning: ")
+    # found once by the loop and handed to every sink: each hears the same finding
+    assert heard.warnings == [ModelWarning("flat_loss", FLAT_LOSS_EPOCHS, tags["warning_flat_loss"])]
+    assert heard.one_class == {1: 1, FLAT_LOSS_EPOCHS: 1}  # ALL, at both milestones
+
+
+class _Heard(MetricSink):
+    """What a sink is told of a degenerate model."""
+
+    def __init__(self) -> None:
+        self.warnings, self.one_class = [], {}
+
+    def log_warning(self, warning: ModelWarning) -> None:
+        self.warnings.append(warning)
+
+    def log_milestone(self, milestone: Milestone) -> None:
+        self.one_class[milestone.epoch] = milestone.one_class
 
 
 def _run(run_id: str, arch: str, tags: dict[str, str] | None = None) -> RunRecord:

@@ -1,7 +1,7 @@
 """The MLflow writer: a run's lifecycle, its params and tags, the logged model, a study's summary.
 
-Its metric sink is ``leukml.tracking.sink``; ``leukml.tracking.runs`` runs tracked trainings and
-searches with both; ``leukml.tracking.reader`` reads runs back and ``leukml.tracking.recovery``
+Its metric sink is ``leukml.tracking.sink``; ``leukml.tracking.mlflow_tracker`` opens the runs the
+workflows ask for with both; ``leukml.tracking.reader`` reads runs back and ``leukml.tracking.recovery``
 finds runs that outlived their process.
 """
 

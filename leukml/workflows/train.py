@@ -18,14 +18,16 @@ MakeObserver = Callable[[TrainConfig], MetricSink]
 _observers: list[MakeObserver] = []
 
 
-def observe_every_training(make: MakeObserver) -> None:
+def observe_every_training(make: MakeObserver) -> Callable[[], None]:
     """From now on every tracked training of this process also sends its results to
-    ``make(config)`` (called once per training, with the training's config), after its own sinks.
+    ``make(config)`` (called once per training, with the training's config), after its own sinks;
+    returns what stops that.
 
     The seam for what watches trainings from outside leukml: the tests' gate holds a training at
     an epoch through it (``tests/gates.py``), however the commands call ``tracked_train``.
     """
     _observers.append(make)
+    return lambda: _observers.remove(make)
 
 
 def tracked_train(
