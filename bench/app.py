@@ -68,12 +68,13 @@ def post(url: str, payload: dict) -> dict:
 
 def prepare(size: int, file_size: int) -> list[Path]:
     from leukml.serving import registry
-    from leukml.tracking.runs import tracked_train
+    from leukml.tracking.mlflow_tracker import MlflowTracker
     from leukml.training.config import TrainConfig
+    from leukml.workflows.train import tracked_train
 
     data = harness.synthetic(WORK / "data", 40, file_size, n_all=24, subjects=4, seed=3)
     config = TrainConfig.of(data_dir=str(data), weights="none", image_size=size, epochs=1, batch_size=16)
-    tracked_train(config, experiment="bench", tracking_uri=URI)
+    tracked_train(MlflowTracker("bench", URI), config)
     registry.promote("bench", arch="vgg16", allow_test_selection=True, tracking_uri=URI, gradcam_per_class=1)
     return sorted(data.rglob("*.bmp"))
 

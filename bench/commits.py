@@ -42,14 +42,22 @@ if workload == "train":
     start = time.perf_counter()
     train(config)
 elif workload == "tracked":
-    try:
-        from leukml.tracking.runs import tracked_train
+    uri = f"sqlite:///{os.path.join(work, 'mlflow.db')}"
+    try:  # the workflows layer, handed a tracker; before it, tracked_train took the store itself
+        from leukml.tracking.mlflow_tracker import MlflowTracker
+        from leukml.workflows.train import tracked_train as tracked_with
+
+        def tracked_train(config, experiment, tracking_uri):
+            return tracked_with(MlflowTracker(experiment, tracking_uri), config)
     except ImportError:
-        from leukml.runs import tracked_train
+        try:
+            from leukml.tracking.runs import tracked_train
+        except ImportError:
+            from leukml.runs import tracked_train
     config = TrainConfig.of(arch="vgg16", weights="none", image_size=32 if quick else 128,
                             epochs=2 if quick else 100)
     start = time.perf_counter()
-    tracked_train(config, experiment="bench", tracking_uri=f"sqlite:///{os.path.join(work, 'mlflow.db')}")
+    tracked_train(config, experiment="bench", tracking_uri=uri)
 else:
     try:
         from leukml.experiments.search import SearchConfig, run_search

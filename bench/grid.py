@@ -71,8 +71,8 @@ class Clock(NullSink):
     def __init__(self) -> None:
         self.start, self.at = time.perf_counter(), {}
 
-    def log_milestone(self, epoch, metrics, confusion, subjects) -> None:
-        self.at[epoch] = time.perf_counter() - self.start
+    def log_milestone(self, milestone) -> None:
+        self.at[milestone.epoch] = time.perf_counter() - self.start
 
 
 def run_recipe(base: TrainConfig, archs, optimizers) -> tuple[float, dict, dict]:

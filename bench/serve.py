@@ -47,9 +47,10 @@ import pandas as pd  # noqa: E402
 
 from leukml.serving import registry  # noqa: E402
 from leukml.serving.pyfunc import SIGNATURE, tune_scoring_server  # noqa: E402
-from leukml.tracking.runs import tracked_train  # noqa: E402
+from leukml.tracking.mlflow_tracker import MlflowTracker  # noqa: E402
 from leukml.tracking.uri import serve_command  # noqa: E402
 from leukml.training.config import TrainConfig  # noqa: E402
+from leukml.workflows.train import tracked_train  # noqa: E402
 
 URI = f"sqlite:///{WORK / 'mlflow.db'}"
 # the command `leukml promote` prints, split: MLFLOW_TRACKING_URI=URI mlflow models serve -m MODEL ...
@@ -154,7 +155,7 @@ def main() -> None:
     try:
         data = harness.synthetic(WORK / "data", 40, file_size, n_all=24, subjects=4, seed=3)
         config = TrainConfig.of(data_dir=str(data), weights="none", image_size=size, epochs=1, batch_size=16)
-        tracked_train(config, experiment="bench", tracking_uri=URI)
+        tracked_train(MlflowTracker("bench", URI), config)
         registry.promote(
             "bench", arch="vgg16", allow_test_selection=True, tracking_uri=URI, gradcam_per_class=1
         )

@@ -1,6 +1,6 @@
 """MLflow tracking overhead: the same training with and without logging, interleaved.
 
-``leukml.tracking.runs.tracked_train`` (params, tags, config and split manifest, per-epoch curves,
+``leukml.workflows.train.tracked_train`` (params, tags, config and split manifest, per-epoch curves,
 per-milestone metrics + confusion matrices, curves figure, the logged Keras model; SQLite store in
 a temp dir) against ``leukml.training.trainer.train`` with its default null sink, same config and seed.
 The default run is `make demo`'s (the embedded 360-cell synthetic dataset, VGG16 at 128 px,
@@ -16,7 +16,7 @@ or more on a noisy machine.
 
 The last printed line is the headline: the median over the pairs of (tracked - untracked), over
 the median untracked run, against the 5% target, and the floor's share. The tracked runs' own
-account (``leukml.tracking.runs.Cost``, the line ``leukml train`` prints: the seconds the
+account (``leukml.tracking.tracker.Cost``, the line ``leukml train`` prints: the seconds the
 training's thread spent in tracking) is printed too: it does not see the background thread's
 share of the CPU, but neither does it see another process's load, which the pairs' differences do.
 """
@@ -34,10 +34,12 @@ WORK = harness.workdir("tracking")
 
 import keras  # noqa: E402
 
-from leukml.tracking.runs import Cost, tracked_train  # noqa: E402
+from leukml.tracking.mlflow_tracker import MlflowTracker  # noqa: E402
+from leukml.tracking.tracker import Cost  # noqa: E402
 from leukml.tracking.writer import servable  # noqa: E402
 from leukml.training.config import TrainConfig  # noqa: E402
 from leukml.training.trainer import train  # noqa: E402
+from leukml.workflows.train import tracked_train  # noqa: E402
 
 URI = f"sqlite:///{WORK / 'mlflow.db'}"
 MODEL_BYTES: list[int] = []
@@ -77,7 +79,7 @@ def timed(fn, config: TrainConfig, after=None) -> float:
 
 def tracked(config: TrainConfig, costs: list[Cost] | None = None) -> None:
     cost = Cost()
-    tracked_train(config, experiment="bench", tracking_uri=URI, cost=cost)
+    tracked_train(MlflowTracker("bench", URI, cost), config)
     if costs is not None:
         costs.append(cost)
 

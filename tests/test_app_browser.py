@@ -23,8 +23,9 @@ import pytest
 
 from leukml.analysis.uncertainty import wilson
 from leukml.serving import registry
-from leukml.tracking.runs import tracked_train
+from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.training.config import TrainConfig
+from leukml.workflows.train import tracked_train
 
 pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -70,7 +71,7 @@ def promoted(tmp_path_factory, tiny_data):
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEUKML_QUIET", "1")
-        tracked_train(config, experiment="app", tracking_uri=uri)
+        tracked_train(MlflowTracker("app", uri), config)
         registry.promote("app", metric="val_accuracy", tracking_uri=uri, gradcam_per_class=1)
     return uri
 

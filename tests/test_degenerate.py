@@ -13,10 +13,11 @@ from mlflow.tracking import MlflowClient
 from leukml.analysis.comparison import protocol_entries
 from leukml.analysis.leakage import protocols_section
 from leukml.analysis.report import RunRecord, pick_runs, provenance
-from leukml.tracking.runs import tracked_train
+from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.training.config import TrainConfig
 from leukml.training.evaluation import FLAT_LOSS_EPOCHS, flat_loss, one_class_predicted
-from leukml.training.sinks import ConsoleSink
+from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink, Milestone, ModelWarning
+from leukml.workflows.train import tracked_train
 
 ALL_EVERYWHERE = np.array([[0, 3], [0, 6]])  # [[tn, fp], [fn, tp]]: 9 test images, all called ALL
 
@@ -45,21 +46,26 @@ def test_a_loss_that_does_not_move_after_epoch_1_is_flat_and_the_warning_names_t
     assert len(collapsed) == FLAT_LOSS_EPOCHS
 
 
+def _milestone(epoch: int, confusion: np.ndarray) -> Milestone:
+    """A milestone as the loop hands it out: the one class it predicted found once, there."""
+    return Milestone(epoch, {}, confusion, [], None, None, one_class_predicted(confusion))
+
+
 def test_the_console_warns_at_the_first_one_class_milestone_only_and_again_for_the_next_training():
     err = io.StringIO()
     console = ConsoleSink(out=io.StringIO(), err=err)
     for epoch in (10, 20):
-        console.log_milestone(epoch, {}, ALL_EVERYWHERE, [])
+        console.log_milestone(_milestone(epoch, ALL_EVERYWHERE))
     assert err.getvalue().splitlines() == [
         "warning: at epoch 10 the model predicts ALL for every one of the 9 test images: its accuracy "
         "is the share of ALL cells, not skill; likely causes: random base weights (--weights none) "
         "or a learning rate too large or too small (--lr)"
     ]
-    console.log_milestone(30, {}, np.array([[2, 1], [1, 5]]), [])
+    console.log_milestone(_milestone(30, np.array([[2, 1], [1, 5]])))
     assert len(err.getvalue().splitlines()) == 1
     nothing_skipped = SimpleNamespace(skipped=(), fingerprint="f")
     console.log_data(nothing_skipped, SimpleNamespace(warning=None))  # a search's next trial
-    console.log_milestone(10, {}, ALL_EVERYWHERE, [])
+    console.log_milestone(_milestone(10, ALL_EVERYWHERE))
     assert len(err.getvalue().splitlines()) == 2
 
 
@@ -76,7 +82,9 @@ def test_a_collapsed_training_is_tagged_and_warned_about_once(tmp_path, tiny_dat
         batch_size=8,
         lr=1.0,
     )
-    run_id, result = tracked_train(config, tracking_uri=uri, observer=ConsoleSink())
+    heard = _Heard()
+    observer = FanoutSink(ConsoleSink(), heard)
+    run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config, observer=observer)
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     n_test = len(result.prepared.split.test)
     assert warnings == [
@@ -93,6 +101,22 @@ def test_a_collapsed_training_is_tagged_and_warned_about_once(tmp_path, tiny_dat
     assert tags["test_one_class_predicted_epochs"] == f"1,{FLAT_LOSS_EPOCHS}"
     assert tags["test_one_class_predicted_class"] == "ALL"
     assert tags["warning_flat_loss"] == warnings[1].removeprefix("warning: ")
+    # found once by the loop and handed to every sink: each hears the same finding
+    assert heard.warnings == [ModelWarning("flat_loss", FLAT_LOSS_EPOCHS, tags["warning_flat_loss"])]
+    assert heard.one_class == {1: 1, FLAT_LOSS_EPOCHS: 1}  # ALL, at both milestones
+
+
+class _Heard(MetricSink):
+    """What a sink is told of a degenerate model."""
+
+    def __init__(self) -> None:
+        self.warnings, self.one_class = [], {}
+
+    def log_warning(self, warning: ModelWarning) -> None:
+        self.warnings.append(warning)
+
+    def log_milestone(self, milestone: Milestone) -> None:
+        self.one_class[milestone.epoch] = milestone.one_class
 
 
 def _run(run_id: str, arch: str, tags: dict[str, str] | None = None) -> RunRecord:

@@ -19,6 +19,7 @@ import boto3
 import optuna
 import pytest
 import requests
+from gates import GATED, PAUSED
 
 pytestmark = pytest.mark.slow
 
@@ -124,40 +125,10 @@ def _run_id(output: str) -> str:
     )
 
 
-# The leukml CLI (argv[2:]) whose first training pauses at epoch argv[1] (that epoch's metrics
-# already handed to tracking) until the test writes a line to its stdin: a gate the test opens when
-# it is ready, so what must happen mid-training happens there however fast this machine trains.
-PAUSED = "leukml-test: training paused at epoch"
-GATED_CLI = textwrap.dedent(f"""
-    import sys
-
-    import leukml.tracking.runs
-    from leukml.cli import main
-    from leukml.training.sinks import FanoutSink, NullSink
-
-    pause_at, trainings = int(sys.argv[1]), []
-
-    class Gate(NullSink):
-        def log_epoch(self, epoch, metrics):
-            if epoch == pause_at and len(trainings) == 1:
-                print("{PAUSED}", epoch, flush=True)
-                sys.stdin.readline()
-
-    train = leukml.tracking.runs.train
-
-    def gated_train(config, sink, *args, **kwargs):
-        trainings.append(config)
-        return train(config, FanoutSink(sink, Gate()), *args, **kwargs)
-
-    leukml.tracking.runs.train = gated_train
-    main(sys.argv[2:], prog_name="leukml")
-""")
-
-
 def _gated(stack: Stack, pause_at: int, *args: str, env: dict[str, str] | None = None, **popen):
     """``leukml *args`` whose first training pauses at epoch ``pause_at``: see ``_until_paused``."""
     return subprocess.Popen(
-        [sys.executable, "-c", GATED_CLI, str(pause_at), *args],
+        [sys.executable, "-c", GATED, str(pause_at), *args],
         env=stack.child_env(**(env or {})),
         cwd=stack.root,
         stdin=subprocess.PIPE,

@@ -27,9 +27,10 @@ from PIL import Image
 
 from leukml.cli import main
 from leukml.serving import registry
-from leukml.tracking.runs import tracked_train
+from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.tracking.uri import SERVE_PORT, serve_command
 from leukml.training.config import TrainConfig
+from leukml.workflows.train import tracked_train
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("quiet")]
 NAME = "leukml-all-classifier"
@@ -59,7 +60,7 @@ def store(tmp_path_factory, tiny_data, quiet):
             batch_size=8,
             val_fraction=val,
         )
-        runs[(arch, val)] = tracked_train(config, experiment="reg", tracking_uri=uri)[0]
+        runs[(arch, val)] = tracked_train(MlflowTracker("reg", uri), config)[0]
     mlflow.set_tracking_uri(uri)
     return uri, runs, folder
 

@@ -15,11 +15,12 @@ import pytest
 from gates import GATED, PAUSED
 from mlflow.tracking import MlflowClient
 
-from leukml.tracking.runs import tracked_train
+from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.training.checkpoint import Schedule
 from leukml.training.config import TrainConfig
-from leukml.training.sinks import NullSink
+from leukml.training.sinks import FanoutSink, NullSink
 from leukml.training.trainer import train
+from leukml.workflows.train import tracked_train
 
 LEUKML = Path(sys.executable).parent / "leukml"
 RECIPES = {
@@ -30,24 +31,15 @@ RECIPES = {
 }
 
 
-class Crash:
+class Crash(NullSink):
     """An observer that fails the training as epoch ``at`` ends (after the run has its metrics)."""
 
     def __init__(self, at: int) -> None:
         self.at = at
 
-    def log_data(self, dataset, split) -> None:
-        pass
-
     def log_epoch(self, epoch, metrics) -> None:
         if epoch == self.at:
             raise RuntimeError(f"worker lost at epoch {epoch}")
-
-    def log_milestone(self, *args) -> None:
-        pass
-
-    def log_predictions(self, *args) -> None:
-        pass
 
 
 def _leukml(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -88,9 +80,7 @@ class Uninterrupted:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setenv("LEUKML_QUIET", "1")
                 config = _six_epochs(self.data_dir, recipe)
-                self.runs[recipe], _ = tracked_train(
-                    config, experiment=f"resume-{recipe}", tracking_uri=self.uri
-                )
+                self.runs[recipe], _ = tracked_train(MlflowTracker(f"resume-{recipe}", self.uri), config)
         return self.runs[recipe]
 
 
@@ -106,7 +96,7 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, uninterrupted, tmp_path
     config = _six_epochs(uninterrupted.data_dir, recipe)
     whole = uninterrupted.run(recipe)
     with pytest.raises(RuntimeError, match="worker lost at epoch 5"):
-        tracked_train(config, experiment=experiment, tracking_uri=uri, observer=Crash(5))
+        tracked_train(MlflowTracker(experiment, uri), config, observer=Crash(5))
     client = MlflowClient(uri)
     (broken,) = client.search_runs(
         [client.get_experiment_by_name(experiment).experiment_id], "attributes.status = 'FAILED'"
@@ -165,7 +155,7 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
 
     monkeypatch.setattr(MlflowClient, "log_artifacts", cut_off)
     with pytest.raises(RuntimeError, match="worker lost at epoch 5"):
-        tracked_train(config, experiment="cut", tracking_uri=uri, observer=Crash(5))
+        tracked_train(MlflowTracker("cut", uri), config, observer=Crash(5))
     monkeypatch.setattr(MlflowClient, "log_artifacts", upload)
     assert uploads == ["checkpoint/a", "checkpoint/b"]
     client = MlflowClient(uri)
@@ -190,7 +180,7 @@ def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_
     finished = uninterrupted.run("head")  # FINISHED
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=3, batch_size=8)
     with pytest.raises(RuntimeError):
-        tracked_train(config, experiment="refused", tracking_uri=uri, observer=Crash(1))
+        tracked_train(MlflowTracker("refused", uri), config, observer=Crash(1))
     client = MlflowClient(uri)
     (early,) = client.search_runs(
         [client.get_experiment_by_name("refused").experiment_id], "attributes.status = 'FAILED'"
@@ -221,7 +211,7 @@ def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, 
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=3, batch_size=8, checkpoint_every=0
     )
     with pytest.raises(RuntimeError, match="worker lost at epoch 3"):
-        tracked_train(config, experiment="never", tracking_uri=uri, observer=Crash(3))
+        tracked_train(MlflowTracker("never", uri), config, observer=Crash(3))
     client = MlflowClient(uri)
     (broken,) = client.search_runs(
         [client.get_experiment_by_name("never").experiment_id], "attributes.status = 'FAILED'"
@@ -255,6 +245,18 @@ class Minutes(NullSink):
         self.now += 60 * self.per_epoch
 
 
+class Stored(NullSink):
+    """Takes the checkpoints a training hands its sinks."""
+
+    stores_checkpoints = True
+
+    def __init__(self) -> None:
+        self.snapshots = []
+
+    def log_checkpoint(self, snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+
 def test_schedule_by_time_and_by_epochs():
     """A checkpoint once 10 minutes passed since the last one, or on a multiple of --checkpoint-every,
     whichever comes first; none after the last epoch or an early stop; both 0: never."""
@@ -281,12 +283,12 @@ def test_checkpoints_by_minutes_of_training(tiny_data):
     """The training stores checkpoints by its clock: with 4 minutes an epoch, after epochs 3 and 6
     of 7; a run of seconds on the real clock stores none."""
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=7, batch_size=8)
-    clock, stored = Minutes(4), []
-    train(config, clock, store_checkpoint=stored.append, clock=clock)
-    assert [s.epoch for s in stored] == [3, 6]
-    stored.clear()
-    train(config, store_checkpoint=stored.append)
-    assert stored == []
+    clock, stored = Minutes(4), Stored()
+    train(config, FanoutSink(clock, stored), clock=clock)
+    assert [s.epoch for s in stored.snapshots] == [3, 6]
+    stored.snapshots.clear()
+    train(config, stored)
+    assert stored.snapshots == []
 
 
 def test_sigterm_stores_a_checkpoint_of_the_epoch_under_way(tiny_data, tmp_path, child_env):

@@ -14,9 +14,10 @@ from mlflow.tracking import MlflowClient
 import leukml.experiments.search
 import leukml.training.trainer
 from leukml.experiments.search import SearchConfig, incomplete_cells
-from leukml.tracking.runs import tracked_search
+from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.training.config import TrainConfig
 from leukml.training.sinks import FanoutSink
+from leukml.workflows.search import tracked_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,7 +168,7 @@ def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
         study_name="ext",
     )
-    parent, study = tracked_search(search, tracking_uri=uri)
+    parent, study = tracked_search(MlflowTracker(tracking_uri=uri), search)
     assert study.study_name == "ext"
     states = {t.state for t in study.trials}
     assert len(study.trials) == 4
@@ -207,7 +208,7 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     search = SearchConfig(base=base, archs=("vgg16",), storage=f"sqlite:///{tmp_path / 'o.db'}")
-    parent, study = tracked_search(search, tracking_uri=uri)
+    parent, study = tracked_search(MlflowTracker(tracking_uri=uri), search)
     states = {t.params["optimizer"]: t.state.name for t in study.trials}
     assert states == {"adam": "COMPLETE", "rmsprop": "FAIL"}
     failed = next(t for t in study.trials if t.state.name == "FAIL")
@@ -248,11 +249,11 @@ def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_foreve
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     first = SearchConfig(base=base, archs=("vgg16",), optimizers=("adam",), storage=storage, study_name="g")
-    tracked_search(first, tracking_uri=uri)
+    tracked_search(MlflowTracker(tracking_uri=uri), first)
     other = SearchConfig(
         base=base, archs=("vgg16",), optimizers=("rmsprop",), storage=storage, study_name="g"
     )
-    _, study = tracked_search(other, tracking_uri=uri)
+    _, study = tracked_search(MlflowTracker(tracking_uri=uri), other)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
     assert incomplete_cells(study, other) == [("vgg16", "rmsprop")]
 
@@ -272,7 +273,7 @@ def test_grid_with_a_failed_cell_exits_non_zero_naming_the_cell(tmp_path, tiny_d
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     search = SearchConfig(base=base, archs=("vgg16",), storage=storage, study_name="holes")
-    _, study = tracked_search(search, tracking_uri=uri)
+    _, study = tracked_search(MlflowTracker(tracking_uri=uri), search)
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
 
     tiny = ["--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32", "--epochs", "1"]

@@ -27,9 +27,10 @@ import leukml.training.prepared
 import leukml.training.trainer
 from leukml import CLASS_NAMES
 from leukml.cli import main
-from leukml.tracking.runs import tracked_train
+from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.training.config import TrainConfig
 from leukml.training.sinks import ConsoleSink, NullSink
+from leukml.workflows.train import tracked_train
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_S = 600  # how long a test waits on a background thread at most: only a hang reaches it
@@ -173,7 +174,7 @@ def two_epochs(tmp_path_factory, tiny_data):
     config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, eval_epochs=(1, 2), batch_size=8
     )
-    run_id, result = tracked_train(config, tracking_uri=uri)
+    run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config)
     return uri, run_id, result
 
 
@@ -277,11 +278,11 @@ def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, mo
     monkeypatch.setattr(leukml.tracking.sink, "MlflowSink", RecordedSink)
     monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "0")
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
-    tracked_train(config, tracking_uri=uri, observer=WaitForEpoch1())
+    tracked_train(MlflowTracker(tracking_uri=uri), config, observer=WaitForEpoch1())
     assert made == [0.0]
     monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "soon")
     with pytest.raises(ValueError, match="LEUKML_METRIC_FLUSH_S='soon'; use a number of seconds >= 0"):
-        tracked_train(config, tracking_uri=uri)
+        tracked_train(MlflowTracker(tracking_uri=uri), config)
     _only_run(uri)  # the refused one made no run
     monkeypatch.delenv("LEUKML_METRIC_FLUSH_S")
     assert leukml.tracking.sink.metric_flush_s() == leukml.tracking.sink.METRIC_FLUSH_S
@@ -298,7 +299,7 @@ def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
     with pytest.raises(OSError, match="disk full"):
-        tracked_train(config, tracking_uri=uri)
+        tracked_train(MlflowTracker(tracking_uri=uri), config)
     _, run = _only_run(uri)
     assert run.info.status == "FAILED"
     assert "disk full" in run.data.tags["error"]
@@ -312,7 +313,7 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
     with pytest.raises(KeyboardInterrupt):
-        tracked_train(config, tracking_uri=uri)
+        tracked_train(MlflowTracker(tracking_uri=uri), config)
     _, run = _only_run(uri)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"].startswith("KeyboardInterrupt")
@@ -395,7 +396,7 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
     config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, test_fraction=0.03
     )
-    run_id, _ = tracked_train(config, tracking_uri=uri, observer=ConsoleSink())
+    run_id, _ = tracked_train(MlflowTracker(tracking_uri=uri), config, observer=ConsoleSink())
     assert "warning: the test split has only all images" in capsys.readouterr().err
     _, run = _only_run(uri)
     assert run.data.tags["test_one_class"] == "true" and run.data.tags["selection_on_test"] == "true"
@@ -413,7 +414,7 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
     """Whatever the options asked for, a split without validation images means validation on
     test: the run's tag, its curves and the search's objective all say so (one definition)."""
     from leukml.experiments.search import SearchConfig
-    from leukml.tracking.runs import tracked_search
+    from leukml.workflows.search import tracked_search
 
     real = leukml.training.prepared.split_records
 
@@ -428,7 +429,7 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
     search = SearchConfig(
         base=base, archs=("vgg16",), optimizers=("adam",), storage=f"sqlite:///{tmp_path / 'o.db'}"
     )
-    parent, study = tracked_search(search, tracking_uri=uri)
+    parent, study = tracked_search(MlflowTracker(tracking_uri=uri), search)
     client = MlflowClient(uri)
     (child,) = client.search_runs(
         [client.get_experiment_by_name("leukml").experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
@@ -439,16 +440,13 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
     assert trial.value == child.data.metrics["test_accuracy"]
 
 
-class _WaitForSystemMetrics:
+class _WaitForSystemMetrics(NullSink):
     """Holds the training at its first epoch until MLflow's monitor has logged a sample of the
     machine into the run (a gate the test controls, not a run long enough), failing the training
     if none comes within ``HANG_S``; ``watch_s``: only watch that long (a run that logs none)."""
 
     def __init__(self, uri: str, watch_s: float | None = None) -> None:
         self.client, self.seen, self.watch_s = MlflowClient(uri), set(), watch_s
-
-    def log_data(self, dataset, split) -> None:
-        pass
 
     def log_epoch(self, epoch, metrics) -> None:
         if epoch != 1:
@@ -460,23 +458,18 @@ class _WaitForSystemMetrics:
             time.sleep(0.2)
         assert self.seen or self.watch_s, f"MLflow's monitor logged no system/ metric in {HANG_S} s"
 
-    def log_milestone(self, *args) -> None:
-        pass
-
-    def log_predictions(self, *args) -> None:
-        pass
-
 
 def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = {"data_dir": str(tiny_data), "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8}
     gate = _WaitForSystemMetrics(uri)
-    watched, _ = tracked_train(TrainConfig.of(system_metrics=True, **base), "sys", uri, observer=gate)
+    tracker = MlflowTracker("sys", uri)
+    watched, _ = tracked_train(tracker, TrainConfig.of(system_metrics=True, **base), observer=gate)
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= gate.seen
     # unasked, none in 6 sampling intervals (a run that samples shows one within the first)
     unasked = _WaitForSystemMetrics(uri, watch_s=3)
-    plain, _ = tracked_train(TrainConfig.of(**base), "sys", uri, observer=unasked)
+    plain, _ = tracked_train(tracker, TrainConfig.of(**base), observer=unasked)
     client = MlflowClient(uri)
     assert not [k for k in client.get_run(plain).data.metrics if k.startswith("system/")]
     assert client.get_run(watched).data.params["system_metrics"] == "true"

@@ -94,10 +94,11 @@ _REAL = TrainConfig.of(
 def real_run(tmp_path_factory, real_sample):
     """The issue's training on real cells (subject split, validation 0.25, temperature), 2 epochs
     of 32 px with milestones 1 and 2: (tracking URI, run id, result)."""
-    from leukml.tracking.runs import tracked_train
+    from leukml.tracking.mlflow_tracker import MlflowTracker
+    from leukml.workflows.train import tracked_train
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('real-run') / 'mlflow.db'}"
-    run_id, result = tracked_train(_REAL.replace(data_dir=str(real_sample)), tracking_uri=uri)
+    run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), _REAL.replace(data_dir=str(real_sample)))
     return uri, run_id, result
 
 
@@ -225,11 +226,12 @@ def promoted(real_run, tmp_path_factory):
     from click.testing import CliRunner
 
     from leukml.cli import main
-    from leukml.tracking.runs import tracked_train
+    from leukml.tracking.mlflow_tracker import MlflowTracker
+    from leukml.workflows.train import tracked_train
 
     uri, run_id, result = real_run
     rival, _ = tracked_train(
-        _REAL.replace(data_dir=str(result.prepared.dataset.root), lr=3e-4), tracking_uri=uri
+        MlflowTracker(tracking_uri=uri), _REAL.replace(data_dir=str(result.prepared.dataset.root), lr=3e-4)
     )
     done = CliRunner().invoke(main, ["promote", "--tracking-uri", uri, "--experiment", "leukml"])
     assert done.exit_code == 0, done.output
@@ -334,14 +336,15 @@ def test_the_panel_flags_a_one_class_model_and_reads_its_high_auc_as_a_ranking()
 def test_a_kept_best_epoch_between_milestones_gets_its_own_temperature(tmp_path, tiny_data):
     """With --keep best the logged model may be of an epoch that is no milestone: its temperature
     (what promote serves) is fitted after training on that model's validation predictions."""
-    from leukml.tracking.runs import tracked_train
+    from leukml.tracking.mlflow_tracker import MlflowTracker
+    from leukml.workflows.train import tracked_train
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = TrainConfig.of(
         data_dir=str(tiny_data), weights="none", image_size=32, epochs=4, eval_epochs=(4,), batch_size=8,
         val_fraction=0.25, keep="best", calibrate="temperature", lr=3e-3,
     )  # fmt: skip
-    run_id, result = tracked_train(config, tracking_uri=uri)
+    run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config)
     client = MlflowClient(uri)
     steps = {m.step: m.value for m in client.get_metric_history(run_id, "temperature")}
     val = result.prepared.split.val

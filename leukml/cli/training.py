@@ -44,20 +44,17 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
         config = TrainConfig.of(**values)
     _check_store(tracking_uri)
     import_backend()
-    from leukml.tracking.runs import Cost, tracked_resume, tracked_train
+    from leukml.tracking.mlflow_tracker import MlflowTracker
+    from leukml.workflows.train import tracked_train
 
-    cost = Cost()
+    tracker = MlflowTracker(experiment, tracking_uri or None)
     if resume:
         # the run's own options; its epochs are known once the checkpoint is read
-        run_id, result = tracked_resume(resume, tracking_uri or None, observer=_console(0), cost=cost)
+        run_id, result = tracked_train(tracker, resume=resume, observer=_console(0))
     else:
-        console = _console(config.epochs)
-        uri = tracking_uri or None
-        run_id, result = tracked_train(
-            config, experiment=experiment, tracking_uri=uri, observer=console, cost=cost
-        )
+        run_id, result = tracked_train(tracker, config, observer=_console(config.epochs))
     click.echo(f"run {run_id} finished")
-    click.echo(cost.line())
+    click.echo(tracker.cost.line())
     click.echo(f"{'epoch':>5}  {'train_acc':>9}  {'test_acc':>8}  {'precision':>9}  {'recall':>6}  {'f1':>5}")
     for epoch, m in result.milestones.items():
         click.echo(
@@ -95,11 +92,11 @@ def search(
     own = {"mode": mode, "archs": archs, "optimizers": optimizers, "trials": trials, "storage": storage}
     own |= {"study_name": study_name, "pruner": pruner, "heartbeat": heartbeat}
     config = SearchConfig.of(base=_train_options(**options), **own)
-    from leukml.tracking.runs import tracked_search
+    from leukml.tracking.mlflow_tracker import MlflowTracker
+    from leukml.workflows.search import tracked_search
 
-    parent, study = tracked_search(
-        config, experiment=experiment, tracking_uri=tracking_uri or None, console=_console(config.base.epochs)
-    )
+    tracker = MlflowTracker(experiment, tracking_uri or None)
+    parent, study = tracked_search(tracker, config, console=_console(config.base.epochs))
     click.echo(f"study {study.study_name}: {len(study.trials)} trials; parent run {parent}")
     if any(t.state.name == "COMPLETE" for t in study.trials):
         click.echo(f"best {study.best_value:.4f} with {study.best_params}")
@@ -124,11 +121,11 @@ def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
     _check_store(tracking_uri)
     import_backend()
     config = CvConfig.of(base=_train_options(**options), folds=folds)
-    from leukml.tracking.runs import tracked_cv
+    from leukml.tracking.mlflow_tracker import MlflowTracker
+    from leukml.workflows.cv import tracked_cv
 
-    parent, done, summary = tracked_cv(
-        config, experiment=experiment, tracking_uri=tracking_uri or None, console=_console(config.base.epochs)
-    )
+    tracker = MlflowTracker(experiment, tracking_uri or None)
+    parent, done, summary = tracked_cv(tracker, config, console=_console(config.base.epochs))
     last = config.base.milestones[-1]
     click.echo(f"cv parent run {parent}: {len(done)} folds, test metrics at epoch {last}")
     folds = [(t.key, t.run_id, t.result.milestones.get(last, {})) for t in done]  # stopped early: {}
@@ -147,11 +144,12 @@ def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     _check_store(tracking_uri)
     import_backend()
     config = TrainConfig.of(**_train_options(**options))
-    from leukml.tracking.runs import tracked_protocols_report
+    from leukml.tracking.mlflow_tracker import MlflowTracker
     from leukml.tracking.writer import ui_link_of
+    from leukml.workflows.protocols import tracked_protocols_report
 
-    console = _console(config.epochs)
-    parent, lines, path = tracked_protocols_report(config, out, experiment, tracking_uri or None, console)
+    tracker = MlflowTracker(experiment, tracking_uri or None)
+    parent, lines, path = tracked_protocols_report(tracker, config, out, _console(config.epochs))
     click.echo("\n".join(lines))
     click.echo(f"wrote {path} and {out / 'report.html'}")
     click.echo("\n".join(ui_link_of(parent).lines("the comparison in the MLflow UI")))

@@ -16,7 +16,7 @@ from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState
 from optuna.visualization import matplotlib as optuna_plots
 
-from leukml.experiments.summary import StudySummary
+from leukml.analysis.study import StudySummary
 
 FIGURES = ("optimization_history", "param_importances", "parallel_coordinate")
 

@@ -1,7 +1,7 @@
 """Evaluation protocols as plans of trainings: cross-validation by subject (`leukml cv`) and the same
 configuration under the image, subject and official splits (`leukml protocols`), and their summaries.
 
-No MLflow and no Keras here: ``runs`` trains the plans, ``tracking`` writes what they sum up to.
+No MLflow and no Keras here: ``leukml.workflows`` trains the plans, ``tracking`` writes what they sum up to.
 """
 
 from __future__ import annotations

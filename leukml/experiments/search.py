@@ -1,7 +1,7 @@
 """Searches with Optuna: the paper's grid and wider TPE searches. No MLflow here.
 
-Each trial's training goes through a ``run_trial`` callable (the tracking layer supplies one that
-makes a nested MLflow run), so this module only decides *what* to train and when to stop.
+Each trial's training goes through a ``run_trial`` callable (the search workflow supplies one that
+makes a nested tracked run), so this module only decides *what* to train and when to stop.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import keras
-import numpy as np
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -28,8 +27,7 @@ from leukml.experiments.optuna_compat import storage_of, trial_id
 from leukml.model.archs import POOLINGS
 from leukml.training.bases import BaseCache
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import Predictions, SubjectScore
-from leukml.training.sinks import EarlyStop
+from leukml.training.sinks import EarlyStop, MetricSink, Milestone
 from leukml.training.trainer import TrainResult
 
 Study = optuna.Study  # what a search returns, for the layers above that do not import Optuna
@@ -107,7 +105,7 @@ def search_objective(search: SearchConfig) -> str:
     return selection_metric(not search.base.requests_validation)
 
 
-class TrialReporter:
+class TrialReporter(MetricSink):
     """A metric sink that reports the selection metric at each milestone and prunes."""
 
     def __init__(self, trial: optuna.Trial, config: TrainConfig) -> None:
@@ -120,18 +118,13 @@ class TrialReporter:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.val_accuracy = metrics.get("val_accuracy", float("nan"))
 
-    def log_milestone(
-        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
-    ) -> None:
-        value = metrics["test_accuracy"] if self.selection_on_test else self.val_accuracy
-        self.trial.report(value, epoch)
+    def log_milestone(self, milestone: Milestone) -> None:
+        value = milestone.metrics["test_accuracy"] if self.selection_on_test else self.val_accuracy
+        self.trial.report(value, milestone.epoch)
         if self.trial.should_prune():
             raise EarlyStop(
-                f"pruned at epoch {epoch} ({selection_metric(self.selection_on_test)} {value:.4f})"
+                f"pruned at epoch {milestone.epoch} ({selection_metric(self.selection_on_test)} {value:.4f})"
             )
-
-    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
-        pass
 
 
 # (config, tags, pruning reporter, the worker's frozen bases) -> (run id, result)

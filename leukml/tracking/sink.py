@@ -26,16 +26,10 @@ from leukml.data.discovery import Dataset, skip_tags
 from leukml.data.images import decode_image
 from leukml.data.splits import Split, manifest, n_subjects, summarize, test_set_id
 from leukml.tracking.mlflow_compat import Example, input_example
-from leukml.training.checkpoint import Snapshot
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import (
-    SHOWN_NAMES,
-    Predictions,
-    SubjectScore,
-    one_class_predicted,
-    per_subject_csv,
-)
-from leukml.training.sinks import FlatLossWatch
+from leukml.training.evaluation import SHOWN_NAMES, per_subject_csv
+from leukml.training.sinks import MetricSink, Milestone, ModelWarning
+from leukml.training.snapshot import Snapshot
 
 CHECKPOINT_PATH = "checkpoint"  # the run's checkpoints: two slots in it; older leukml wrote one here
 CHECKPOINT_SLOTS = (f"{CHECKPOINT_PATH}/a", f"{CHECKPOINT_PATH}/b")
@@ -52,13 +46,15 @@ def metric_flush_s() -> float:
     return env_seconds("LEUKML_METRIC_FLUSH_S", METRIC_FLUSH_S, "every epoch's metrics are sent at once")
 
 
-class MlflowSink:
+class MlflowSink(MetricSink):
     """Sends a training run's results to its MLflow run while training goes on.
 
     Everything is written by one background thread, in order: metrics in a batch every
     ``flush_s`` seconds, figures drawn there too. Use it as a context manager: leaving sends the
     last metrics and waits for every write.
     """
+
+    stores_checkpoints = True
 
     def __init__(
         self,
@@ -77,7 +73,6 @@ class MlflowSink:
         self._slot: str | None = None  # the slot the last checkpoint went to
         self._metrics: list[Metric] = []
         self._flushed = time.monotonic()
-        self._loss = FlatLossWatch()
         self._one_class: tuple[set[int], set[str]] | None = None  # milestone epochs, class names
         self._example: Future | None = None  # (pixels, MLflow's example of them), made while training
         self.temperatures: dict[int, float] = {}  # milestone epoch -> its fitted temperature
@@ -187,8 +182,9 @@ class MlflowSink:
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(epoch, metrics)
-        if text := self._loss.see(epoch, metrics):
-            self.in_background(self._client.set_tag, self.run_id, "warning_flat_loss", text)
+
+    def log_warning(self, warning: ModelWarning) -> None:
+        self.in_background(self._client.set_tag, self.run_id, f"warning_{warning.name}", warning.text)
 
     def log_checkpoint(self, snapshot: Snapshot) -> None:
         """Store a checkpoint in the run on the background thread, after every metric and figure
@@ -213,9 +209,9 @@ class MlflowSink:
         tags = {"checkpoint_path": slot, "checkpoint_epoch": str(snapshot.epoch)}
         self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
-    def log_milestone(
-        self, epoch: int, metrics: dict[str, float], confusion: np.ndarray, subjects: list[SubjectScore]
-    ) -> None:
+    def log_milestone(self, milestone: Milestone) -> None:
+        epoch, metrics, confusion = milestone.epoch, milestone.metrics, milestone.confusion
+        subjects = milestone.subjects
         self._queue_metrics(epoch, metrics)
         name = f"confusion_matrix/epoch_{epoch:03d}"
         self.in_background(
@@ -236,19 +232,19 @@ class MlflowSink:
         self.in_background(self._client.log_text, self.run_id, per_subject_csv(subjects), f"{table}.csv")
         heading = f"{cell}, epoch {epoch}: accuracy per subject"
         self.log_image(lambda: raster.subject_accuracy_image(subjects, heading), f"{table}.png")
-        label = one_class_predicted(confusion)
-        if label is not None:
-            self._tag_one_class(epoch, SHOWN_NAMES[label])
+        if milestone.one_class is not None:
+            self._tag_one_class(epoch, SHOWN_NAMES[milestone.one_class])
 
-    def log_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
+    def log_predictions(self, milestone: Milestone) -> None:
         """The milestone's predictions file, the intervals of its headline metrics, its Brier score,
         calibration error and reliability diagram (with ``--calibrate temperature``: the
         temperature fitted on ``val`` and the uncalibrated scores), made and written on the
         background thread while training goes on (``leukml.analysis.predictions``)."""
-        self.in_background(self._write_predictions, epoch, test, val)
+        self.in_background(self._write_predictions, milestone)
 
-    def _write_predictions(self, epoch: int, test: Predictions, val: Predictions | None) -> None:
-        found = milestone_uncertainty(test, val, self.config.recipe.calibrates)
+    def _write_predictions(self, milestone: Milestone) -> None:
+        epoch, test = milestone.epoch, milestone.test
+        found = milestone_uncertainty(test, milestone.val, self.config.recipe.calibrates)
         if found.temperature is not None:
             self.temperatures[epoch] = found.temperature
         now_ms = int(time.time() * 1000)

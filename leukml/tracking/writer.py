@@ -1,7 +1,7 @@
 """The MLflow writer: a run's lifecycle, its params and tags, the logged model, a study's summary.
 
-Its metric sink is ``leukml.tracking.sink``; ``leukml.tracking.runs`` runs tracked trainings and
-searches with both; ``leukml.tracking.reader`` reads runs back and ``leukml.tracking.recovery``
+Its metric sink is ``leukml.tracking.sink``; ``leukml.tracking.mlflow_tracker`` opens the runs the
+workflows ask for with both; ``leukml.tracking.reader`` reads runs back and ``leukml.tracking.recovery``
 finds runs that outlived their process.
 """
 
@@ -26,17 +26,17 @@ from mlflow.types.schema import Schema, TensorSpec
 
 from leukml.analysis import raster
 from leukml.analysis.calibration import fit_temperature
+from leukml.analysis.study import StudySummary
 from leukml.common.console import Progress, silent
-from leukml.experiments.summary import StudySummary
 from leukml.tracking import heartbeat
 from leukml.tracking.mlflow_compat import KerasFlavor
 from leukml.tracking.sink import MAX_METRICS_PER_BATCH, MlflowSink
 from leukml.tracking.uri import UiLink, resolve_tracking_uri, say_if_unanswered, ui_link
 from leukml.training.config import TrainConfig
+from leukml.training.loop import TrainResult
 from leukml.training.runtime import backend_requirements, device_name, package_version
 from leukml.training.sinks import EarlyStop
 from leukml.training.sources import predict_probs
-from leukml.training.trainer import TrainResult
 
 
 def _git_commit() -> str | None:

@@ -24,10 +24,10 @@ import numpy as np
 from leukml.common.errors import LeukmlError
 from leukml.model.networks import Network
 from leukml.training.loop import LoopState
+from leukml.training.snapshot import ARRAYS_FILE, STATE_FILE, Snapshot
 from leukml.training.stage import optimizer_state
 from leukml.training.termination import Terminated, Watch
 
-STATE_FILE, ARRAYS_FILE = "state.json", "arrays.npz"
 FORMAT = 1
 
 
@@ -62,22 +62,6 @@ def _rng(state: dict) -> np.random.Generator:
 
 def _number(value: float) -> float | None:
     return None if value is None or math.isinf(value) else value
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A checkpoint in memory, taken as epoch ``epoch`` ended: ``write`` puts it into a folder."""
-
-    epoch: int
-    meta: str  # state.json's text
-    arrays: dict[str, np.ndarray]
-
-    def write(self, folder: Path) -> Path:
-        """The checkpoint folder (made if missing) with both files."""
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / ARRAYS_FILE, **self.arrays)
-        (folder / STATE_FILE).write_text(self.meta)
-        return folder
 
 
 def _copy(value) -> np.ndarray:

@@ -19,9 +19,16 @@ import numpy as np
 from leukml.common.errors import LeukmlError
 from leukml.model.networks import Network
 from leukml.training.config import TrainConfig
-from leukml.training.evaluation import Predictions, classification_metrics, per_subject_scores
+from leukml.training.evaluation import (
+    FLAT_LOSS_EPOCHS,
+    Predictions,
+    classification_metrics,
+    flat_loss,
+    one_class_predicted,
+    per_subject_scores,
+)
 from leukml.training.prepared import Prepared
-from leukml.training.sinks import MetricSink
+from leukml.training.sinks import MetricSink, Milestone, ModelWarning
 from leukml.training.sources import ImageSource, Source, as_source, variant_average
 from leukml.training.stage import Stage, enter, run_epoch
 
@@ -122,12 +129,27 @@ def _milestone(
         twins, _ = classification_metrics(labels, averaged[:, 1])
         scores.update({f"{name}_tta": value for name, value in twins.items()})
     state.milestones[state.epoch] = scores
-    subjects = per_subject_scores(labels, probs[:, 1], [records[i].subject for i in test])
-    sink.log_milestone(state.epoch, scores, confusion, subjects)
     val = None
     if not split.selection_on_test and len(split.val):
         val = _predictions(prepared, split.val, val_probs)
-    sink.log_predictions(state.epoch, _predictions(prepared, test, probs), val)
+    milestone = Milestone(
+        state.epoch,
+        scores,
+        confusion,
+        per_subject_scores(labels, probs[:, 1], [records[i].subject for i in test]),
+        _predictions(prepared, test, probs),
+        val,
+        one_class_predicted(confusion),
+    )
+    sink.log_milestone(milestone)
+    sink.log_predictions(milestone)
+
+
+def _warn_flat_loss(state: LoopState, sink: MetricSink) -> None:
+    """The flat-loss warning (``evaluation.flat_loss``) once epoch ``FLAT_LOSS_EPOCHS`` ended, to
+    every sink at once. A resumed run's first part checked it."""
+    if state.epoch == FLAT_LOSS_EPOCHS and (text := flat_loss(state.history["train_loss"])):
+        sink.log_warning(ModelWarning("flat_loss", state.epoch, text))
 
 
 def _predictions(prepared: Prepared, idx: np.ndarray, probs: np.ndarray) -> Predictions:
@@ -191,6 +213,7 @@ def fit(
     can save the state, the weights and ``optimizer_state(target)`` there).
     """
     state = state or LoopState.start(config.seed)
+    fresh = state.epoch == 0  # a resumed run's first part saw its first epochs' warnings
     source, images = as_source(source), ImageSource(prepared.images)
     labels, split = prepared.dataset.labels, prepared.split
     val_idx = split.test if split.selection_on_test else split.val  # the paper validates on test
@@ -221,6 +244,8 @@ def fit(
         if not split.selection_on_test:
             _track_best(state, network, config, val_logs)
         sink.log_epoch(state.epoch, metrics)
+        if fresh:
+            _warn_flat_loss(state, sink)
         if state.epoch in config.milestones:
             _milestone(state, stage, prepared, config, sink, val_probs)
         if _patience_spent(state, config):

@@ -14,11 +14,10 @@ from collections.abc import Callable
 
 import keras
 
-from leukml.common.console import silent
 from leukml.model.networks import build_network, copy_base
 from leukml.training import device, termination
 from leukml.training.bases import BaseCache
-from leukml.training.checkpoint import Checkpoint, Schedule, Snapshot, callback, restore
+from leukml.training.checkpoint import Checkpoint, Schedule, callback, restore
 from leukml.training.config import TrainConfig
 from leukml.training.features import extract_features, feature_source
 from leukml.training.loop import LoopState, TrainResult, fit
@@ -81,7 +80,6 @@ def train(
     sink: MetricSink | None = None,
     bases: BaseCache | None = None,
     resume: Checkpoint | None = None,
-    store_checkpoint: Callable[[Snapshot], None] | None = None,
     prepared: Prepared | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
@@ -94,15 +92,15 @@ def train(
     (a search worker's), else the base is built for this training alone.
 
     ``resume``: continue after the checkpoint's epoch exactly as the run would have gone on (the
-    same batch order, draws, weights and optimizer state). ``store_checkpoint(snapshot)`` receives
-    a checkpoint as ``config.checkpoint_minutes`` and ``config.checkpoint_every`` say
+    same batch order, draws, weights and optimizer state). A sink that ``stores_checkpoints`` gets
+    a checkpoint (``log_checkpoint``) as ``config.checkpoint_minutes`` and ``config.checkpoint_every`` say
     (``checkpoint.Schedule``, timed by ``clock``), and one as the epoch under way ends after a
     SIGTERM (``termination``); host copies: it may write them later. ``prepared``: data already
     split and loaded (then ``config``'s data options are not read).
     """
     device.compilation_cache()
     sink = sink or NullSink()
-    progress = getattr(sink, "progress", silent)  # the console's: long steps say what they do
+    progress = sink.progress  # the console's: long steps say what they do
     prepared = prepare_data(config, progress) if prepared is None else prepared
     sink.log_data(prepared.dataset, prepared.split)
     keras.utils.set_random_seed(config.seed)
@@ -115,8 +113,8 @@ def train(
         if resume is not None:
             restore(network, resume)
         schedule = Schedule(config.checkpoint_every, config.checkpoint_minutes, config.epochs, clock)
-        with _watched(store_checkpoint is not None and not schedule.never, clock) as watch:
-            on_epoch = None if watch is None else callback(schedule, store_checkpoint, network, watch)
+        with _watched(sink.stores_checkpoints and not schedule.never, clock) as watch:
+            on_epoch = None if watch is None else callback(schedule, sink.log_checkpoint, network, watch)
             state = resume.state if resume else None
             result = fit(network, prepared, config, sink, source, state, on_epoch)
         if isinstance(source, FeatureSource):

@@ -1,5 +1,6 @@
 """What a search's parent run shows of its study, as plain data: no Optuna here, so the tracking
-layer that writes it imports no Optuna either (``figures.study_summary`` makes it)."""
+layer that writes it imports no Optuna either (``leukml.experiments.figures.study_summary`` makes
+it), and no layer above ``analysis`` is needed to name it."""
 
 from __future__ import annotations
 
