@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import textwrap
 import threading
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import free_port, tiny_model
 
 from leukml.serving.app.config import Limits
 
@@ -48,10 +48,9 @@ def evaluation():
 
 def save_small_model(folder: Path) -> Path:
     """A small untrained VGG16 (32 px), saved as ``folder/model.keras``."""
-    from leukml.model.archs import ModelConfig
     from leukml.model.networks import build_network
 
-    network = build_network(ModelConfig(arch="vgg16", weights="none", image_size=32), seed=0)
+    network = build_network(tiny_model(arch="vgg16"), seed=0)
     path = folder / "model.keras"
     network.model.save(path)
     return path
@@ -104,12 +103,6 @@ def small_model(tmp_path_factory) -> Path:
 def source(small_model):
     """leukml's served pyfunc (CellClassifier) on a small untrained VGG16, as the page's source."""
     return small_source(small_model)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import free_port, tiny_config
 
 from leukml.analysis.uncertainty import wilson
 from leukml.serving import registry
 from leukml.tracking.mlflow_tracker import MlflowTracker
-from leukml.training.config import TrainConfig
 from leukml.workflows.train import tracked_train
 
 pytestmark = pytest.mark.slow
@@ -48,22 +48,14 @@ def _browser_or_skip():
         pytest.skip(f"{missing} missing; {INSTALL}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory, tiny_data):
     """A tiny tracked training promoted to champion in its own SQLite store; the store's URI."""
     _browser_or_skip()
     folder = tmp_path_factory.mktemp("app-browser")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data),
-        weights="none",
-        image_size=32,
+    config = tiny_config(
+        tiny_data,
         epochs=1,
         batch_size=8,
         split="subject",
@@ -80,7 +72,7 @@ def promoted(tmp_path_factory, tiny_data):
 def page(promoted, child_env, tmp_path_factory):
     """`leukml app` on a free 127.0.0.1 port (a child process), guarded by a token; the address to
     open (with ``?token=``) once the page answers."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("app-log") / "app.log"
     with open(log, "wb") as out:
         app = subprocess.Popen(
@@ -252,7 +244,7 @@ def test_file_names_stay_text_and_the_token_leaves_the_address(page, chrome, rea
 
 
 def test_non_loopback_without_token_is_refused_before_listening(child_env):
-    port = _free_port()
+    port = free_port()
     refused = subprocess.run(
         ["leukml", "app", "--host", "0.0.0.0", "--port", str(port)],
         env=child_env(LEUKML_APP_TOKEN=""),

@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import LEUKML, TINY_ARGS
 from PIL import Image
 
-LEUKML = Path(sys.executable).parent / "leukml"
 TF_NOISE = re.compile(
     r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:|oneDNN custom operations|cuda drivers|"
     r"Unable to register cu|cpu_feature_guard|cuInit",
@@ -30,7 +30,7 @@ TF_NOISE = re.compile(
 )
 # allowed beside the error: MLflow's own notices, and progress bars (a terminal clears those)
 ALLOWED = re.compile(r"^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow|^[\w ]+:\s+\d+%\|")
-TINY_TRAIN = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
+TINY_TRAIN = [*TINY_ARGS, "--epochs", "1"]
 HANG_S = 600  # how long a test waits for a child at most: only a hang reaches it (pytest-timeout 900 s)
 
 

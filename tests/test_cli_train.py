@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-LEUKML = Path(sys.executable).parent / "leukml"
+from helpers import LEUKML
+
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+  ")
 
 

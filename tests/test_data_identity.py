@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 
 from leukml.data import filehash
 from leukml.data.discovery import discover
 from leukml.data.imagecache import load_images
 from leukml.data.synth import SynthConfig, write_synthetic
-from leukml.training.config import TrainConfig
 from leukml.training.trainer import train
 
 TINY = {"n_all": 16, "n_hem": 8, "subjects": 4, "size": 40}
@@ -59,7 +59,7 @@ def test_same_names_and_sizes_other_bytes_train_on_their_own_pixels(two_seeds, l
     runs = {}
     for root in (a, b):
         before = _feature_files(leukml_cache)
-        config = TrainConfig.of(data_dir=str(root), weights="none", image_size=32, epochs=2, batch_size=8)
+        config = tiny_config(root, epochs=2)
         runs[root] = (train(config), _feature_files(leukml_cache) - before)
     (result_a, new_a), (result_b, new_b) = runs[a], runs[b]
     assert len(new_a) == 1 and len(new_b) == 1 and new_a != new_b  # b extracted its own features
@@ -82,7 +82,7 @@ def _rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
 def test_bytes_changed_in_place_rebuild_scan_images_and_features(tmp_path, leukml_cache):
     root = write_synthetic(tmp_path / "cells", SynthConfig(seed=5, **TINY))
     _settle()
-    config = TrainConfig.of(data_dir=str(root), weights="none", image_size=32, epochs=1, batch_size=8)
+    config = tiny_config(root, epochs=1)
     first = discover(root)
     images_first = np.array(load_images(first, 32))
     features_before = _feature_files(leukml_cache)

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 from mlflow.tracking import MlflowClient
 
 from leukml.analysis.comparison import protocol_entries
 from leukml.analysis.leakage import protocols_section
 from leukml.analysis.report import RunRecord, pick_runs, provenance
 from leukml.tracking.mlflow_tracker import MlflowTracker
-from leukml.training.config import TrainConfig
 from leukml.training.evaluation import FLAT_LOSS_EPOCHS, flat_loss, one_class_predicted
 from leukml.training.sinks import ConsoleSink, FanoutSink, MetricSink, Milestone, ModelWarning
 from leukml.workflows.train import tracked_train
@@ -73,10 +73,8 @@ def test_a_collapsed_training_is_tagged_and_warned_about_once(tmp_path, tiny_dat
     """A learning rate of 1 kills the head's units in the first steps (as ResNet50 with random
     weights did at 64 px): from epoch 2 the loss is 5.3434 every epoch and every test cell is ALL."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data),
-        weights="none",
-        image_size=32,
+    config = tiny_config(
+        tiny_data,
         epochs=FLAT_LOSS_EPOCHS,
         eval_epochs=(1, FLAT_LOSS_EPOCHS),
         batch_size=8,

@@ -10,9 +10,9 @@ import threading
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_config, tiny_model
 
 from leukml.data.augment import dihedral
-from leukml.model.archs import ModelConfig
 from leukml.model.networks import build_network
 from leukml.training import device, features
 from leukml.training.bases import BaseCache
@@ -36,9 +36,9 @@ def test_read_ahead_gives_every_batch_in_order_as_uint8():
 
 
 def test_features_of_uint8_batches_equal_those_of_float32_images(tiny_data):
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, tta="dihedral")
+    config = tiny_config(tiny_data, tta="dihedral")
     prepared = prepare_data(config)
-    network = build_network(ModelConfig(arch="vgg16", weights="none", image_size=32), seed=3)
+    network = build_network(tiny_model(arch="vgg16"), seed=3)
     source = feature_source(network, prepared, config, batch_size=20)  # 48 images: a partial batch
     images = np.asarray(prepared.images)
     for variant in (0, 3, 6):
@@ -82,7 +82,7 @@ def test_features_extracted_for_training_stay_on_the_device_and_a_worker_reuses_
         return out
 
     monkeypatch.setattr(FeatureSource, "on_device", spy)
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    config = tiny_config(tiny_data, epochs=2)
     bases = BaseCache()
     first = train(config, bases=bases)
     assert copied and set(copied) == {np.dtype(np.uint8)}  # image batches only: features stayed there
@@ -113,7 +113,7 @@ def test_training_starts_while_the_feature_cache_file_is_still_written(tiny_data
         write(out, start, rows)
 
     monkeypatch.setattr(features, "_write_rows", gated)
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    config = tiny_config(tiny_data, epochs=2)
     prepared = prepare_data(config)
     net = build_network(config.model, seed=0)
     try:
@@ -137,7 +137,7 @@ def test_a_failed_feature_cache_write_fails_the_training_and_leaves_no_file(tiny
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(features, "_write_rows", full)
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
+    config = tiny_config(tiny_data, epochs=1)
     with pytest.raises(OSError, match="No space left on device"):
         train(config)
     assert list((tmp_path / "features").iterdir()) == []  # neither the file nor its temp
@@ -148,7 +148,7 @@ def test_features_that_do_not_fit_the_device_train_batch_by_batch(tiny_data, tmp
     against 80% of 100 KB free: 80 KB), extraction keeps nothing there and the head trains batch by
     batch, as with --no-compiled-epoch, saying so; where they fit, nothing changes."""
     monkeypatch.setenv("LEUKML_CACHE", str(tmp_path))
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    config = tiny_config(tiny_data, epochs=2)
     prepared = prepare_data(config)
     net = build_network(config.model, seed=0)
     assert device.holds(50_000) and not device.holds(10**15)  # this machine's available RAM

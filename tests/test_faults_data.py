@@ -8,12 +8,12 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import LEUKML
 from PIL import Image
 
 from leukml.data import discovery, filehash
@@ -96,9 +96,6 @@ def test_files_read_to_be_hashed_are_checked_from_those_bytes(cells, monkeypatch
     assert not dataset.skipped and len(dataset) == 12
     with pytest.raises(filehash.DataChanged, match=target.name):
         load_images(dataset, 32)
-
-
-LEUKML = Path(sys.executable).parent / "leukml"
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import optuna
 import pytest
 import requests
 from gates import GATED, PAUSED
+from helpers import TINY_ARGS, leukml_popen
 
 pytestmark = pytest.mark.slow
 
@@ -94,21 +95,6 @@ def stack():
             os.environ.pop(name, None)
         subprocess.run(["bash", str(LOCAL / "down.sh"), str(root)], timeout=120)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _leukml(stack: Stack, *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(Path(sys.executable).parent / "leukml"), *args],
-        env=stack.child_env(),
-        cwd=stack.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **popen,
-    )
-
-
-TINY = ("--weights", "none", "--image-size", "32", "--batch-size", "16")
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
@@ -189,7 +175,8 @@ def test_up_is_loopback_only_and_rerunnable(stack):
 
 
 def test_training_run_lands_in_postgres_and_s3(stack, tiny_data):
-    out = _finish(_leukml(stack, "train", "--data-dir", str(tiny_data), "--epochs", "2", *TINY))
+    train = ["train", "--data-dir", str(tiny_data), "--epochs", "2", *TINY_ARGS]
+    out = _finish(leukml_popen(train, stack.child_env(), stack.root))
     run_id = _run_id(out)
 
     import psycopg
@@ -294,7 +281,7 @@ def _assert_grid_done(stack: Stack, study_name: str) -> list[optuna.trial.Frozen
     return complete
 
 
-SEARCH = ("search", "--mode", "grid", "--epochs", "2", "--heartbeat", "2", *TINY)
+SEARCH = ("search", "--mode", "grid", "--epochs", "2", "--heartbeat", "2", *TINY_ARGS)
 
 
 def test_two_workers_share_one_grid(stack, tiny_data, gated):
@@ -345,7 +332,7 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data, gated)
     _wait_for("the checkpoint", lambda: client.get_run(orphan.info.run_id).data.tags.get("checkpoint_epoch"))
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait(timeout=60)
-    survivor = _leukml(stack, *args)
+    survivor = leukml_popen(args, stack.child_env(), stack.root)
     out = _finish(survivor)
 
     trials = _trials(stack, "crash")
@@ -369,7 +356,8 @@ def test_killed_worker_trial_is_retried_by_the_survivor(stack, tiny_data, gated)
 
 def test_server_restart_mid_run_loses_no_metric(stack, tiny_data, gated):
     epochs, pause_at = 12, 3
-    args = ("train", "--data-dir", str(tiny_data), "--epochs", str(epochs), *TINY, "--experiment", "restart")
+    args = ("train", "--data-dir", str(tiny_data), "--epochs", str(epochs), *TINY_ARGS)
+    args += ("--experiment", "restart")
     # Every epoch's metrics are sent as it ends; the training waits after epoch 3 until the server is
     # down, so epochs 4-12 are sent to a dead server and must arrive once it is back.
     proc = gated(pause_at, *args, env={"LEUKML_METRIC_FLUSH_S": "0"})

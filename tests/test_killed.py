@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from gates import GATED, PAUSED
+from helpers import LEUKML
 from mlflow.tracking import MlflowClient
 
-LEUKML = Path(sys.executable).parent / "leukml"
 BEAT_S = 2  # stale after 3 beats: 6 s
 
 

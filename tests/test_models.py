@@ -6,6 +6,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_model
 
 from leukml.model.archs import ARCHS, ModelConfig
 from leukml.model.networks import build_base, build_network
@@ -27,7 +28,7 @@ def network():
 
     def get(arch: str):
         if arch not in built:
-            built[arch] = build_network(ModelConfig(arch=arch, weights="none", image_size=32))
+            built[arch] = build_network(tiny_model(arch=arch))
         return built[arch]
 
     return get
@@ -58,7 +59,7 @@ def test_built_in_preprocessing_is_keras_preprocess_input(arch, network):
 
 
 def test_weights_file_roundtrip_and_wrong_arch(tmp_path):
-    net = build_network(ModelConfig(arch="vgg16", weights="none", image_size=32))
+    net = build_network(tiny_model(arch="vgg16"))
     path = tmp_path / "vgg16_notop.weights.h5"
     net.base.save_weights(str(path))
     loaded = build_base("vgg16", str(path), 32)

@@ -6,17 +6,12 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import tiny_config
 
 from leukml.cli import main
 from leukml.training import runtime
 from leukml.training.config import TrainConfig
 from leukml.training.trainer import train
-
-
-def _tiny(tiny_data, **kwargs) -> TrainConfig:
-    return TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, **kwargs
-    )
 
 
 def test_auto_resolves_by_device_and_is_logged_resolved():
@@ -40,7 +35,7 @@ def test_auto_follows_the_accelerator(monkeypatch, bfloat16, expected):
 
 def test_mixed_bfloat16_trains_and_restores_the_global_policy(tiny_data, leukml_cache):
     before = keras.config.dtype_policy().name
-    result = train(_tiny(tiny_data, precision="mixed_bfloat16"))
+    result = train(tiny_config(tiny_data, epochs=1, precision="mixed_bfloat16"))
     assert keras.config.dtype_policy().name == before == "float32"
     assert result.network.base.dtype_policy.name == "mixed_bfloat16"
     assert result.network.model.output.dtype == "float32"  # the probs layer stays float32
@@ -52,7 +47,7 @@ def test_mixed_bfloat16_trains_and_restores_the_global_policy(tiny_data, leukml_
 
 @pytest.mark.parametrize("jit", ["true", "false"])
 def test_jit_on_and_off_train_on_cpu(tiny_data, jit):
-    result = train(_tiny(tiny_data, jit=jit))
+    result = train(tiny_config(tiny_data, epochs=1, jit=jit))
     assert result.network.head.jit_compile is (jit == "true")
     assert np.isfinite(result.history["train_loss"][0])
 
@@ -79,7 +74,7 @@ def test_mixed_float16_trains_with_loss_scaling_and_float32_outputs(tiny_data, l
     """float16 (no bfloat16 on the GPU, e.g. a T4 or V100) runs on the CPU too: float16 layers with
     float32 variables, a float32 softmax, and loss scaling so small float16 gradients do not vanish."""
     before = keras.config.dtype_policy().name
-    result = train(_tiny(tiny_data, precision="mixed_float16"))
+    result = train(tiny_config(tiny_data, epochs=1, precision="mixed_float16"))
     assert keras.config.dtype_policy().name == before == "float32"
     for model in (result.network.base, result.network.head):
         assert model.dtype_policy.name == "mixed_float16"

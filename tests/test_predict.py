@@ -6,18 +6,16 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import LEUKML
 
 from leukml.cli import main
 from leukml.cli.errors import one_line
 from leukml.serving import predict as lib
-
-LEUKML = Path(sys.executable).parent / "leukml"
 
 
 def _touch(root: Path, *names: str) -> Path:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
+
+from helpers import LEUKML
 
 from leukml.data.synth import SynthConfig, write_synthetic
 
-LEUKML = Path(sys.executable).parent / "leukml"
 STEPS = {
     # a new file is checked from the bytes read to hash it; "checking images" runs only for files
     # whose digests the memo had (tests/test_faults_data.py)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import LEUKML, TINY_ARGS
 from mlflow.tracking import MlflowClient
 
 from leukml.data.discovery import discover
@@ -18,8 +18,7 @@ from leukml.data.splits import SplitConfig, split_records
 from leukml.data.synth import FINAL_DIR, PRELIM_CSV, SynthConfig, write_synthetic
 from leukml.experiments.protocols import CvConfig, cv_summary
 
-LEUKML = Path(sys.executable).parent / "leukml"
-TINY = ["--weights", "none", "--image-size", "32", "--batch-size", "8", "--epochs", "2"]
+TINY = [*TINY_ARGS, "--epochs", "2"]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import optuna
 import pytest
+from helpers import tiny_config, tiny_model
 
 import leukml.training.stage
 import leukml.training.trainer
@@ -18,7 +19,6 @@ from leukml.cli import main
 from leukml.data.augment import dihedral
 from leukml.experiments.config import SearchConfig
 from leukml.experiments.search import selection_value, suggest
-from leukml.model.archs import ModelConfig
 from leukml.model.networks import build_network, unfreeze_top
 from leukml.training.bases import BaseCache
 from leukml.training.config import TrainConfig
@@ -34,10 +34,6 @@ from leukml.training.trainer import (
     prepare_data,
     train,
 )
-
-
-def _config(data_dir, **options) -> TrainConfig:
-    return TrainConfig.of(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8, **options)
 
 
 @pytest.mark.parametrize(
@@ -69,8 +65,8 @@ def test_the_recipe_options_are_flags_and_resolved_params():
 
 
 def test_predict_tta_averages_the_eight_dihedral_variants(tiny_data):
-    net = build_network(ModelConfig(weights="none", image_size=32), seed=1)
-    images = np.asarray(prepare_data(_config(tiny_data)).images[:5])
+    net = build_network(tiny_model(), seed=1)
+    images = np.asarray(prepare_data(tiny_config(tiny_data)).images[:5])
     each = [np.asarray(net.model.predict_on_batch(dihedral(images, v).astype(np.float32))) for v in range(8)]
     assert np.abs(each[1] - each[0]).max() > 1e-4  # the variants do give other probabilities
     averaged = predict_tta(net.model, images, batch_size=2)
@@ -84,7 +80,7 @@ def test_full_augmentation_trains_end_to_end_seeded(tiny_data, monkeypatch):
         raise AssertionError("full augmentation must not train on cached features")
 
     monkeypatch.setattr(leukml.training.trainer, "feature_source", no_cached_features)
-    config = _config(tiny_data, epochs=1, lr=1e-3, seed=2, augment="full")
+    config = tiny_config(tiny_data, epochs=1, lr=1e-3, seed=2, augment="full")
     first, again = train(config), train(config)
     plain = train(config.replace(augment="none", feature_cache=False))
     assert first.history == again.history
@@ -110,7 +106,7 @@ def _changed(before: dict, after: dict) -> set[str]:
 def test_fine_tuning_trains_the_top_layers_from_its_epoch_batchnorm_frozen(tiny_data):
     """Epoch 1 trains the head on the frozen base; from --fine-tune-from on, the base's top 2 layers
     with weights (BatchNormalization not counted, and never trained) train too."""
-    config = _config(
+    config = tiny_config(
         tiny_data, arch="mobilenetv2", epochs=2, lr=1e-3, seed=3, fine_tune_layers=2, fine_tune_from=2,
         fine_tune_lr=1e-3,
     )  # fmt: skip
@@ -135,7 +131,7 @@ def test_fine_tuning_trains_the_top_layers_from_its_epoch_batchnorm_frozen(tiny_
 
 def test_fine_tuning_uses_its_own_learning_rate(tiny_data):
     """Stage 2's optimizer runs at --fine-tune-lr: at 1e-12 the model after epoch 2 is epoch 1's."""
-    config = _config(
+    config = tiny_config(
         tiny_data, epochs=2, lr=1e-3, seed=4, fine_tune_layers=2, fine_tune_from=2, fine_tune_lr=1e-12
     )
     prepared = prepare_data(config)
@@ -154,7 +150,7 @@ def test_fine_tuning_uses_its_own_learning_rate(tiny_data):
 
 
 def test_fine_tuning_leaves_a_shared_base_frozen(tiny_data):
-    config = _config(tiny_data, epochs=2, lr=1e-3, seed=5, fine_tune_layers=2, fine_tune_from=2)
+    config = tiny_config(tiny_data, epochs=2, lr=1e-3, seed=5, fine_tune_layers=2, fine_tune_from=2)
     bases = BaseCache()
     shared = bases.base(config)
     before = [np.array(w) for w in shared.get_weights()]
@@ -176,7 +172,7 @@ def test_early_stopping_and_keep_best_follow_the_validation_curve(tiny_data, mon
         return {"accuracy": accuracy, "loss": loss}, probs
 
     monkeypatch.setattr(leukml.training.stage.Stage, "evaluate", scripted)
-    config = _config(
+    config = tiny_config(
         tiny_data,
         epochs=8,
         eval_epochs=(4, 6),
@@ -211,7 +207,7 @@ def test_the_loop_continues_exactly_from_a_saved_state(tiny_data):
     """A run continued from its state after epoch 2 (in a fresh network given that epoch's weights
     and optimizer variables) ends as the run that went straight on: batch order, augmentation
     draws, the switch to fine-tuning, the best epoch and the schedule all continue."""
-    config = _config(
+    config = tiny_config(
         tiny_data, epochs=4, lr=1e-3, seed=7, val_fraction=0.2, augment="dihedral", keep="best",
         fine_tune_layers=1, fine_tune_from=4, fine_tune_lr=1e-4,
     )  # fmt: skip

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import free_port
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -142,12 +142,6 @@ def test_promote_tta_registers_a_classifier_averaging_the_8_variants(store, tiny
     assert not np.allclose(served["p_all"], plain["p_all"], atol=1e-6)  # the variants do differ
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, payload: dict) -> tuple[int, dict]:
     request = urllib.request.Request(
         url + "/invocations", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
@@ -202,7 +196,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env):
     uri, _, _ = store
     registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
-    port = _free_port()
+    port = free_port()
     env = child_env(MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
     # the command `leukml promote` prints, on a free port of the loopback interface
     command = serve_command(NAME, "champion", uri).replace(f"-p {SERVE_PORT}", f"-h 127.0.0.1 -p {port}")
@@ -455,7 +449,7 @@ def test_mlflow_models_serve_builds_the_models_own_environment(travelling, store
     model's environment from its own files (no leukml in it) and the server answers a real cell;
     `mlflow models generate-dockerfile` writes the Dockerfile of the same environment."""
     uri, _, _ = store
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_EXPERIMENT", "MLFLOW_RUN"))}
     env["MLFLOW_TRACKING_URI"] = uri
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

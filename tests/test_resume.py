@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 from gates import GATED, PAUSED
+from helpers import leukml, tiny_config
 from mlflow.tracking import MlflowClient
 
 from leukml.tracking.mlflow_tracker import MlflowTracker
@@ -22,7 +23,6 @@ from leukml.training.sinks import FanoutSink, NullSink
 from leukml.training.trainer import train
 from leukml.workflows.train import tracked_train
 
-LEUKML = Path(sys.executable).parent / "leukml"
 RECIPES = {
     # dropout and dihedral draws: the generators' and the dropout seed's states must come back
     "head": {"dropout": 0.3, "augment": "dihedral", "val_fraction": 0.15, "keep": "best"},
@@ -42,10 +42,6 @@ class Crash(NullSink):
             raise RuntimeError(f"worker lost at epoch {epoch}")
 
 
-def _leukml(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
 def _curves(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
     run = client.get_run(run_id)
     return {
@@ -56,10 +52,8 @@ def _curves(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, floa
 
 def _six_epochs(data_dir: Path, recipe: str) -> TrainConfig:
     """6 epochs, milestones 3 and 6, a checkpoint every 2 epochs."""
-    return TrainConfig.of(
-        data_dir=str(data_dir),
-        weights="none",
-        image_size=32,
+    return tiny_config(
+        data_dir,
         epochs=6,
         eval_epochs="3,6",
         batch_size=8,
@@ -108,7 +102,7 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, uninterrupted, tmp_path
     assert broken.data.tags["checkpoint_epoch"] == "4"
     assert max(s for s, _ in _curves(client, broken_id)["train_loss"]) == 5  # logged past its checkpoint
 
-    done = _leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    done = leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"run {broken_id} finished" in done.stdout
 
@@ -166,7 +160,7 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
     assert broken.data.tags["checkpoint_epoch"] == "2"
     assert broken.data.tags["checkpoint_path"] == "checkpoint/a"
 
-    done = _leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    done = leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = client.get_run(broken_id)
     assert resumed.data.tags["resumed_from_epoch"] == "2"
@@ -178,7 +172,7 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
 def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_env):
     uri = uninterrupted.uri
     finished = uninterrupted.run("head")  # FINISHED
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=3, batch_size=8)
+    config = tiny_config(tiny_data, epochs=3)
     with pytest.raises(RuntimeError):
         tracked_train(MlflowTracker("refused", uri), config, observer=Crash(1))
     client = MlflowClient(uri)
@@ -191,11 +185,11 @@ def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_
         "0" * 32: "no such run",
     }
     for run_id, expected in cases.items():
-        done = _leukml(["train", "--resume", run_id, "--tracking-uri", uri], child_env(), tmp_path)
+        done = leukml(["train", "--resume", run_id, "--tracking-uri", uri], child_env(), tmp_path)
         assert done.returncode == 1
         assert "Traceback" not in done.stderr
         assert expected in done.stderr.strip().splitlines()[-1], done.stderr
-    mixed = _leukml(
+    mixed = leukml(
         ["train", "--resume", finished, "--epochs", "5", "--tracking-uri", uri], child_env(), tmp_path
     )
     assert mixed.returncode == 2
@@ -207,9 +201,7 @@ def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, 
     says there is none to continue from, in one line."""
     monkeypatch.setenv("LEUKML_QUIET", "1")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=3, batch_size=8, checkpoint_every=0
-    )
+    config = tiny_config(tiny_data, epochs=3, checkpoint_every=0)
     with pytest.raises(RuntimeError, match="worker lost at epoch 3"):
         tracked_train(MlflowTracker("never", uri), config, observer=Crash(3))
     client = MlflowClient(uri)
@@ -224,7 +216,7 @@ def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, 
     assert not client.list_artifacts(broken_id, "checkpoint")
     assert [a.path for a in client.list_artifacts(broken_id) if a.path.startswith("checkpoint")] == []
 
-    done = _leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    done = leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert "the run saved no checkpoint" in done.stderr.strip().splitlines()[-1], done.stderr
@@ -282,7 +274,7 @@ def test_schedule_by_time_and_by_epochs():
 def test_checkpoints_by_minutes_of_training(tiny_data):
     """The training stores checkpoints by its clock: with 4 minutes an epoch, after epochs 3 and 6
     of 7; a run of seconds on the real clock stores none."""
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=7, batch_size=8)
+    config = tiny_config(tiny_data, epochs=7)
     clock, stored = Minutes(4), Stored()
     train(config, FanoutSink(clock, stored), clock=clock)
     assert [s.epoch for s in stored.snapshots] == [3, 6]
@@ -330,7 +322,7 @@ def test_sigterm_stores_a_checkpoint_of_the_epoch_under_way(tiny_data, tmp_path,
     assert run.data.tags["checkpoint_epoch"] == "2"
     assert max(s for s, _ in _curves(client, run.info.run_id)["train_loss"]) == 2
 
-    done = _leukml(["train", "--resume", run.info.run_id, "--tracking-uri", uri], env, tmp_path)
+    done = leukml(["train", "--resume", run.info.run_id, "--tracking-uri", uri], env, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = client.get_run(run.info.run_id)
     assert resumed.info.status == "FINISHED"

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import tiny_config
 from mlflow.tracking import MlflowClient
 
 import leukml.experiments.search
 import leukml.training.trainer
 from leukml.experiments.search import SearchConfig, incomplete_cells
 from leukml.tracking.mlflow_tracker import MlflowTracker
-from leukml.training.config import TrainConfig
 from leukml.training.sinks import FanoutSink
 from leukml.workflows.search import tracked_search
 
@@ -152,10 +152,8 @@ def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
 
     monkeypatch.setattr(leukml.training.trainer, "fit", fit_later_trials_worse)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = TrainConfig.of(
-        data_dir=str(tiny_data),
-        weights="none",
-        image_size=32,
+    base = tiny_config(
+        tiny_data,
         epochs=3,
         eval_epochs=(1, 2, 3),
         val_fraction=0.15,
@@ -206,7 +204,7 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
 
     monkeypatch.setattr(leukml.training.trainer, "fit", fit_failing_for_rmsprop)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    base = tiny_config(tiny_data, epochs=1)
     search = SearchConfig(base=base, archs=("vgg16",), storage=f"sqlite:///{tmp_path / 'o.db'}")
     parent, study = tracked_search(MlflowTracker(tracking_uri=uri), search)
     states = {t.params["optimizer"]: t.state.name for t in study.trials}
@@ -247,7 +245,7 @@ def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_foreve
 
     monkeypatch.setattr(leukml.experiments.search, "_claim", claim)
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
-    base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    base = tiny_config(tiny_data, epochs=1)
     first = SearchConfig(base=base, archs=("vgg16",), optimizers=("adam",), storage=storage, study_name="g")
     tracked_search(MlflowTracker(tracking_uri=uri), first)
     other = SearchConfig(
@@ -271,7 +269,7 @@ def test_grid_with_a_failed_cell_exits_non_zero_naming_the_cell(tmp_path, tiny_d
 
     monkeypatch.setattr(leukml.training.trainer, "fit", fit_failing_for_rmsprop)
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
-    base = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
+    base = tiny_config(tiny_data, epochs=1)
     search = SearchConfig(base=base, archs=("vgg16",), storage=storage, study_name="holes")
     _, study = tracked_search(MlflowTracker(tracking_uri=uri), search)
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]

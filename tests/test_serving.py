@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tiny_model
 from PIL import Image
 
 from leukml.data.augment import TestTime, dihedral
-from leukml.model.archs import ModelConfig
 from leukml.model.networks import build_network
 from leukml.serving.pyfunc import SERVE_BATCH, CellClassifier, tune_scoring_server
 
@@ -37,7 +37,7 @@ def _bmp_files(pixels: np.ndarray) -> list[str]:
 
 def test_predict_in_chunks_equals_one_keras_predict():
     """More images than one forward pass takes: the chunked probabilities are Keras' own."""
-    net = build_network(ModelConfig(arch="vgg16", weights="none", image_size=32))
+    net = build_network(tiny_model(arch="vgg16"))
     classifier = _classifier(net.model)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (SERVE_BATCH + 5, 32, 32, 3), dtype=np.uint8)
@@ -64,7 +64,7 @@ def test_warm_up_at_load_leaves_no_batch_size_to_trace_and_changes_no_prediction
     """After ``warm_up`` (load time), requests of new batch sizes trace nothing (no stall, no
     "triggered tf.function retracing" warning in the server's log), and each prediction equals that
     of a model that never saw another batch size (a graph traced for exactly that shape)."""
-    net = build_network(ModelConfig(arch="vgg16", weights="none", image_size=32))
+    net = build_network(tiny_model(arch="vgg16"))
     warm = _classifier(net.model)
     warm.warm_up()
     traced = net.model.predict_function.experimental_get_tracing_count()

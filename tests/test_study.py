@@ -5,7 +5,6 @@ Also what a training run says about its data (MLflow dataset inputs) and where t
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import TINY_ARGS, leukml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -20,18 +20,13 @@ from leukml.data.discovery import discover
 from leukml.experiments.figures import FIGURES, study_figures
 from leukml.tracking.uri import LOCAL_UI, serve_command, ui_link
 
-LEUKML = Path(sys.executable).parent / "leukml"
 STUDY = "tiny-study"
-TINY = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8"]
+TINY = [*TINY_ARGS, "--epochs", "1"]
 
 
 def _env(child_env, uri: str) -> dict[str, str]:
     # VIRTUAL_ENV: as if activated, so the UI's start command is plain `mlflow ui`
     return child_env(MLFLOW_TRACKING_URI=uri, VIRTUAL_ENV=sys.prefix)
-
-
-def _leukml(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def _one_error_line(stderr: str) -> str:
@@ -64,7 +59,7 @@ def study(tmp_path_factory, tiny_data, child_env) -> Study:
     for seed in ("42", "7"):
         args = ["search", "--mode", "extended", "--trials", "1", "--archs", "vgg16", "--seed", seed]
         args += ["--study-name", STUDY, "--storage", storage, "--data-dir", str(tiny_data), *TINY]
-        proc = _leukml(args, env, tmp)
+        proc = leukml(args, env, tmp)
         assert proc.returncode == 0, proc.stderr[-3000:]
         outputs.append(proc.stdout)
     client = MlflowClient(uri)
@@ -159,7 +154,7 @@ def test_a_trial_run_logs_its_data_as_mlflow_inputs(study, tiny_data):
 
 def test_report_reads_every_worker_of_a_study(study):
     out = study.tmp / "report"
-    proc = _leukml(["report", "--study-name", STUDY, "--out", str(out)], study.env, study.tmp)
+    proc = leukml(["report", "--study-name", STUDY, "--out", str(out)], study.env, study.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("from 2 run(s)")  # both workers' trials, not the decoy
     md = (out / "report.md").read_text()
@@ -173,10 +168,10 @@ def test_report_reads_every_worker_of_a_study(study):
 def test_promote_chooses_among_every_worker_of_a_study(study):
     args = ["promote", "--study-name", STUDY, "--metric", "val_accuracy", "--allow-test-selection"]
     # the two workers split with other seeds: their validation numbers come from other cells
-    refused = _leukml(args, study.env, study.tmp)
+    refused = leukml(args, study.env, study.tmp)
     assert refused.returncode == 1
     assert "were tested on 2 different test sets" in refused.stderr and "--protocol mixed" in refused.stderr
-    proc = _leukml([*args, "--protocol", "mixed"], study.env, study.tmp)
+    proc = leukml([*args, "--protocol", "mixed"], study.env, study.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("experiment leukml: best of 2 run(s) across protocols and test sets")
     chosen = re.search(r"^run (\w+) \(val_accuracy ([\d.]+)\) registered", proc.stdout, re.M).groups()
@@ -202,7 +197,7 @@ def test_promote_chooses_among_every_worker_of_a_study(study):
     ids=["report-both", "promote-both", "report-unknown-study"],
 )
 def test_study_choice_refused_in_one_line(study, args, expected):
-    proc = _leukml(args, study.env, study.tmp)
+    proc = leukml(args, study.env, study.tmp)
     assert proc.returncode == 1
     line = _one_error_line(proc.stderr)
     assert line.startswith("Error: ") and all(text in line for text in expected), line
@@ -218,7 +213,7 @@ def test_promote_refuses_an_unknown_study(study):
 
 def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_data, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)
+    proc = leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(uri)
     [run] = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])

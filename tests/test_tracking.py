@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import leukml, tiny_config
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -54,12 +55,6 @@ def _only_run(tracking_uri: str, experiment: str = "leukml"):
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1
     return client, runs[0]
-
-
-def _leukml(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    """The installed `leukml` script, as a user runs it."""
-    leukml = str(Path(sys.executable).parent / "leukml")
-    return subprocess.run([leukml, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow
@@ -110,14 +105,14 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     assert {"curves.png", "config.json", "split_manifest.json"} <= top
 
     del env["MLFLOW_TRACKING_URI"]  # as the user's shell: nothing set, the folder's mlflow.db
-    report = _leukml("report", "--out", "r", cwd=tmp_path, env=env)
+    report = leukml(["report", "--out", "r"], env, tmp_path)
     assert report.returncode == 0, report.stderr
     assert "from 1 run(s)" in report.stdout
     assert "# leukml report: experiment Default" in (tmp_path / "r" / "report.md").read_text()
     before = client.get_run(run.info.run_id)
     for tta in ("none", "dihedral"):
-        promoted = _leukml(
-            "promote", "--arch", "any", "--metric", "val_accuracy", "--tta", tta, cwd=tmp_path, env=env
+        promoted = leukml(
+            ["promote", "--arch", "any", "--metric", "val_accuracy", "--tta", tta], env, tmp_path
         )
         assert promoted.returncode == 0, promoted.stderr
         assert "experiment Default: best of 1 run(s) under the image protocol" in promoted.stdout
@@ -142,7 +137,7 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     assert {p.data.tags["source_run_id"] for p in promotions} == {run.info.run_id} and len(promotions) == 2
     # folded under the training they promote in the UI; the report still reads the one training
     assert {p.data.tags["mlflow.parentRunId"] for p in promotions} == {run.info.run_id}
-    again = _leukml("report", "--out", "r2", cwd=tmp_path, env=env)
+    again = leukml(["report", "--out", "r2"], env, tmp_path)
     assert again.returncode == 0 and "from 1 run(s)" in again.stdout, again.stderr
     version = client.get_model_version("leukml-all-classifier", "2")
     assert (version.tags["ranked_protocol"], version.tags["ranked_runs"]) == ("image", "1")
@@ -171,9 +166,7 @@ def two_epochs(tmp_path_factory, tiny_data):
     """One tracked training of 2 epochs (milestones 1 and 2) on its own store, for the tests that
     read what it logged: (tracking URI, run id, the training's result)."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('two-epochs') / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, eval_epochs=(1, 2), batch_size=8
-    )
+    config = tiny_config(tiny_data, epochs=2, eval_epochs=(1, 2), batch_size=8)
     run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config)
     return uri, run_id, result
 
@@ -277,7 +270,7 @@ def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, mo
 
     monkeypatch.setattr(leukml.tracking.sink, "MlflowSink", RecordedSink)
     monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "0")
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8)
+    config = tiny_config(tiny_data, epochs=2)
     tracked_train(MlflowTracker(tracking_uri=uri), config, observer=WaitForEpoch1())
     assert made == [0.0]
     monkeypatch.setenv("LEUKML_METRIC_FLUSH_S", "soon")
@@ -297,7 +290,7 @@ def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
 
     monkeypatch.setattr(leukml.analysis.raster, "curves_image", broken)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8)
+    config = tiny_config(tiny_data, epochs=1)
     with pytest.raises(OSError, match="disk full"):
         tracked_train(MlflowTracker(tracking_uri=uri), config)
     _, run = _only_run(uri)
@@ -311,7 +304,7 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
 
     monkeypatch.setattr(leukml.training.trainer, "fit", interrupt)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(data_dir=str(tiny_data), weights="none", image_size=32, epochs=1)
+    config = tiny_config(tiny_data, epochs=1)
     with pytest.raises(KeyboardInterrupt):
         tracked_train(MlflowTracker(tracking_uri=uri), config)
     _, run = _only_run(uri)
@@ -393,9 +386,7 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
     from leukml.tracking.reader import fetch_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, test_fraction=0.03
-    )
+    config = tiny_config(tiny_data, epochs=1, test_fraction=0.03)
     run_id, _ = tracked_train(MlflowTracker(tracking_uri=uri), config, observer=ConsoleSink())
     assert "warning: the test split has only all images" in capsys.readouterr().err
     _, run = _only_run(uri)
@@ -423,9 +414,7 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
 
     monkeypatch.setattr(leukml.training.prepared, "split_records", no_val)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    base = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=1, batch_size=8, val_fraction=0.2
-    )
+    base = tiny_config(tiny_data, epochs=1, val_fraction=0.2)
     search = SearchConfig(
         base=base, archs=("vgg16",), optimizers=("adam",), storage=f"sqlite:///{tmp_path / 'o.db'}"
     )

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 
 from leukml.model.networks import build_network
 from leukml.training.bases import BaseCache
@@ -35,9 +36,7 @@ def test_bad_train_config(kwargs, match):
 
 def test_feature_cache_path_equals_end_to_end(tiny_data):
     """Head on cached features == whole model end to end, from the same start and batch order."""
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=3
-    )
+    config = tiny_config(tiny_data, epochs=2, lr=1e-3, seed=3)
     prepared = prepare_data(config)
     net = build_network(config.model)
     start = net.head.get_weights()
@@ -61,10 +60,7 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
 def test_dihedral_augmentation_on_cached_variants_equals_end_to_end(tiny_data):
     """Head on the 8 dihedral variants' cached features == whole model on turned images, from the
     same start, batch order and draws; and so are the test-time-augmented metrics."""
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=3,
-        augment="dihedral", tta="dihedral",
-    )  # fmt: skip
+    config = tiny_config(tiny_data, epochs=2, lr=1e-3, seed=3, augment="dihedral", tta="dihedral")
     prepared = prepare_data(config)
     net = build_network(config.model)
     start = net.head.get_weights()
@@ -91,7 +87,7 @@ def test_dihedral_augmentation_on_cached_variants_equals_end_to_end(tiny_data):
 
 def _fit_head(data_dir, **options):
     """A tiny VGG16 head trained on cached features: (prepared, network, features, result)."""
-    config = TrainConfig.of(data_dir=str(data_dir), weights="none", image_size=32, batch_size=8, **options)
+    config = tiny_config(data_dir, **options)
     prepared = prepare_data(config)
     net = build_network(config.model)
     features = extract_features(net, prepared, config)
@@ -131,9 +127,7 @@ def test_validation_metrics_equal_keras_evaluate(tiny_data):
 def test_a_shared_base_cache_changes_no_result(tiny_data):
     """A search worker's trials share a frozen base: same weights, same results as a fresh build,
     whatever ran before (the head's initial weights depend on the seed alone)."""
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=2, batch_size=8, lr=1e-3, seed=6
-    )
+    config = tiny_config(tiny_data, epochs=2, lr=1e-3, seed=6)
     fresh = train(config)
     bases = BaseCache()
     first = train(config, bases=bases)
@@ -155,12 +149,9 @@ def test_a_long_runs_epoch_n_model_is_the_n_epoch_runs(tiny_data):
     """The learning rate follows the optimizer step, not the run's length: the milestone at epoch 2
     of a 4-epoch run is what a 2-epoch run of the same seed gives (so one long run stands for the
     paper's shorter ones). A steep decay makes any dependence on the length show."""
-    common = dict(
-        data_dir=str(tiny_data), weights="none", image_size=32, batch_size=8, lr=1e-3, seed=8,
-        decay_steps=2, decay_rate=0.5, dropout=0.3,
-    )  # fmt: skip
-    long = train(TrainConfig.of(epochs=4, eval_epochs=(2, 4), **common))
-    short = train(TrainConfig.of(epochs=2, **common))
+    common = {"lr": 1e-3, "seed": 8, "decay_steps": 2, "decay_rate": 0.5, "dropout": 0.3}
+    long = train(tiny_config(tiny_data, epochs=4, eval_epochs=(2, 4), **common))
+    short = train(tiny_config(tiny_data, epochs=2, **common))
     assert sorted(long.milestones) == [2, 4] and sorted(short.milestones) == [2]
     # the tiny model's predicted classes barely move in 2 epochs: its AUC and the curves (val_* is
     # the test side here: no validation split) show the model itself

@@ -11,6 +11,7 @@ import io
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
@@ -340,10 +341,15 @@ def test_a_kept_best_epoch_between_milestones_gets_its_own_temperature(tmp_path,
     from leukml.workflows.train import tracked_train
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = TrainConfig.of(
-        data_dir=str(tiny_data), weights="none", image_size=32, epochs=4, eval_epochs=(4,), batch_size=8,
-        val_fraction=0.25, keep="best", calibrate="temperature", lr=3e-3,
-    )  # fmt: skip
+    config = tiny_config(
+        tiny_data,
+        epochs=4,
+        eval_epochs=(4,),
+        val_fraction=0.25,
+        keep="best",
+        calibrate="temperature",
+        lr=3e-3,
+    )
     run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config)
     client = MlflowClient(uri)
     steps = {m.step: m.value for m in client.get_metric_history(run_id, "temperature")}

@@ -1,0 +1,67 @@
+"""What the tests share, defined once: the installed ``leukml`` script run as a user runs it, a free
+loopback port, and the tiny training (``weights=none``, 32 px, batch 8) that tests start from."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: a test of the command line alone loads no Keras
+    from leukml.model.archs import ModelConfig
+    from leukml.training.config import TrainConfig
+
+# the console script pip installed beside this interpreter: what a user's shell runs
+LEUKML = Path(sys.executable).parent / "leukml"
+
+# the tiny training: random weights (nothing downloaded), 32 px cells, batches of 8
+TINY = {"weights": "none", "image_size": 32, "batch_size": 8}
+# the same as command-line options (a test adds its --epochs)
+TINY_ARGS = ("--weights", "none", "--image-size", "32", "--batch-size", "8")
+
+
+def tiny_config(data_dir: Path | str | None = None, **options) -> TrainConfig:
+    """A ``TrainConfig`` of the tiny training on ``data_dir``; ``options`` override or add."""
+    from leukml.training.config import TrainConfig
+
+    given = {"data_dir": str(data_dir)} if data_dir is not None else {}
+    return TrainConfig.of(**given, **(TINY | options))
+
+
+def tiny_model(arch: str = "vgg16", image_size: int = 32, **options) -> ModelConfig:
+    """A ``ModelConfig`` of an untrained network at ``image_size``."""
+    from leukml.model.archs import ModelConfig
+
+    return ModelConfig(arch=arch, weights="none", image_size=image_size, **options)
+
+
+def leukml(
+    args: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``leukml ARGS`` run to its end in ``cwd``; its output captured as text."""
+    return subprocess.run(
+        [str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def leukml_popen(args: Sequence[str], env: dict[str, str], cwd: Path, **popen) -> subprocess.Popen:
+    """``leukml ARGS`` started in ``cwd``, stdout and stderr in one text pipe."""
+    return subprocess.Popen(
+        [str(LEUKML), *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
