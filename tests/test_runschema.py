@@ -162,3 +162,28 @@ def test_the_runs_reference_lists_every_declared_name(runs_reference):
         if f"`{shown}`" not in runs_reference
     ]
     assert not missing, f"declared in leukml/common/runschema.py but not on the runs reference: {missing}"
+
+
+# constants whose name is not their value's (``config.json`` is CONFIG_JSON by the rule)
+RENAMED = {
+    "CHECKPOINT_SLOT": "checkpoint_path", "SEARCH_PARENT": "leukml_search", "CV_PARENT": "leukml_cv",
+    "PROTOCOLS_PARENT": "leukml_protocols", "PROMOTION": "leukml_promotion", "VERSION_RUN_ID": "run_id",
+    "SKIPPED_PREFIX": "skipped_", "TAKEOVER_CLAIM": "takeover.", "RESUME_CLAIM": "resume.",
+    "SPLIT_MANIFEST": "split_manifest.json", "CURVES": "curves.png", "STUDY_FOLDER": "study",
+    "REPORT_FOLDER": "report",
+}  # fmt: skip
+
+
+def test_each_constant_holds_the_name_of_its_own_line():
+    """The constants are unpacked from the tables in order: one line out of place gives a constant
+    another name, which this catches."""
+    declared = {n.name for n in schema.NAMES}
+    constants = {
+        k: v for k, v in vars(schema).items() if k.isupper() and isinstance(v, str) and v in declared
+    }
+    wrong = {
+        k: v
+        for k, v in constants.items()
+        if re.sub(r"\W", "_", RENAMED.get(k, k.lower())) != re.sub(r"\W", "_", v)
+    }
+    assert len(constants) > 80 and not wrong, wrong
