@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from leukml.analysis.predictions import pooled_series
+from leukml.common import runschema as schema
 from leukml.common.console import silent
 from leukml.data.discovery import discover
 from leukml.data.splits import n_subjects, summarize
@@ -200,18 +201,20 @@ def tracked_search(
     writer.connect(experiment, tracking_uri)
     name = search.name
     search = dataclasses.replace(search, study_name=name)
-    tags = {"study_name": name, "search_mode": search.mode, "leukml_search": "true"}
+    tags = {schema.STUDY_NAME: name, schema.SEARCH_MODE: search.mode, schema.SEARCH_PARENT: "true"}
     with writer.mlflow_run(tags, run_name=f"search-{name}") as parent:
         writer.start_search_run(parent, tags, _search_params(search))
         recovery.link_study_parents(name)  # the other workers' parents of this study, and this one
 
         def run_trial(config, tags, reporter, bases):
             observer = FanoutSink(reporter, console) if console else reporter
-            if "retry_of" in tags:  # a dead worker's cell: continue its run from its checkpoint
-                orphans = recovery.fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
+            if schema.RETRY_OF in tags:  # a dead worker's cell: continue its run from its checkpoint
+                orphans = recovery.fail_orphaned_trial_runs(tags[schema.STUDY_NAME], tags[schema.RETRY_OF])
                 if (saved := recovery.checkpointed_run(orphans, config)) is not None:
                     if console:
-                        console.say(f"trial {tags['trial_number']} continues run {saved} from its checkpoint")
+                        console.say(
+                            f"trial {tags[schema.TRIAL_NUMBER]} continues run {saved} from its checkpoint"
+                        )
                     return tracked_resume(saved, tags=tags, observer=observer, bases=bases)
             return tracked_train(config, experiment, tags=tags, observer=observer, bases=bases)
 
@@ -235,7 +238,8 @@ def _search_params(search: SearchConfig) -> dict:
     if search.mode != "grid":  # a grid trains each cell once, unpruned, whatever these say
         params |= {"trials": search.trials, "pruner": search.pruner}
     searched = set(searched_options(search))
-    return params | {f"base.{k}": v for k, v in search.base.as_dict().items() if k not in searched}
+    shared = {k: v for k, v in search.base.as_dict().items() if k not in searched}
+    return params | {f"{schema.BASE_PREFIX}{k}": v for k, v in shared.items()}
 
 
 def _redact(url: str) -> str:
@@ -281,10 +285,10 @@ def tracked_cv(
     dataset = discover(base.data_dir or embedded_dataset(), strict=base.strict)
     plan = cv.fold_configs(sorted({r.fold for r in dataset.records if r.fold is not None}))
     writer.connect(experiment, tracking_uri)
-    tags = {"leukml_cv": "true", "cv_folds": cv.folds}
+    tags = {schema.CV_PARENT: "true", schema.CV_FOLDS: cv.folds}
     bases, done, kept = BaseCache(), [], []
     with writer.mlflow_run(tags, run_name=f"cv-{base.model.arch}-{base.optimizer}") as parent:
-        params = {"folds": cv.folds, **{f"base.{k}": v for k, v in base.as_dict().items()}}
+        params = {"folds": cv.folds, **{f"{schema.BASE_PREFIX}{k}": v for k, v in base.as_dict().items()}}
         writer.start_search_run(parent, tags, params)
         for number, (fold, config) in enumerate(plan, start=1):
             if console:
@@ -293,7 +297,7 @@ def tracked_cv(
             run_id, result = tracked_train(
                 config,
                 experiment,
-                tags={"cv_fold": str(fold)},
+                tags={schema.CV_FOLD: str(fold)},
                 observer=FanoutSink(console, keeper) if console else keeper,
                 bases=bases,
             )
@@ -301,7 +305,7 @@ def tracked_cv(
             kept.append(keeper.test)
         summary = cv_summary([t.result.milestones for t in done]) | pooled_series(kept)
         writer.log_summary_metrics(summary)
-        writer.log_table(fold_table([_fold_row(t) for t in done]), "cv_folds.csv")
+        writer.log_table(fold_table([_fold_row(t) for t in done]), schema.CV_FOLDS_CSV)
     return parent.info.run_id, done, summary
 
 
@@ -312,9 +316,9 @@ def _fold_row(trained: Trained) -> dict:
     return {
         "fold": trained.key,
         "run_id": trained.run_id,
-        "n_train": len(split.train),
-        "n_val": len(split.val),
-        "n_test": len(split.test),
+        schema.N_TRAIN: len(split.train),  # the columns are named as the fold runs' tags
+        schema.N_VAL: len(split.val),
+        schema.N_TEST: len(split.test),
         "test_subjects": " ".join(subjects),
         "epoch": last or "",
         **trained.result.milestones.get(last, {}),
@@ -334,7 +338,7 @@ def tracked_protocols(
     the official split trains on ``training_data`` only."""
     dataset = discover(config.data_dir or embedded_dataset(), strict=config.strict)
     writer.connect(experiment, tracking_uri)
-    tags = {"leukml_protocols": "true"}
+    tags = {schema.PROTOCOLS_PARENT: "true"}
     chosen = compared_protocols(any(r.listed for r in dataset.records))
     pool = "training" if "official" in chosen else "all"
     bases, done = BaseCache(), []
@@ -342,7 +346,7 @@ def tracked_protocols(
         params = {
             "protocols": ",".join(chosen),
             "pool": pool,
-            **{f"base.{k}": v for k, v in config.as_dict().items()},
+            **{f"{schema.BASE_PREFIX}{k}": v for k, v in config.as_dict().items()},
         }
         writer.start_search_run(parent, tags, params)
         for protocol in chosen:
@@ -351,7 +355,7 @@ def tracked_protocols(
             run_id, result = tracked_train(
                 config.replace(method=protocol, pool=pool),
                 experiment,
-                tags={"protocol": protocol},
+                tags={schema.PROTOCOL: protocol},
                 observer=console,
                 bases=bases,
             )
