@@ -11,7 +11,10 @@ from the click command itself, so an option declared once on a config
 order ``leukml --help`` lists them: a new command is documented the moment it exists.
 ``<!-- mlproject -->`` lists the MLproject's entry points and their parameters, ``<!-- environment
 -->`` every ``LEUKML_*`` variable with its default read from the code, ``<!-- search-space -->`` the
-extended search's ranges as ``suggest`` asks Optuna for them.
+extended search's ranges as ``suggest`` asks Optuna for them. ``<!-- run-schema:KIND:RUN -->``
+lists the names of one KIND (``tag``, ``param``, ``artifact``) that one RUN (``training``,
+``search``, ``cv``, ``protocols``, ``promotion``, ``version``) carries, from the run schema
+(``leukml.common.runschema``), where each name is declared once with its meaning and its writer.
 
 ``<!-- include:PATH -->`` becomes the Markdown file PATH (relative to the repository root, e.g.
 ``bench/RESULTS.md``, which changes every benchmark session): its ``#`` title is dropped and its
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = re.compile(r"^<!--\s*options:([\w-]+)(?:\s+beyond=([\w-]+))?\s*-->[ \t]*$", re.M)
 INCLUDE = re.compile(r"^<!--\s*include:(\S+)\s*-->[ \t]*$", re.M)
 GENERATED = re.compile(r"^<!--\s*(commands|mlproject|environment|search-space)\s*-->[ \t]*$", re.M)
+RUN_SCHEMA = re.compile(r"^<!--\s*run-schema:(\w+):(\w+)\s*-->[ \t]*$", re.M)
 # Every LEUKML_* variable leukml reads: (name, where its default is defined as "module:NAME" or the
 # default in words, what it does). A test checks this against the variables the code reads.
 ENVIRONMENT = (
@@ -268,6 +272,26 @@ def search_space_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_schema_reference(kind: str, run: str) -> str:
+    """The names of one ``kind`` that one ``run`` carries, as the run schema declares them.
+
+    Raises:
+        PluginError: no such name in the schema (a misspelt marker).
+    """
+    _leukml_cli()
+    from leukml.common.runschema import NAMES
+
+    rows = [n for n in NAMES if n.kind == kind and n.run == run]
+    if not rows:
+        raise PluginError(f"run-schema:{kind}:{run}: the run schema declares no {kind} of a {run} run")
+    lines = [f"| {kind} | what it says | written by |", "|---|---|---|"]
+    for n in rows:
+        shown = ", ".join(f"`{name}`" for name in n.shown.split(", "))
+        by = n.by if "`" in n.by else ", ".join(f"`{w}`" for w in n.by.split(", "))
+        lines.append(f"| {shown} | {n.what} | {by} |")
+    return "\n".join(lines) + "\n"
+
+
 def generated(name: str) -> str:
     return {
         "commands": commands_reference,
@@ -280,6 +304,7 @@ def generated(name: str) -> str:
 def render(markdown: str) -> str:
     """A page's Markdown with every marker replaced."""
     markdown = GENERATED.sub(lambda m: generated(m.group(1)), markdown)
+    markdown = RUN_SCHEMA.sub(lambda m: run_schema_reference(m.group(1), m.group(2)), markdown)
     markdown = OPTIONS.sub(lambda m: options_table(m.group(1), m.group(2)), markdown)
     return INCLUDE.sub(lambda m: included(m.group(1)), markdown)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,22 @@ import pytest
 pytest_plugins = ("pages",)
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@pytest.fixture(scope="session")
+def hooks():
+    """``docs/hooks.py``, the module that generates the reference when the site is built."""
+    spec = importlib.util.spec_from_file_location("leukml_docs_hooks", DOCS / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def runs_reference(hooks) -> str:
+    """The runs reference (``docs/reference/runs.md``) as the site shows it: tables generated."""
+    return hooks.render((DOCS / "reference" / "runs.md").read_text())
 
 
 @pytest.fixture(scope="session", autouse=True)

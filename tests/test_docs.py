@@ -3,7 +3,6 @@ command, and the site builds with no broken link (``mkdocs build --strict``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -26,15 +25,6 @@ COMMANDS = sorted(main.commands)
 
 def _options(name: str) -> list[click.Option]:
     return [p for p in main.commands[name].params if isinstance(p, click.Option)]
-
-
-@pytest.fixture(scope="module")
-def hooks():
-    """``docs/hooks.py``, the module that generates the reference when the site is built."""
-    spec = importlib.util.spec_from_file_location("leukml_docs_hooks", DOCS / "hooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("config", [TrainConfig, SearchConfig, CvConfig])

@@ -490,7 +490,7 @@ def test_mlflow_models_serve_builds_the_models_own_environment(travelling, store
     assert (tmp_path / "image" / "model_dir" / "code" / "leukml" / "serving" / "pyfunc.py").is_file()
 
 
-def test_the_runs_reference_names_what_a_promotion_writes(travelling, store):
+def test_the_runs_reference_names_what_a_promotion_writes(travelling, store, runs_reference):
     """docs/reference/runs.md names the registered version's tags and the promotion run's."""
     uri, _, _ = store
     client = MlflowClient(uri)
@@ -498,7 +498,7 @@ def test_the_runs_reference_names_what_a_promotion_writes(travelling, store):
     experiment = client.get_experiment_by_name("reg").experiment_id
     query = f"tags.leukml_promotion = 'true' and tags.registered_model = '{TRAVEL}'"
     promotion = client.search_runs([experiment], query)[0]
-    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "runs.md").read_text()
+    page = runs_reference
     written = [*version.tags, *(t for t in promotion.data.tags if not t.startswith("mlflow."))]
     written += list(promotion.data.params)
     assert "leukml_promotion" in written and "ranked_protocol" in written

@@ -19,7 +19,6 @@ from leukml.analysis.comparison import (
     protocol_entries,
     protocol_table,
     rank_like_with_like,
-    which_test_set,
 )
 from leukml.analysis.leakage import protocols_section, summary_section
 from leukml.analysis.page import Table
@@ -293,17 +292,25 @@ def test_promotion_ranks_within_the_most_faithful_protocol_and_one_test_set():
         rank_like_with_like(other)
 
 
+def _test_set(tags: dict[str, str], params: dict[str, str]) -> str:
+    return RunRecord("r", params, tags).test_set
+
+
 def test_a_run_without_a_test_set_tag_is_known_by_its_data_and_split_options():
-    old = which_test_set(
+    old = _test_set({"dataset_fingerprint": "fp"}, {"split": "subject", "seed": "1", "test_fraction": "0.2"})
+    assert old == _test_set(
         {"dataset_fingerprint": "fp"}, {"split": "subject", "seed": "1", "test_fraction": "0.2"}
     )
-    assert old == which_test_set(
-        {"dataset_fingerprint": "fp"}, {"split": "subject", "seed": "1", "test_fraction": "0.2"}
-    )
-    assert old != which_test_set(
+    assert old != _test_set(
         {"dataset_fingerprint": "fp"}, {"split": "subject", "seed": "2", "test_fraction": "0.2"}
     )
-    assert which_test_set({"test_set": "abc", "dataset_fingerprint": "fp"}, {}) == "abc"
+    assert _test_set({"test_set": "abc", "dataset_fingerprint": "fp"}, {}) == "abc"
+
+
+def test_a_run_older_than_the_split_param_is_known_by_its_split_protocol_tag():
+    assert RunRecord("r", {"split": "official"}, {"split_protocol": "image"}).split_protocol == "official"
+    assert RunRecord("r", {}, {"split_protocol": "subject"}).split_protocol == "subject"
+    assert RunRecord("r", {}, {}).split_protocol == "?"
 
 
 def test_report_over_a_whole_experiment_reads_its_trainings_only(tmp_path, child_env):

@@ -503,7 +503,7 @@ def _documented(name: str, page: str) -> bool:
     return f"`{name}`" in page or f"`{generic}`" in page or ("." in generic and f"`{stem}." in page)
 
 
-def test_the_runs_reference_names_what_a_training_writes(two_epochs):
+def test_the_runs_reference_names_what_a_training_writes(two_epochs, runs_reference):
     """docs/reference/runs.md names every tag, metric and artifact of a real training run; its
     params are the training options' fields or named there too."""
     from leukml.common.options import options_of
@@ -511,7 +511,7 @@ def test_the_runs_reference_names_what_a_training_writes(two_epochs):
     uri, run_id, _ = two_epochs
     client = MlflowClient(uri)
     run = client.get_run(run_id)
-    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "runs.md").read_text()
+    page = runs_reference
     fields = {o.name for o in options_of(TrainConfig)}
     names = {
         "tag": [t for t in run.data.tags if not t.startswith("mlflow.")],

@@ -27,6 +27,7 @@ from leukml.analysis.page import Table, fmt, signed
 from leukml.analysis.records import RunRecord
 from leukml.analysis.uncertainty import Interval, independent_difference
 from leukml.common import options
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError, OptionError
 from leukml.reference import paper
 from leukml.training.config import TrainConfig
@@ -57,14 +58,9 @@ COMPARED = (
 Config = tuple[tuple[str, str], ...]
 
 
-def split_of(run: RunRecord) -> str:
-    """The run's split protocol (its ``split`` param; older runs: the ``split_protocol`` tag)."""
-    return run.params.get("split") or run.tags.get("split_protocol") or "?"
-
-
 def describe_split(run: RunRecord) -> str:
-    fold = run.tags.get("cv_fold")
-    return f"{split_of(run)} split" + (f", cv fold {fold}" if fold is not None else "")
+    fold = run.cv_fold
+    return f"{run.split_protocol} split" + (f", cv fold {fold}" if fold is not None else "")
 
 
 def gap(value: float | None, reference: float | None) -> float | None:
@@ -142,12 +138,12 @@ class Entry:
         """The training and test sides in cells and subjects (a CV: each fold's test side, summed),
         from the runs' tags; "?" where an older run did not log them."""
         if self.parent is None:
-            t = self.runs[0].tags
+            run = self.runs[0]
             return (
-                f"train {t.get('n_train', '?')} cells / {t.get('n_train_subjects', '?')} subjects, "
-                f"test {t.get('n_test', '?')} / {t.get('n_test_subjects', '?')}"
+                f"train {run.tag(schema.N_TRAIN)} cells / {run.tag(schema.N_TRAIN_SUBJECTS)} subjects, "
+                f"test {run.tag(schema.N_TEST)} / {run.tag(schema.N_TEST_SUBJECTS)}"
             )
-        tests = [r.tags.get("n_test", "") for r in self.runs]
+        tests = [r.tag(schema.N_TEST) for r in self.runs]
         total = sum(int(n) for n in tests) if all(n.isdigit() for n in tests) else "?"
         return f"test {total} cells over {len(self.runs)} folds"
 
@@ -181,14 +177,14 @@ def protocol_entries(runs: list[RunRecord]) -> list[Entry]:
     folds: dict[str, dict[str, RunRecord]] = {}
     found: list[Entry] = []
     for run in runs:
-        parent = run.tags.get("mlflow.parentRunId")
-        if "cv_fold" in run.tags and parent:
+        parent = run.parent_run_id
+        if run.cv_fold is not None and parent:
             if parent not in folds:
                 folds[parent] = {}
-                found.append(Entry(configuration(run), split_of(run), [], parent))
-            folds[parent].setdefault(run.tags["cv_fold"], run)
+                found.append(Entry(configuration(run), run.split_protocol, [], parent))
+            folds[parent].setdefault(run.cv_fold, run)
         else:
-            found.append(Entry(configuration(run), split_of(run), [run]))
+            found.append(Entry(configuration(run), run.split_protocol, [run]))
     entries: dict[tuple[Config, str], Entry] = {}
     for entry in found:
         if entry.parent:
@@ -298,15 +294,6 @@ def overlapping_best(grouped: dict[Config, list[Entry]], chosen: Config, protoco
 FAITHFULNESS = ("official", "subject", "kfold", "fold", "image")
 MIXED = "mixed"  # rank across protocols and test sets (asked for explicitly)
 PROTOCOL_CHOICES = ("auto", *FAITHFULNESS, MIXED)
-
-
-def which_test_set(tags: dict[str, str], params: dict[str, str]) -> str:
-    """A run's test set: its ``test_set`` tag, or for a run that predates it, what decided the
-    test side (dataset, split and its options) as text."""
-    if "test_set" in tags:
-        return tags["test_set"]
-    keys = ("split", "seed", "test_fraction", "test_fold", "folds")
-    return ":".join([tags.get("dataset_fingerprint", "?"), *(params.get(k, "") for k in keys)])
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def _dataset_notes(name: str, entries: list[Entry]) -> list[str]:
     seen: dict[str, list[str]] = {}
     for entry in entries:
         for run in entry.runs:
-            protocols = seen.setdefault(run.tags.get("dataset_fingerprint", "?"), [])
+            protocols = seen.setdefault(run.dataset_fingerprint, [])
             protocols += [] if entry.protocol in protocols else [entry.protocol]
     if len(seen) < 2:
         return []
@@ -194,12 +194,12 @@ def _degenerate_notes(name: str, entries: list[Entry]) -> list[str]:
     (tag ``test_one_class_predicted``): their numbers describe a collapsed model, not a gap."""
     notes = []
     for entry in entries:
-        hits = [r for r in entry.runs if r.tags.get("test_one_class_predicted") == "true"]
+        hits = [r for r in entry.runs if r.one_class_predicted]
         if not hits:
             continue
         which = "; ".join(
-            f"run {r.run_id[:8]} predicts {r.tags.get('test_one_class_predicted_class', '?')} "
-            f"at epoch(s) {r.tags.get('test_one_class_predicted_epochs', '?').replace(',', ', ')}"
+            f"run {r.run_id[:8]} predicts {r.one_class_predicted.label} "
+            f"at epoch(s) {', '.join(r.one_class_predicted.epochs) or '?'}"
             for r in hits
         )
         notes.append(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leukml.analysis import calibration, uncertainty
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
 from leukml.training.evaluation import Predictions
 
@@ -23,7 +24,7 @@ UNCALIBRATED = "p_all_uncalibrated"
 
 
 def predictions_path(epoch: int) -> str:
-    return f"predictions/epoch_{epoch:03d}.csv"
+    return schema.epoch_artifact(schema.PREDICTIONS, epoch, "csv")
 
 
 def predictions_csv(predictions: Predictions, uncalibrated: np.ndarray | None = None) -> str:

@@ -14,11 +14,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from leukml.analysis import leakage, plots
-from leukml.analysis.comparison import REFERENCE, describe_split, protocol_entries, split_of
+from leukml.analysis.comparison import REFERENCE, describe_split, protocol_entries
 from leukml.analysis.page import Bullets, Image, Section, Table, write_page
 from leukml.analysis.page import fmt as _fmt
 from leukml.analysis.records import RunRecord
 from leukml.analysis.uncertainty import Interval
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
 from leukml.reference import paper
 
@@ -46,20 +47,20 @@ def pick_runs(runs: list[RunRecord]) -> dict[tuple[str, str], RunRecord]:
     chosen: dict[tuple[str, str], RunRecord] = {}
     for run in runs:
         held = chosen.get(run.cell)
-        if held is None or (split_of(run) == REFERENCE and split_of(held) != REFERENCE):
+        if held is None or (run.split_protocol == REFERENCE and held.split_protocol != REFERENCE):
             chosen[run.cell] = run
     return chosen
 
 
 def _not_image(runs: list[RunRecord]) -> str:
     """A title's note on the runs not on the paper's protocol: " — adam: subject split (...)"."""
-    off = [f"{run.cell[1]}: {describe_split(run)}" for run in runs if split_of(run) != REFERENCE]
+    off = [f"{run.cell[1]}: {describe_split(run)}" for run in runs if run.split_protocol != REFERENCE]
     return f" — {', '.join(off)} (no {REFERENCE}-split run)" if off else ""
 
 
 def _column(cell: tuple[str, str], run: RunRecord) -> str:
     """A configuration's column heading, with its protocol when it is not the paper's."""
-    return f"{cell[0]} + {cell[1]}" + ("" if split_of(run) == REFERENCE else f" ({split_of(run)})")
+    return f"{cell[0]} + {cell[1]}" + ("" if run.split_protocol == REFERENCE else f" ({run.split_protocol})")
 
 
 def train_tables(cells: dict[tuple[str, str], RunRecord]) -> list[Table]:
@@ -152,32 +153,28 @@ def missing(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
 def provenance(cells: dict[tuple[str, str], RunRecord]) -> list[str]:
     lines = []
     for (arch, opt), run in sorted(cells.items()):
-        t = run.tags
-        n = int(t.get("n_images", "0") or 0)
+        n = run.n_images
         warn = (
             ""
             if n == paper.N_IMAGES
             else (f" — NOT the C-NMC 2019 training set ({paper.N_IMAGES} images): not comparable")
         )
-        if split_of(run) != REFERENCE:
+        if run.split_protocol != REFERENCE:
             warn += f" — not the paper's {REFERENCE} split (no {REFERENCE}-split run of this cell)"
-        if t.get("test_one_class") == "true":
+        if run.test_one_class:
             warn += " — its test split has one class (no AUC; metrics describe one class)"
-        if t.get("test_one_class_predicted") == "true":
-            epochs = t.get("test_one_class_predicted_epochs", "?").replace(",", ", ")
-            warn += (
-                f" — predicts one class ({t.get('test_one_class_predicted_class', '?')}) for every "
-                f"test image at epoch(s) {epochs}"
-            )
+        if one := run.one_class_predicted:
+            epochs = ", ".join(one.epochs) or "?"
+            warn += f" — predicts one class ({one.label}) for every test image at epoch(s) {epochs}"
         lines.append(
             f"{arch} + {opt}: run {run.run_id}, {describe_split(run)}, "
-            f"selection_on_test={t.get('selection_on_test', '?')}, dataset "
-            f"{t.get('dataset_fingerprint', '?')} ({n} images: train "
-            f"{t.get('n_train', '?')}, val {t.get('n_val', '?')}, test "
-            f"{t.get('n_test', '?')}), weights={run.params.get('weights', '?')}, "
+            f"{schema.SELECTION_ON_TEST}={run.tag(schema.SELECTION_ON_TEST)}, dataset "
+            f"{run.dataset_fingerprint} ({n} images: train "
+            f"{run.tag(schema.N_TRAIN)}, val {run.tag(schema.N_VAL)}, test "
+            f"{run.tag(schema.N_TEST)}), weights={run.params.get('weights', '?')}, "
             f"image_size={run.params.get('image_size', '?')}{warn}"
         )
-    seen = sorted({run.tags.get("dataset_fingerprint", "?") for run in cells.values()})
+    seen = sorted({run.dataset_fingerprint for run in cells.values()})
     if len(seen) > 1:  # a fingerprint hashes the files' bytes: another one is another dataset
         lines.append(
             f"NOT comparable with each other: these runs saw {len(seen)} different datasets "

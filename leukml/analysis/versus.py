@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leukml.analysis.uncertainty import CI_METRICS, Interval, paired_difference
+from leukml.common import runschema as schema
 from leukml.training.evaluation import Predictions
 
 
@@ -78,17 +79,17 @@ class Versus:
         tags = {}
         if self.interval is not None:
             tags |= {
-                "metric_ci_low": f"{self.interval.low:.6g}",
-                "metric_ci_high": f"{self.interval.high:.6g}",
+                schema.METRIC_CI_LOW: f"{self.interval.low:.6g}",
+                schema.METRIC_CI_HIGH: f"{self.interval.high:.6g}",
             }
         if self.runner_up is not None:
-            tags["runner_up_run_id"] = self.runner_up
+            tags[schema.RUNNER_UP_RUN_ID] = self.runner_up
         if self.difference_interval is not None:
             low, high = self.difference_interval
             tags |= {
-                "runner_up_difference": f"{self.difference:.6g}",
-                "runner_up_difference_ci": f"{low:.6g},{high:.6g}",
-                "distinguishable_from_runner_up": str(self.distinguishable).lower(),
+                schema.RUNNER_UP_DIFFERENCE: f"{self.difference:.6g}",
+                schema.RUNNER_UP_DIFFERENCE_CI: f"{low:.6g},{high:.6g}",
+                schema.DISTINGUISHABLE_FROM_RUNNER_UP: str(self.distinguishable).lower(),
             }
         return tags
 

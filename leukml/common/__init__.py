@@ -1,7 +1,8 @@
-"""Helpers every layer may use: the option definitions configs are made of (``options``), the
-errors leukml words for its users (``errors``), the cache folder (``cachedir``), broken stores
-worded before a backend loads (``stores``), and the console's filters and backend import
-(``console``).
+"""Helpers every layer may use: the option definitions configs are made of (``options``), the run
+schema (``runschema``: every tag, param and artifact name of a tracked run) and the search filters
+built from it (``runfilter``), the errors leukml words for its users (``errors``), the cache folder
+(``cachedir``), broken stores worded before a backend loads (``stores``), and the console's filters
+and backend import (``console``).
 
 Imports nothing else of leukml. No Keras, TensorFlow, JAX or torch, so that every layer (data and
 analysis included) can use it without a backend; the one exception is ``console.import_backend``,

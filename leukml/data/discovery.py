@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from leukml import CLASS_NAMES
+from leukml.common import runschema as schema
 from leukml.common.cachedir import cache_path, write_json_atomic
 from leukml.common.console import Progress, silent
 from leukml.common.errors import LeukmlError
@@ -353,8 +354,8 @@ def skip_tags(dataset: Dataset) -> dict[str, str]:
     """A run's tags for what its data left out: ``skipped`` (all) and ``skipped_<kind>`` per kind
     (``skipped_bad_label``, ``skipped_name_and_folder_disagree``, ...)."""
     counts = skip_counts(dataset.skipped)
-    return {"skipped": str(len(dataset.skipped))} | {
-        "skipped_" + re.sub(r"\W+", "_", kind): str(n) for kind, n in counts.items()
+    return {schema.SKIPPED: str(len(dataset.skipped))} | {
+        schema.skipped_tag(re.sub(r"\W+", "_", kind)): str(n) for kind, n in counts.items()
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from leukml.common import runschema as schema
 from leukml.data.discovery import discover, skip_counts
 from leukml.data.splits import SplitConfig, split_records, summarize
 
@@ -31,8 +32,8 @@ def describe(data_dir: str | os.PathLike, split: SplitConfig | None = None, stri
             "val_fraction": split.val_fraction,
             "test_fold": split.test_fold,
             "folds": split.folds,
-            "selection_on_test": result.selection_on_test,
-            "test_one_class": result.test_one_class,
+            schema.SELECTION_ON_TEST: result.selection_on_test,  # as the run's tags say them
+            schema.TEST_ONE_CLASS: result.test_one_class,
         }
         report["splits"] = {side: summarize(dataset.records, idx) for side, idx in result.sides().items()}
         report["warnings"] = [result.warning] if result.warning else []
@@ -71,7 +72,7 @@ def render_text(report: dict) -> str:
         )
         for side, summary in report["splits"].items():
             lines += ["  " + line for line in _line(side, summary)]
-        if s["selection_on_test"]:
+        if s[schema.SELECTION_ON_TEST]:
             lines.append("  no validation images: per-epoch validation would use test (selection_on_test)")
         lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)

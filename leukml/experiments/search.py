@@ -19,6 +19,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
 from leukml.common.stores import StoreError, store_problem, unknown_scheme
 from leukml.data.splits import Split
@@ -194,11 +195,11 @@ def _objective(search: SearchConfig, study_name: str, run_trial: RunTrial, bases
     def objective(trial: optuna.Trial) -> float:
         keras.backend.clear_session()
         config = search.base.replace(**suggest(trial, search))
-        tags = {"study_name": study_name, "trial_number": str(trial.number)}
+        tags = {schema.STUDY_NAME: study_name, schema.TRIAL_NUMBER: str(trial.number)}
         retry_of = storage_of(trial).get_trial_system_attrs(trial_id(trial)).get("failed_trial")
         retry_of = trial.user_attrs.get("retry_of") if retry_of is None else retry_of
         if retry_of is not None:  # a cell re-queued after its worker died or was interrupted
-            tags["retry_of"] = str(retry_of)
+            tags[schema.RETRY_OF] = str(retry_of)
         try:
             run_id, result = run_trial(config, tags, TrialReporter(trial, config), bases)
         except EarlyStop as stop:

@@ -17,9 +17,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from PIL import Image
 
-from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like, which_test_set
+from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like
+from leukml.analysis.records import RunRecord
 from leukml.analysis.versus import Versus
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
+from leukml.common.runfilter import field_is, param_is, status_is, where
 from leukml.data.augment import TestTime
 from leukml.data.images import ImageError, decode_image, refuse_blank
 from leukml.data.synth import render_cell
@@ -28,7 +31,6 @@ from leukml.serving import bundle
 from leukml.serving.pyfunc import SIGNATURE, CellClassifier, encode_file
 from leukml.tracking.reader import (
     find_experiment,
-    is_training,
     model_temperature,
     search_filter,
     versus_runner_up,
@@ -86,14 +88,15 @@ def best_run(
             without runs or whose runs were tested on different test sets.
     """
     exp = find_experiment(client, experiment)
-    query = "attributes.status = 'FINISHED'"
-    if arch:
-        query += f" and params.arch = '{arch}'"
-    query += search_filter(client, exp.name, exp.experiment_id, parent_run, study_name)
+    query = where(
+        status_is("FINISHED"),
+        param_is(schema.ARCH, arch) if arch else "",
+        search_filter(client, exp.name, exp.experiment_id, parent_run, study_name),
+    )
     runs = {
         r.info.run_id: r
         for r in client.search_runs([exp.experiment_id], query, order_by=[f"metrics.`{metric}` DESC"])
-        if metric in r.data.metrics and is_training(r.data.tags, r.data.params)
+        if metric in r.data.metrics and RunRecord.of(r).is_training
     }
     if not runs:
         raise LeukmlError(
@@ -108,14 +111,10 @@ def best_run(
             f"every matching run's {metric!r} is NaN (undefined: test_auc on a test split with one "
             f"class, tagged test_one_class=true); promote on another --metric"
         )
+    records = {i: RunRecord.of(r) for i, r in runs.items()}
     candidates = [
-        Candidate(
-            i,
-            r.data.params.get("split") or r.data.tags.get("split_protocol", "?"),
-            which_test_set(r.data.tags, r.data.params),
-            values[i],
-        )
-        for i, r in runs.items()
+        Candidate(i, records[i].split_protocol, records[i].test_set, values[i])
+        for i in runs
         if not np.isnan(values[i])
     ]
     ranking = rank_like_with_like(candidates, protocol)
@@ -124,9 +123,9 @@ def best_run(
 
 def _keras_model_uri(client: MlflowClient, run, experiment_id: str) -> str:
     models = client.search_logged_models(
-        [experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        [experiment_id], filter_string=field_is("source_run_id", run.info.run_id)
     )
-    keras_models = [m for m in models if m.name == "model"]
+    keras_models = [m for m in models if m.name == schema.MODEL]
     if not keras_models:
         raise LeukmlError(
             f"best run {run.info.run_id} has no logged model 'model'; it cannot be "
@@ -140,7 +139,7 @@ def _test_paths(run, client: MlflowClient, out: Path) -> list[Path]:
     reachable from this machine."""
     try:
         manifest = json.loads(
-            Path(client.download_artifacts(run.info.run_id, "split_manifest.json", str(out))).read_text()
+            Path(client.download_artifacts(run.info.run_id, schema.SPLIT_MANIFEST, str(out))).read_text()
         )
     except Exception:
         return []
@@ -189,21 +188,22 @@ def _example_cell(tests: list[Path], size: int, out: Path) -> Path:
 
 def _existing_version(client: MlflowClient, name: str, run_id: str, tta: str):
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
+        versions = client.search_model_versions(field_is("name", name))
     except Exception:
         return None
     return next(
-        (v for v in versions if v.tags.get("run_id") == run_id and v.tags.get("tta", "none") == tta), None
+        (
+            v
+            for v in versions
+            if v.tags.get(schema.VERSION_RUN_ID) == run_id and v.tags.get(schema.TTA, "none") == tta
+        ),
+        None,
     )
 
 
 def _next_version(client: MlflowClient, name: str) -> str:
-    versions = client.search_model_versions(f"name = '{name}'")
+    versions = client.search_model_versions(field_is("name", name))
     return str(max((int(v.version) for v in versions), default=0) + 1)
-
-
-PROMOTION_TAG = "leukml_promotion"  # a promotion's own run: the registered classifier lives there
-REGISTERED_TAG = "registered_versions"  # on the source run: "name/version" of each promotion of it
 
 
 def _log_classifier(
@@ -226,9 +226,9 @@ def _log_classifier(
             artifacts["gradcam_grid"] = str(grid)
         example = pd.DataFrame({"image": [encode_file(_example_cell(tests, model.input_shape[1], folder))]})
         tags = {
-            PROMOTION_TAG: "true",
-            "source_run_id": run.info.run_id,
-            "registered_model": name,
+            schema.PROMOTION: "true",
+            schema.SOURCE_RUN_ID: run.info.run_id,
+            schema.REGISTERED_MODEL: name,
             MLFLOW_PARENT_RUN_ID: run.info.run_id,
         }
         promotion = client.create_run(
@@ -288,7 +288,7 @@ def promote(
     client = MlflowClient(uri)
     run, exp, ranking = best_run(client, experiment, metric, arch, parent_run, study_name, protocol)
     value = float(run.data.metrics[metric])
-    if run.data.tags.get("selection_on_test") == "true" and not allow_test_selection:
+    if RunRecord.of(run).tag(schema.SELECTION_ON_TEST) == "true" and not allow_test_selection:
         raise LeukmlError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")
     keras_uri = _keras_model_uri(client, run, exp.experiment_id)
     existing = _existing_version(client, name, run.info.run_id, tta)
@@ -311,29 +311,30 @@ def _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tt
         client.create_registered_model(name)
     expected = _next_version(client, name)
     model_uri = _log_classifier(client, run, keras_uri, expected, gradcam_per_class, tta, name)
+    source = RunRecord.of(run)
     tags = {
-        "run_id": run.info.run_id,
-        "metric": metric,
-        "metric_value": str(value),
-        "arch": run.data.params.get("arch", "?"),
-        "dataset_fingerprint": run.data.tags.get("dataset_fingerprint", "?"),
-        "split_protocol": run.data.tags.get("split_protocol", "?"),
-        "selection_on_test": run.data.tags.get("selection_on_test", "?"),
-        "tta": tta,
+        schema.VERSION_RUN_ID: run.info.run_id,
+        schema.METRIC: metric,
+        schema.METRIC_VALUE: str(value),
+        schema.ARCH: source.cell[0],
+        schema.DATASET_FINGERPRINT: source.dataset_fingerprint,
+        schema.SPLIT_PROTOCOL: source.tags.get(schema.SPLIT_PROTOCOL, "?"),  # the tag, as written
+        schema.SELECTION_ON_TEST: source.tag(schema.SELECTION_ON_TEST),
+        schema.TTA: tta,
         # what it was ranked against: one protocol and one test set (or, when asked, a mix)
-        "ranked_protocol": ranking.protocol,
-        "ranked_test_set": ranking.test_set,
-        "ranked_runs": str(len(ranking.runs)),
-        "n_test": run.data.tags.get("n_test", "?"),
+        schema.RANKED_PROTOCOL: ranking.protocol,
+        schema.RANKED_TEST_SET: ranking.test_set,
+        schema.RANKED_RUNS: str(len(ranking.runs)),
+        schema.N_TEST: source.tag(schema.N_TEST),
     }
     version = mlflow.register_model(model_uri, name, tags=tags)
     if str(version.version) != expected:  # another promotion raced us
         raise LeukmlError(
             f"registered version {version.version} but the model reports {expected}; promote again"
         )
-    before = client.get_run(run.info.run_id).data.tags.get(REGISTERED_TAG)
+    before = client.get_run(run.info.run_id).data.tags.get(schema.REGISTERED_VERSIONS)
     entry = f"{name}/{version.version}"
-    client.set_tag(run.info.run_id, REGISTERED_TAG, f"{before},{entry}" if before else entry)
+    client.set_tag(run.info.run_id, schema.REGISTERED_VERSIONS, f"{before},{entry}" if before else entry)
     return version
 
 

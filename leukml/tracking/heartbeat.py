@@ -22,10 +22,11 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
 from leukml.common.options import env_seconds
 
-TAG = "heartbeat"
+TAG = schema.HEARTBEAT
 INTERVAL_S = 30.0  # $LEUKML_HEARTBEAT_S
 STALE_BEATS = 3  # beats missed before a RUNNING run counts as lost
 
@@ -86,10 +87,10 @@ def take_over(client: MlflowClient, run: Run) -> None:
             f"process is gone can be resumed {stale:g} s after its last beat ($LEUKML_HEARTBEAT_S x "
             f"{STALE_BEATS}): wait, or stop its process"
         )
-    _claim_once(client, run_id, f"takeover.{last}")
+    _claim_once(client, run_id, f"{schema.TAKEOVER_CLAIM}{last}")
     lost = f"process lost: no heartbeat for {age:.0f} s; taken over by `leukml train --resume`"
-    client.set_tag(run_id, "error", lost)
-    if "checkpoint_epoch" not in run.data.tags:
+    client.set_tag(run_id, schema.ERROR, lost)
+    if schema.CHECKPOINT_EPOCH not in run.data.tags:
         client.set_terminated(run_id, "FAILED")
 
 
@@ -99,7 +100,7 @@ def claim(client: MlflowClient, run: Run) -> None:
     Raises:
         ValueError: another resume claimed it first.
     """
-    _claim_once(client, run.info.run_id, f"resume.{run.info.end_time}")
+    _claim_once(client, run.info.run_id, f"{schema.RESUME_CLAIM}{run.info.end_time}")
 
 
 def _claim_once(client: MlflowClient, run_id: str, key: str) -> None:
@@ -117,7 +118,7 @@ def _claim_once(client: MlflowClient, run_id: str, key: str) -> None:
 def mark_failed(run_id: str) -> None:
     """Mark a RUNNING run FAILED by hand (its process is known to be gone)."""
     client = MlflowClient()
-    client.set_tag(run_id, "error", "marked FAILED by hand: its process is gone")
+    client.set_tag(run_id, schema.ERROR, "marked FAILED by hand: its process is gone")
     client.set_terminated(run_id, "FAILED")
 
 

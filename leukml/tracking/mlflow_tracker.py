@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from leukml.analysis.study import StudySummary
+from leukml.common import runschema as schema
 from leukml.common.console import Progress
 from leukml.tracking import heartbeat, reader, recovery, reports, writer
 from leukml.tracking import sink as mlflow_sink
@@ -141,7 +142,7 @@ class MlflowTracker:
         recovery.link_study_parents(study_name)
 
     def retried_run(self, tags: dict[str, str], config: TrainConfig) -> str | None:
-        orphans = recovery.fail_orphaned_trial_runs(tags["study_name"], tags["retry_of"])
+        orphans = recovery.fail_orphaned_trial_runs(tags[schema.STUDY_NAME], tags[schema.RETRY_OF])
         return recovery.checkpointed_run(orphans, config)
 
     def report(self, parent: str, out: Path, title: str) -> Path:

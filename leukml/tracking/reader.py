@@ -16,7 +16,9 @@ from leukml.analysis.predictions import read_predictions
 from leukml.analysis.records import RunRecord
 from leukml.analysis.uncertainty import CI_METRICS
 from leukml.analysis.versus import Versus, interval_of, paired
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
+from leukml.common.runfilter import child_of, param_present, status_is, tag_is, tag_present, where
 from leukml.tracking.uri import resolve_tracking_uri, shown_uri
 from leukml.training.evaluation import Predictions
 
@@ -47,21 +49,11 @@ REPORT_METRICS = (
 )
 
 
-# runs that are no training: a search's, a cross-validation's or a protocols call's parent run and
-# a promotion's run. Under `mlflow run` a parent also holds every training option as a param.
-NOT_TRAINING_TAGS = ("leukml_search", "leukml_cv", "leukml_protocols", "leukml_promotion")
-
-
-def is_training(tags: dict[str, str], params: dict[str, str]) -> bool:
-    """Whether a run is one training (its params are one configuration), not a parent or a
-    promotion."""
-    return "arch" in params and not any(tags.get(t) == "true" for t in NOT_TRAINING_TAGS)
-
-
 def find_experiment(client: MlflowClient, experiment: str | None):
     """The experiment to read: ``experiment``, else ``$MLFLOW_EXPERIMENT_NAME`` or
     ``$MLFLOW_EXPERIMENT_ID`` (as MLflow follows them), else the one experiment that holds leukml
-    training runs (``mlflow run .`` without ``--experiment-name`` puts them in Default).
+    training runs (``mlflow run .`` without ``--experiment-name`` puts them in Default): runs with a
+    ``split_protocol`` tag, which every leukml training run has carried.
 
     Raises:
         ValueError: an experiment that does not exist; none or several holding leukml's runs.
@@ -81,7 +73,7 @@ def find_experiment(client: MlflowClient, experiment: str | None):
     holding = [
         e
         for e in client.search_experiments()
-        if client.search_runs([e.experiment_id], "tags.split_protocol LIKE '%'", max_results=1)
+        if client.search_runs([e.experiment_id], tag_present(schema.SPLIT_PROTOCOL), max_results=1)
     ]
     if len(holding) == 1:
         return holding[0]
@@ -97,8 +89,8 @@ def find_experiment(client: MlflowClient, experiment: str | None):
 def search_filter(
     client: MlflowClient, experiment: str, experiment_id: str, parent_run: str | None, study_name: str | None
 ) -> str:
-    """The filter clause (`` and ...``, or nothing) that keeps the trial runs of one search's parent
-    run, or of a whole study: every worker's parent runs.
+    """The filter clauses (``runfilter.where`` joins them; "" for every run) that keep the trial
+    runs of one search's parent run, or of a whole study: every worker's parent runs.
 
     Raises:
         ValueError: both given, or a study without a search run in the experiment.
@@ -109,7 +101,7 @@ def search_filter(
             "(--study-name takes every worker's search of the study)"
         )
     if parent_run:
-        return f" and tags.mlflow.parentRunId = '{parent_run}'"
+        return child_of(parent_run)
     if not study_name:
         return ""
     if not study_parent_runs(client, experiment_id, study_name):
@@ -118,7 +110,7 @@ def search_filter(
             "(`leukml search` prints it; `optuna studies --storage URL` lists a storage's studies) "
             "or pass the --experiment (and --tracking-uri) it was searched in"
         )
-    return f" and tags.study_name = {filter_string(study_name)} and tags.trial_number != ''"
+    return where(tag_is(schema.STUDY_NAME, study_name), tag_present(schema.TRIAL_NUMBER))
 
 
 def fetch_runs(
@@ -129,29 +121,25 @@ def fetch_runs(
 ) -> list[RunRecord]:
     """The FINISHED training runs of an experiment, of one search (``parent_run``) or of every
     worker's search of a study (``study_name``), newest first; parent runs and promotions are
-    left out (``is_training``).
+    left out (``RunRecord.is_training``).
 
     Raises:
         ValueError: unknown experiment or study; both ``parent_run`` and ``study_name``.
     """
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     exp = find_experiment(client, experiment)
-    query = "attributes.status = 'FINISHED' and params.arch != ''"
-    query += search_filter(client, exp.name, exp.experiment_id, parent_run, study_name)
+    query = where(
+        status_is("FINISHED"),
+        param_present(schema.ARCH),
+        search_filter(client, exp.name, exp.experiment_id, parent_run, study_name),
+    )
     runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
-    return [
-        RunRecord(
-            r.info.run_id,
-            dict(r.data.params),
-            dict(r.data.tags),
-            {
-                m: {h.step: h.value for h in client.get_metric_history(r.info.run_id, m)}
-                for m in REPORT_METRICS
-            },
-        )
-        for r in runs
-        if is_training(r.data.tags, r.data.params)
-    ]
+    records = [record for record in map(RunRecord.of, runs) if record.is_training]
+    for record in records:
+        record.curves = {
+            m: {h.step: h.value for h in client.get_metric_history(record.run_id, m)} for m in REPORT_METRICS
+        }
+    return records
 
 
 def experiment_name(experiment: str | None, tracking_uri: str | None = None) -> str:
@@ -182,14 +170,9 @@ def study_parent_runs(client: MlflowClient, experiment_id: str, study_name: str)
     """The search parent runs of a study in an experiment (one per worker), oldest first."""
     return client.search_runs(
         [experiment_id],
-        f"tags.study_name = {filter_string(study_name)} and tags.leukml_search = 'true'",
+        where(tag_is(schema.STUDY_NAME, study_name), tag_is(schema.SEARCH_PARENT, "true")),
         order_by=["attributes.start_time ASC"],
     )
-
-
-def filter_string(value: str) -> str:
-    """A value quoted for an MLflow search filter (which reads no backslash escapes)."""
-    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def model_temperature(client: MlflowClient, run) -> float:
@@ -202,7 +185,7 @@ def model_temperature(client: MlflowClient, run) -> float:
     """
     if run.data.params.get("calibrate", "none") != "temperature":
         return 1.0
-    epoch = run.data.tags.get("model_epoch")
+    epoch = RunRecord.of(run).model_epoch
     found = [
         m.value
         for m in client.get_metric_history(run.info.run_id, "temperature")
@@ -219,7 +202,9 @@ def model_temperature(client: MlflowClient, run) -> float:
 def last_predictions(client: MlflowClient, run_id: str) -> Predictions | None:
     """A run's per-image test predictions at its last milestone (``predictions/epoch_NNN.csv``),
     or None for a run that logged none."""
-    files = sorted(a.path for a in client.list_artifacts(run_id, "predictions") if a.path.endswith(".csv"))
+    files = sorted(
+        a.path for a in client.list_artifacts(run_id, schema.PREDICTIONS) if a.path.endswith(".csv")
+    )
     if not files:
         return None
     with tempfile.TemporaryDirectory(prefix="leukml-predictions-") as tmp:

@@ -10,14 +10,13 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
+from leukml.common.runfilter import tag_is, where
 from leukml.tracking import heartbeat
 from leukml.tracking.reader import study_parent_runs
-from leukml.tracking.sink import CHECKPOINT_PATH
 from leukml.tracking.uri import resolve_tracking_uri
 from leukml.training.config import TrainConfig
-
-STUDY_PARENT_RUNS = "study_parent_runs"  # tag: every search parent run of the same study, comma-separated
 
 
 def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> list[str]:
@@ -27,10 +26,10 @@ def fail_orphaned_trial_runs(study_name: str, trial_number: str) -> list[str]:
     experiment_id = mlflow.active_run().info.experiment_id
     for run in client.search_runs(
         [experiment_id],
-        filter_string=f"tags.study_name = '{study_name}' and tags.trial_number = '{trial_number}'",
+        filter_string=where(tag_is(schema.STUDY_NAME, study_name), tag_is(schema.TRIAL_NUMBER, trial_number)),
     ):
         if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "error", "worker lost: no heartbeat; the trial was retried")
+            client.set_tag(run.info.run_id, schema.ERROR, "worker lost: no heartbeat; the trial was retried")
             client.set_terminated(run.info.run_id, "FAILED")
         if run.info.status in ("RUNNING", "FAILED"):
             failed.append(run.info.run_id)
@@ -43,9 +42,9 @@ def checkpointed_run(run_ids: list[str], config: TrainConfig) -> str | None:
     client = MlflowClient()
     runs = sorted((client.get_run(r) for r in run_ids), key=lambda r: r.info.start_time, reverse=True)
     for run in runs:
-        if "checkpoint_epoch" not in run.data.tags:
+        if schema.CHECKPOINT_EPOCH not in run.data.tags:
             continue
-        logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config.json")
+        logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{schema.CONFIG_JSON}")
         if TrainConfig.from_params(logged).as_dict() == config.as_dict():
             return run.info.run_id
     return None
@@ -63,7 +62,7 @@ def link_study_parents(study_name: str) -> list[str]:
     ids = [r.info.run_id for r in study_parent_runs(client, experiment_id, study_name)]
     text = ",".join(ids)
     for run_id in ids:
-        _set_tag_racing(client, run_id, STUDY_PARENT_RUNS, text)
+        _set_tag_racing(client, run_id, schema.STUDY_PARENT_RUNS, text)
     return ids
 
 
@@ -111,13 +110,13 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
         )
     else:
         heartbeat.claim(client, run)
-    if "checkpoint_epoch" not in run.data.tags:
+    if schema.CHECKPOINT_EPOCH not in run.data.tags:
         raise LeukmlError(
             f"--resume {run_id}: the run saved no checkpoint ({_no_checkpoint_yet(run.data.params)}): "
             "train it again"
         )
-    config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json"))
-    slot = run.data.tags.get("checkpoint_path", CHECKPOINT_PATH)
+    config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/{schema.CONFIG_JSON}"))
+    slot = run.data.tags.get(schema.CHECKPOINT_SLOT, schema.CHECKPOINT)
     local = client.download_artifacts(run_id, slot, str(folder))
     experiment = client.get_experiment(run.info.experiment_id).name
     return config, experiment, Path(local)
@@ -140,9 +139,9 @@ def start_resumed_run(run_id: str, epoch: int) -> dict[str, set[int]]:
     ``error_before_resume``), and the steps each of its metrics already has."""
     client = MlflowClient()
     run = client.get_run(run_id)
-    if "error" in run.data.tags:  # kept as history: why the run had to be continued
-        client.set_tag(run_id, "error_before_resume", run.data.tags["error"])
-        client.delete_tag(run_id, "error")
-    resumes = run.data.tags.get("resumed_from_epoch")
-    mlflow.set_tag("resumed_from_epoch", f"{resumes},{epoch}" if resumes else str(epoch))
+    if schema.ERROR in run.data.tags:  # kept as history: why the run had to be continued
+        client.set_tag(run_id, schema.ERROR_BEFORE_RESUME, run.data.tags[schema.ERROR])
+        client.delete_tag(run_id, schema.ERROR)
+    resumes = run.data.tags.get(schema.RESUMED_FROM_EPOCH)
+    mlflow.set_tag(schema.RESUMED_FROM_EPOCH, f"{resumes},{epoch}" if resumes else str(epoch))
     return {key: {m.step for m in client.get_metric_history(run_id, key)} for key in run.data.metrics}

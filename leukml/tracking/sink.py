@@ -21,6 +21,7 @@ from leukml import CLASS_NAMES
 from leukml.analysis import raster
 from leukml.analysis.predictions import milestone_uncertainty, predictions_path
 from leukml.analysis.uncertainty import DRAWS
+from leukml.common import runschema as schema
 from leukml.common.options import env_seconds
 from leukml.data.discovery import Dataset, skip_tags
 from leukml.data.images import decode_image
@@ -31,8 +32,6 @@ from leukml.training.evaluation import SHOWN_NAMES, per_subject_csv
 from leukml.training.sinks import MetricSink, Milestone, ModelWarning
 from leukml.training.snapshot import Snapshot
 
-CHECKPOINT_PATH = "checkpoint"  # the run's checkpoints: two slots in it; older leukml wrote one here
-CHECKPOINT_SLOTS = (f"{CHECKPOINT_PATH}/a", f"{CHECKPOINT_PATH}/b")
 METRIC_FLUSH_S = 5.0  # how stale a live run's curves may be in the MLflow UI; $LEUKML_METRIC_FLUSH_S
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
 
@@ -132,7 +131,7 @@ class MlflowSink(MetricSink):
     def log_opening(self, config: dict, tags: Callable[[], dict[str, str]]) -> None:
         """The run's ``config.json`` and its ``tags()`` (made there: they ask git), written on the
         background thread."""
-        self.in_background(self._client.log_dict, self.run_id, config, "config.json")
+        self.in_background(self._client.log_dict, self.run_id, config, schema.CONFIG_JSON)
         self.in_background(lambda: self._client.log_batch(self.run_id, tags=_run_tags(tags())))
 
     def log_data(self, dataset: Dataset, split: Split) -> None:
@@ -140,16 +139,16 @@ class MlflowSink(MetricSink):
         logged model's input example, all written on the background thread while training starts."""
         counts = {side: summarize(dataset.records, idx) for side, idx in split.sides().items()}
         tags = {
-            "dataset_fingerprint": dataset.fingerprint,
-            "data_dir": str(dataset.root),
-            "n_images": str(len(dataset)),
-            **{f"n_{side}": str(c["n_images"]) for side, c in counts.items()},
-            **{f"n_{side}_subjects": str(n_subjects(c)) for side, c in counts.items()},
+            schema.DATASET_FINGERPRINT: dataset.fingerprint,
+            schema.DATA_DIR: str(dataset.root),
+            schema.N_IMAGES: str(len(dataset)),
+            **{schema.SIDE_CELLS[side]: str(c["n_images"]) for side, c in counts.items()},
+            **{schema.SIDE_SUBJECTS[side]: str(n_subjects(c)) for side, c in counts.items()},
             # what promote ranks within: runs with one test_set were tested on the same cells
-            "test_set": test_set_id(dataset.fingerprint, dataset.records, split),
+            schema.TEST_SET: test_set_id(dataset.fingerprint, dataset.records, split),
             # facts of the split actually made (leukml.data.splits.Split), not of the options
-            "selection_on_test": str(split.selection_on_test).lower(),
-            "test_one_class": str(split.test_one_class).lower(),
+            schema.SELECTION_ON_TEST: str(split.selection_on_test).lower(),
+            schema.TEST_ONE_CLASS: str(split.test_one_class).lower(),
             **skip_tags(dataset),  # what the data left out: skipped, skipped_<reason>
         }
         self.in_background(lambda: self._client.log_batch(self.run_id, tags=_run_tags(tags)))
@@ -165,7 +164,7 @@ class MlflowSink(MetricSink):
                 "counts": counts,
                 **manifest(dataset.records, split),
             },
-            "split_manifest.json",
+            schema.SPLIT_MANIFEST,
         )
 
     def input_example(self, pixels: np.ndarray) -> Example:
@@ -184,7 +183,7 @@ class MlflowSink(MetricSink):
         self._queue_metrics(epoch, metrics)
 
     def log_warning(self, warning: ModelWarning) -> None:
-        self.in_background(self._client.set_tag, self.run_id, f"warning_{warning.name}", warning.text)
+        self.in_background(self._client.set_tag, self.run_id, schema.warning_tag(warning.name), warning.text)
 
     def log_checkpoint(self, snapshot: Snapshot) -> None:
         """Store a checkpoint in the run on the background thread, after every metric and figure
@@ -197,8 +196,9 @@ class MlflowSink(MetricSink):
         if self._checkpoint is not None:
             self._checkpoint.result()
         if self._slot is None:  # a resumed run's slots: keep the one its checkpoint is in
-            self._slot = self._client.get_run(self.run_id).data.tags.get("checkpoint_path")
-        self._slot = CHECKPOINT_SLOTS[1] if self._slot == CHECKPOINT_SLOTS[0] else CHECKPOINT_SLOTS[0]
+            self._slot = self._client.get_run(self.run_id).data.tags.get(schema.CHECKPOINT_SLOT)
+        slots = schema.CHECKPOINT_SLOTS
+        self._slot = slots[1] if self._slot == slots[0] else slots[0]
         self._flush_metrics()
         self.in_background(self._store_checkpoint, snapshot, self._slot)
         self._checkpoint = self._pending[-1]
@@ -206,14 +206,14 @@ class MlflowSink(MetricSink):
     def _store_checkpoint(self, snapshot: Snapshot, slot: str) -> None:
         with tempfile.TemporaryDirectory(prefix="leukml-checkpoint-") as tmp:
             self._client.log_artifacts(self.run_id, str(snapshot.write(Path(tmp))), slot)
-        tags = {"checkpoint_path": slot, "checkpoint_epoch": str(snapshot.epoch)}
+        tags = {schema.CHECKPOINT_SLOT: slot, schema.CHECKPOINT_EPOCH: str(snapshot.epoch)}
         self._client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_milestone(self, milestone: Milestone) -> None:
         epoch, metrics, confusion = milestone.epoch, milestone.metrics, milestone.confusion
         subjects = milestone.subjects
         self._queue_metrics(epoch, metrics)
-        name = f"confusion_matrix/epoch_{epoch:03d}"
+        name = schema.epoch_artifact(schema.CONFUSION_MATRIX, epoch)
         self.in_background(
             self._client.log_dict,
             self.run_id,
@@ -228,7 +228,7 @@ class MlflowSink(MetricSink):
         cell = f"{self.config.model.arch} + {self.config.optimizer}"
         title = f"{cell}, epoch {epoch}: acc {metrics['test_accuracy']:.3f}"
         self.log_image(lambda: raster.confusion_image(confusion, title), f"{name}.png")
-        table = f"per_subject/epoch_{epoch:03d}"
+        table = schema.epoch_artifact(schema.PER_SUBJECT, epoch)
         self.in_background(self._client.log_text, self.run_id, per_subject_csv(subjects), f"{table}.csv")
         heading = f"{cell}, epoch {epoch}: accuracy per subject"
         self.log_image(lambda: raster.subject_accuracy_image(subjects, heading), f"{table}.png")
@@ -253,14 +253,14 @@ class MlflowSink(MetricSink):
             for k, v in found.metrics.items()
             if epoch not in self._logged.get(k, ())
         ]
-        tags = {"test_ci_resampled": found.resampled, "test_ci_draws": str(DRAWS)}
+        tags = {schema.TEST_CI_RESAMPLED: found.resampled, schema.TEST_CI_DRAWS: str(DRAWS)}
         self._client.log_batch(self.run_id, metrics=metrics, tags=_run_tags(tags))
         self._client.log_text(self.run_id, found.csv, predictions_path(epoch))
         ece = found.metrics["test_ece"]
         state = "calibrated" if found.temperature is not None else "uncalibrated"
         title = f"epoch {epoch}: ECE {ece:.3f} ({state})\n{len(test.labels)} test cells"
         image = raster.reliability_image(found.bins, title)
-        self._client.log_image(self.run_id, image, f"reliability/epoch_{epoch:03d}.png")
+        self._client.log_image(self.run_id, image, schema.epoch_artifact(schema.RELIABILITY, epoch, "png"))
 
     def _tag_one_class(self, epoch: int, name: str) -> None:
         """Tags naming every milestone so far that predicted one class for every test image (the
@@ -268,16 +268,16 @@ class MlflowSink(MetricSink):
         if self._one_class is None:
             tags = self._client.get_run(self.run_id).data.tags if self._logged else {}
             self._one_class = (
-                {int(e) for e in tags.get("test_one_class_predicted_epochs", "").split(",") if e},
-                {c for c in tags.get("test_one_class_predicted_class", "").split(",") if c},
+                {int(e) for e in tags.get(schema.TEST_ONE_CLASS_PREDICTED_EPOCHS, "").split(",") if e},
+                {c for c in tags.get(schema.TEST_ONE_CLASS_PREDICTED_CLASS, "").split(",") if c},
             )
         epochs, names = self._one_class
         epochs.add(epoch)
         names.add(name)
         tags = {
-            "test_one_class_predicted": "true",
-            "test_one_class_predicted_epochs": ",".join(map(str, sorted(epochs))),
-            "test_one_class_predicted_class": ",".join(sorted(names)),
+            schema.TEST_ONE_CLASS_PREDICTED: "true",
+            schema.TEST_ONE_CLASS_PREDICTED_EPOCHS: ",".join(map(str, sorted(epochs))),
+            schema.TEST_ONE_CLASS_PREDICTED_CLASS: ",".join(sorted(names)),
         }
         self.in_background(
             self._client.log_batch, self.run_id, (), (), [RunTag(k, v) for k, v in tags.items()]

@@ -27,6 +27,7 @@ from mlflow.types.schema import Schema, TensorSpec
 from leukml.analysis import raster
 from leukml.analysis.calibration import fit_temperature
 from leukml.analysis.study import StudySummary
+from leukml.common import runschema as schema
 from leukml.common.console import Progress, silent
 from leukml.tracking import heartbeat
 from leukml.tracking.mlflow_compat import KerasFlavor
@@ -64,17 +65,17 @@ def log_params(run: mlflow.ActiveRun, params: dict) -> None:
 
 def run_tags(config: TrainConfig) -> dict[str, str]:
     tags = {
-        "keras_backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-        "tensorflow_version": package_version("tensorflow") or "not installed",
-        "device": device_name(),
-        "arch": config.model.arch,
-        "optimizer": config.optimizer,
-        "split_protocol": config.split.method,
+        schema.KERAS_BACKEND: keras.backend.backend(),
+        schema.KERAS_VERSION: keras.__version__,
+        schema.TENSORFLOW_VERSION: package_version("tensorflow") or "not installed",
+        schema.DEVICE: device_name(),
+        schema.ARCH: config.model.arch,
+        schema.OPTIMIZER: config.optimizer,
+        schema.SPLIT_PROTOCOL: config.split.method,
     }
     commit = _git_commit()
     if commit:
-        tags["git_commit"] = commit
+        tags[schema.GIT_COMMIT] = commit
     return tags
 
 
@@ -85,12 +86,12 @@ def log_outcome(
     (``progress`` hears of logging it), whose file is written from the start beside the rest.
     MLflow links the run's metrics of the model's epoch to the logged model (the experiment's
     models table shows them): the training's last metrics are in the store first."""
-    facts = {"model_epoch": result.model_epoch}
+    facts = {schema.MODEL_EPOCH: result.model_epoch}
     if result.best_epoch is not None:
-        facts["best_epoch"] = result.best_epoch
+        facts[schema.BEST_EPOCH] = result.best_epoch
     if result.stopped_epoch is not None:
-        facts["stopped_epoch"] = result.stopped_epoch
-        facts["milestones_not_reached"] = ",".join(map(str, result.milestones_not_reached)) or "none"
+        facts[schema.STOPPED_EPOCH] = result.stopped_epoch
+        facts[schema.MILESTONES_NOT_REACHED] = ",".join(map(str, result.milestones_not_reached)) or "none"
     on_test = result.prepared.split.selection_on_test
     history, val_label = result.history, "test (selection on test)" if on_test else "val"
     prepared = result.prepared
@@ -102,10 +103,10 @@ def log_outcome(
         sink.flush()
         if config.recipe.calibrates:
             _log_model_temperature(result, config, sink)
-        sink.log_image(lambda: raster.curves_image(history, val_label), "curves.png")
+        sink.log_image(lambda: raster.curves_image(history, val_label), schema.CURVES)
         mlflow.models.Model.log(
             artifact_path=None,
-            name="model",
+            name=schema.MODEL,
             step=result.model_epoch,
             flavor=KerasFlavor,
             model=saving,
@@ -217,7 +218,7 @@ def mlflow_run(
     try:
         yield run
     except EarlyStop as stop:
-        mlflow.set_tag("stopped_early", str(stop))
+        mlflow.set_tag(schema.STOPPED_EARLY, str(stop))
         mlflow.end_run("KILLED")
         raise
     except BaseException as exc:
@@ -230,7 +231,7 @@ def _end_failed(run_id: str, exc: BaseException) -> None:
     """Mark the run FAILED with an ``error`` tag. A store that cannot take even that (a full disk)
     leaves the run RUNNING: the failure's line then says so, and how to mark it once it can."""
     with contextlib.suppress(Exception):  # the status below matters more than the tag
-        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:4000])
+        mlflow.set_tag(schema.ERROR, f"{type(exc).__name__}: {exc}"[:4000])
     try:
         mlflow.end_run("FAILED")
     except Exception:
@@ -270,11 +271,11 @@ def log_study(summary: StudySummary) -> None:
     if summary.best_value is not None:
         mlflow.log_metric("best_value", summary.best_value)
     if summary.best_run_id is not None:
-        mlflow.set_tag("best_run_id", summary.best_run_id)
-    mlflow.log_text(summary.trials_csv, "trials.csv")
+        mlflow.set_tag(schema.BEST_RUN_ID, summary.best_run_id)
+    mlflow.log_text(summary.trials_csv, schema.TRIALS_CSV)
     for name, figure in summary.figures.items():
-        mlflow.log_figure(figure, f"study/{name}.png")
-    mlflow.log_text(summary.readme, "study/README.txt")
+        mlflow.log_figure(figure, f"{schema.STUDY_FOLDER}/{name}.png")
+    mlflow.log_text(summary.readme, f"{schema.STUDY_FOLDER}/README.txt")
 
 
 def ui_link_of(run_id: str, table: bool = False) -> UiLink:
@@ -289,7 +290,11 @@ def start_training_run(run: mlflow.ActiveRun, config: TrainConfig, experiment: s
     must agree); its ``config.json`` and tags on ``sink``'s background thread, while it trains."""
     log_params(
         run,
-        {**config.as_dict(), "experiment": experiment, "milestones": ",".join(map(str, config.milestones))},
+        {
+            **config.as_dict(),
+            schema.EXPERIMENT: experiment,
+            schema.MILESTONES: ",".join(map(str, config.milestones)),
+        },
     )
     sink.log_opening(config.as_dict(), lambda: run_tags(config))
 

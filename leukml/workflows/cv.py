@@ -4,6 +4,7 @@ standard deviation and pooled intervals in the parent."""
 from __future__ import annotations
 
 from leukml.analysis.predictions import pooled_series
+from leukml.common import runschema as schema
 from leukml.data.discovery import discover
 from leukml.data.synth import embedded_dataset
 from leukml.experiments.protocols import CvConfig, cv_summary, fold_table
@@ -38,8 +39,8 @@ def tracked_cv(
     base = cv.base
     dataset = discover(base.data_dir or embedded_dataset(), strict=base.strict)
     plan = cv.fold_configs(sorted({r.fold for r in dataset.records if r.fold is not None}))
-    tags = {"leukml_cv": "true", "cv_folds": cv.folds}
-    params = {"folds": cv.folds, **{f"base.{k}": v for k, v in base.as_dict().items()}}
+    tags = {schema.CV_PARENT: "true", schema.CV_FOLDS: cv.folds}
+    params = {"folds": cv.folds, **{f"{schema.BASE_PREFIX}{k}": v for k, v in base.as_dict().items()}}
     bases, done, kept = BaseCache(), [], []
     with tracker.plan(f"cv-{base.model.arch}-{base.optimizer}", tags, params) as parent:
         for number, (fold, config) in enumerate(plan, start=1):
@@ -49,7 +50,7 @@ def tracked_cv(
             run_id, result = tracked_train(
                 tracker,
                 config,
-                tags={"cv_fold": str(fold)},
+                tags={schema.CV_FOLD: str(fold)},
                 observer=FanoutSink(console, keeper),
                 bases=bases,
             )
@@ -57,7 +58,7 @@ def tracked_cv(
             kept.append(keeper.test)
         summary = cv_summary([t.result.milestones for t in done]) | pooled_series(kept)
         tracker.log_summary(summary)
-        tracker.log_table(fold_table([_fold_row(t) for t in done]), "cv_folds.csv")
+        tracker.log_table(fold_table([_fold_row(t) for t in done]), schema.CV_FOLDS_CSV)
     return parent, done, summary
 
 
@@ -68,9 +69,9 @@ def _fold_row(trained: Trained) -> dict:
     return {
         "fold": trained.key,
         "run_id": trained.run_id,
-        "n_train": len(split.train),
-        "n_val": len(split.val),
-        "n_test": len(split.test),
+        schema.N_TRAIN: len(split.train),  # the columns are named as the fold runs' tags
+        schema.N_VAL: len(split.val),
+        schema.N_TEST: len(split.test),
         "test_subjects": " ".join(subjects),
         "epoch": last or "",
         **trained.result.milestones.get(last, {}),

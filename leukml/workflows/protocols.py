@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leukml.common import runschema as schema
 from leukml.data.discovery import discover
 from leukml.data.synth import embedded_dataset
 from leukml.experiments.protocols import compared_protocols, protocol_lines
@@ -29,18 +30,18 @@ def tracked_protocols(
     params = {
         "protocols": ",".join(chosen),
         "pool": pool,
-        **{f"base.{k}": v for k, v in config.as_dict().items()},
+        **{f"{schema.BASE_PREFIX}{k}": v for k, v in config.as_dict().items()},
     }
     bases, done = BaseCache(), []
     name = f"protocols-{config.model.arch}-{config.optimizer}"
-    with tracker.plan(name, {"leukml_protocols": "true"}, params) as parent:
+    with tracker.plan(name, {schema.PROTOCOLS_PARENT: "true"}, params) as parent:
         for protocol in chosen:
             if console:
                 console.say(f"protocol {protocol}")
             run_id, result = tracked_train(
                 tracker,
                 config.replace(method=protocol, pool=pool),
-                tags={"protocol": protocol},
+                tags={schema.PROTOCOL: protocol},
                 observer=console,
                 bases=bases,
             )

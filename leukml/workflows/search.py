@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from leukml.common import runschema as schema
 from leukml.experiments.figures import study_summary
 from leukml.experiments.search import SearchConfig, Study, run_search, search_objective, searched_options
 from leukml.tracking.tracker import Tracker
@@ -29,15 +30,15 @@ def tracked_search(
     check_split(search.base)
     name = search.name
     search = dataclasses.replace(search, study_name=name)
-    tags = {"study_name": name, "search_mode": search.mode, "leukml_search": "true"}
+    tags = {schema.STUDY_NAME: name, schema.SEARCH_MODE: search.mode, schema.SEARCH_PARENT: "true"}
     with tracker.plan(f"search-{name}", tags, _search_params(search)) as parent:
         tracker.link_study(name)  # the other workers' parents of this study, and this one
 
         def run_trial(config: TrainConfig, tags, reporter, bases):
             observer = FanoutSink(reporter, console)
             # a dead worker's cell: continue its run from its checkpoint
-            if "retry_of" in tags and (saved := tracker.retried_run(tags, config)) is not None:
-                observer.say(f"trial {tags['trial_number']} continues run {saved} from its checkpoint")
+            if schema.RETRY_OF in tags and (saved := tracker.retried_run(tags, config)) is not None:
+                observer.say(f"trial {tags[schema.TRIAL_NUMBER]} continues run {saved} from its checkpoint")
                 return tracked_train(tracker, resume=saved, tags=tags, observer=observer, bases=bases)
             return tracked_train(tracker, config, tags=tags, observer=observer, bases=bases)
 
@@ -61,7 +62,9 @@ def _search_params(search: SearchConfig) -> dict:
     if search.mode != "grid":  # a grid trains each cell once, unpruned, whatever these say
         params |= {"trials": search.trials, "pruner": search.pruner}
     searched = set(searched_options(search))
-    return params | {f"base.{k}": v for k, v in search.base.as_dict().items() if k not in searched}
+    return params | {
+        f"{schema.BASE_PREFIX}{k}": v for k, v in search.base.as_dict().items() if k not in searched
+    }
 
 
 def _redact(url: str) -> str:

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from leukml.analysis.records import RunRecord
 from leukml.analysis.versus import interval_of
+from leukml.common import runschema as schema
 from leukml.serving.app.source import VersionInfo
 from leukml.tracking.reader import model_temperature
 
@@ -61,12 +63,12 @@ def _flags(run, metrics: dict[str, float]) -> tuple[str, ...]:
     """The source run's warnings about the served model: one class predicted for every test cell
     at the model's epoch (and a good AUC: the ranking is good, the 0.5 threshold is not), a flat
     training loss."""
-    tags, flags = run.data.tags, []
-    epochs = [e for e in tags.get("test_one_class_predicted_epochs", "").split(",") if e]
-    if tags.get("model_epoch") in epochs:
-        name = tags.get("test_one_class_predicted_class", "one class")
+    record, flags = RunRecord.of(run), []
+    one = record.one_class_predicted
+    if one is not None and record.model_epoch in one.epochs:
+        name = record.tag(schema.TEST_ONE_CLASS_PREDICTED_CLASS, "one class")
         flags.append(
-            f"Degenerate on its own test set: at its epoch ({tags['model_epoch']}) it called every test "
+            f"Degenerate on its own test set: at its epoch ({record.model_epoch}) it called every test "
             f"cell {name}, so its accuracy is the share of {name} cells, not skill, and it will likely "
             f"call your cells {name} too."
         )
@@ -76,7 +78,7 @@ def _flags(run, metrics: dict[str, float]) -> tuple[str, ...]:
                 f"Its AUC is {auc:.3f}: it ranks ALL cells above normal ones well, but its 0.5 threshold "
                 "is not right: every cell falls on one side of it. Read p_all as a ranking, not a label."
             )
-    if text := tags.get("warning_flat_loss"):
+    if text := record.tag(schema.WARNING_FLAT_LOSS, ""):
         flags.append(f"Its training loss did not move: {text}.")
     return tuple(flags)
 
@@ -102,10 +104,10 @@ def _calibration(client: MlflowClient, run, metrics: dict[str, float]) -> str:
 def evaluation(client: MlflowClient, info: VersionInfo) -> Evaluation:
     """What the version's source run measured, on which test set, and how it was chosen."""
     tags = info.tags
-    protocol = tags.get("split_protocol", "?")
+    protocol = tags.get(schema.SPLIT_PROTOCOL, "?")
     metrics: dict[str, float] = {}
     run, flags, calibration = None, (), ""
-    if run_id := tags.get("run_id"):
+    if run_id := tags.get(schema.VERSION_RUN_ID):
         try:
             run = client.get_run(run_id)
             metrics = run.data.metrics
@@ -117,9 +119,9 @@ def evaluation(client: MlflowClient, info: VersionInfo) -> Evaluation:
         for key, label in SHOWN
         if key in metrics and not math.isnan(metrics[key])
     )
-    metric, value = tags.get("metric", "?"), tags.get("metric_value")
+    metric, value = tags.get(schema.METRIC, "?"), tags.get(schema.METRIC_VALUE)
     chosen = f"{metric} {float(value):.4f}" if value not in (None, "?") else metric
-    if tags.get("selection_on_test") == "true":
+    if tags.get(schema.SELECTION_ON_TEST) == "true":
         selected = f"selected on the test split ({chosen}): its test numbers are optimistic"
     elif metric.startswith("test_"):
         selected = f"promoted on a test metric ({chosen}); epochs were chosen on validation"
@@ -127,5 +129,5 @@ def evaluation(client: MlflowClient, info: VersionInfo) -> Evaluation:
         selected = f"selected on the validation split ({chosen}); the test split only reports"
     text = PROTOCOLS.get(protocol, f"split {protocol!r}")
     return Evaluation(
-        protocol, text, numbers, tags.get("n_test", "?"), selected, flags=flags, calibration=calibration
+        protocol, text, numbers, tags.get(schema.N_TEST, "?"), selected, flags=flags, calibration=calibration
     )
