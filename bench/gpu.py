@@ -300,6 +300,21 @@ def report_study(
     prepared: Prepared, size: int, epochs: int, milestones, rows: list[dict], card: str, t0: float
 ) -> None:
     seconds, cells, compiled = study(prepared, size, epochs)
+    print_study(prepared, epochs, milestones, seconds, cells, compiled)
+    ratio = print_usual(usual(prepared, size, milestones), seconds, len(milestones) * len(cells))
+    print_targets(rows, seconds)
+    print(f"bench/gpu.py wall time: {time.perf_counter() - t0:.0f} s (bench/gpu.sh's budget: 6 minutes)")
+    harness.headline(
+        f"study {seconds:.1f} s, vgg16 extract {rate(rows, 'vgg16', 'extract_img_s'):.0f} img/s, "
+        f"vgg16 head {rate(rows, 'vgg16', 'compiled_img_s'):.0f} samples/s, ratio {ratio:.0f}x, card {card}",
+        name="gpu",
+    )
+
+
+def print_study(
+    prepared: Prepared, epochs: int, milestones, seconds: float, cells: dict, compiled: dict
+) -> None:
+    """The study's table: each (arch, optimizer) training's seconds and last accuracy, the whole."""
     print(
         f"\nThe paper's study: {len(ARCHS)} archs x {len(OPTIMIZERS)} optimizers, {epochs} epochs, "
         f"test metrics at {','.join(map(str, milestones))} ({len(milestones) * len(cells)} cells), "
@@ -317,7 +332,10 @@ def report_study(
             f"{compiled['hits']} programs loaded from it (the rows above compiled them), "
             f"{compiled['misses']} compiled"
         )
-    recipe = usual(prepared, size, milestones)
+
+
+def print_usual(recipe: dict, seconds: float, n_cells: int) -> float:
+    """The usual recipe's table; returns its extrapolated seconds / the study's."""
     print()
     harness.table(
         "usual recipe: an end-to-end training per cell", "F s", "P s/epoch", "its cells, extrapolated s"
@@ -326,23 +344,31 @@ def report_study(
         print(f"| {arch}: 2 epochs measured | {r['fixed_s']:.1f} | {r['epoch_s']:.2f} | {r['cells_s']:.0f} |")
     usual_s = sum(r["cells_s"] for r in recipe.values())
     ratio = usual_s / seconds
-    print(
-        f"| **all {len(milestones) * len(cells)} cells** | | | **{usual_s:.0f}** ({ratio:.0f}x the study) |"
-    )
+    print(f"| **all {n_cells} cells** | | | **{usual_s:.0f}** ({ratio:.0f}x the study) |")
+    return ratio
 
-    def rate(arch, key, precision="mixed_bfloat16"):
-        found = [r[key] for r in rows if r["arch"] == arch and r["precision"] == precision]
-        return found[0] if found else float("nan")
 
+def rate(rows: list[dict], arch: str, key: str, precision: str = "mixed_bfloat16") -> float:
+    """``key`` of the table's row for ``arch`` at ``precision``; NaN when it was not measured."""
+    found = [r[key] for r in rows if r["arch"] == arch and r["precision"] == precision]
+    return found[0] if found else float("nan")
+
+
+def print_targets(rows: list[dict], seconds: float) -> None:
+    """The GPU targets (issue 15): each measured and whether it is met."""
     print()
     harness.table("target (issue 15)", "measured", "met")
     checks = [
-        (f"{arch} extraction, bf16 >= {EXTRACT_TARGET:,} img/s", rate(arch, "extract_img_s"), EXTRACT_TARGET)
+        (
+            f"{arch} extraction, bf16 >= {EXTRACT_TARGET:,} img/s",
+            rate(rows, arch, "extract_img_s"),
+            EXTRACT_TARGET,
+        )
         for arch in ARCHS
     ] + [
         (
             f"{arch} head epoch, bf16, compiled >= {HEAD_TARGETS[arch]:,} samples/s",
-            rate(arch, "compiled_img_s"),
+            rate(rows, arch, "compiled_img_s"),
             HEAD_TARGETS[arch],
         )
         for arch in ARCHS
@@ -351,12 +377,6 @@ def report_study(
         print(f"| {name} | {value:,.0f} | {'yes' if value >= goal else 'NO'} |")
     met = "yes" if seconds <= STUDY_TARGET else "NO"
     print(f"| the study <= {STUDY_TARGET:.0f} s | {seconds:.1f} s | {met} |")
-    print(f"bench/gpu.py wall time: {time.perf_counter() - t0:.0f} s (bench/gpu.sh's budget: 6 minutes)")
-    harness.headline(
-        f"study {seconds:.1f} s, vgg16 extract {rate('vgg16', 'extract_img_s'):.0f} img/s, "
-        f"vgg16 head {rate('vgg16', 'compiled_img_s'):.0f} samples/s, ratio {ratio:.0f}x, card {card}",
-        name="gpu",
-    )
 
 
 if __name__ == "__main__":

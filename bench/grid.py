@@ -210,7 +210,8 @@ def model_time(
     return t_a, t_b
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line: sizes (``--quick`` shrinks them), ``--paper-size`` and ``--cli``."""
     parser = harness.Parser(
         __doc__,
         "tiny smoke run (seconds)",
@@ -230,22 +231,30 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         help="also time `leukml search` in a new process, MLflow-tracked (default off)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def grid_base(data: Path, size: int, epochs: int, milestones: tuple[int, ...]) -> TrainConfig:
+    """The training every cell starts from."""
+    return TrainConfig.of(
+        data_dir=str(data),
+        weights="none",
+        image_size=size,
+        epochs=epochs,
+        eval_epochs=milestones,
+        seed=42,
+    )
+
+
+def measure(args: argparse.Namespace) -> Measured:
+    """Both sides of the grid (and ``--cli``'s), then the per-image costs; the work folder removed."""
     n, size, epochs = args.images, args.size, args.epochs
     archs, optimizers = args.archs.split(","), args.optimizers.split(",")
     paper_size = args.paper_size or (size if args.quick else 224)
-    use_cli = bool(args.cli)
     milestones = tuple(range(2, epochs + 1, 2)) if epochs >= 2 else (epochs,)
     try:
         data = harness.synthetic(WORK / "data", n, max(size, 96), subjects=8, seed=1)
-        base = TrainConfig.of(
-            data_dir=str(data),
-            weights="none",
-            image_size=size,
-            epochs=epochs,
-            eval_epochs=milestones,
-            seed=42,
-        )
+        base = grid_base(data, size, epochs, milestones)
         split = split_records(discover(data).records, base.split)
         split_sizes = len(split.train), len(split.test)
         print(
@@ -260,7 +269,7 @@ def main() -> None:
         t_b, acc_b, clocks = run_leukml(base, archs, optimizers)
         print(f"  (b) leukml grid search: {t_b:.1f} s", flush=True)
         t_a, acc_a, took = run_recipe(base, archs, optimizers)
-        t_cli = run_cli(base, archs, optimizers) if use_cli else None
+        t_cli = run_cli(base, archs, optimizers) if args.cli else None
         costs = {arch: per_image_costs(arch, size, 64, 32) for arch in archs}
         paper_costs = (
             costs
@@ -269,26 +278,23 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
-    report(
-        Measured(
-            base,
-            archs,
-            optimizers,
-            n,
-            size,
-            paper_size,
-            split_sizes,
-            t_a,
-            t_b,
-            t_cli,
-            acc_a,
-            acc_b,
-            took,
-            clocks,
-            costs,
-            paper_costs,
-        )
+    sides = dict(t_a=t_a, t_b=t_b, t_cli=t_cli, acc_a=acc_a, acc_b=acc_b, took=took, clocks=clocks)
+    return Measured(
+        base,
+        archs,
+        optimizers,
+        n,
+        size,
+        paper_size,
+        split_sizes,
+        **sides,
+        costs=costs,
+        paper_costs=paper_costs,
     )
+
+
+def main() -> None:
+    report(measure(parse_args()))
 
 
 @dataclasses.dataclass
@@ -310,20 +316,42 @@ class Measured:
     costs: dict
     paper_costs: dict
 
+    @property
+    def cells(self) -> int:
+        """(arch, optimizer) pairs: the grid's trainings on side (b)."""
+        return len(self.archs) * len(self.optimizers)
+
 
 def report(r: Measured) -> None:
-    base, archs, optimizers, n, size, paper_size = r.base, r.archs, r.optimizers, r.n, r.size, r.paper_size
-    t_a, t_b, t_cli, acc_a, acc_b, took, clocks = r.t_a, r.t_b, r.t_cli, r.acc_a, r.acc_b, r.took, r.clocks
-    costs, paper_costs = r.costs, r.paper_costs
-    milestones, cells = base.milestones, len(archs) * len(optimizers)
+    """The tables (measured, per prefix of the grid, per-image costs, the model's predictions) and
+    the headline."""
+    print_measured(r)
+    print_prefixes(r)
+    f_a, f_b = fixed_costs(r)
+    print_costs(r, f_a, f_b)
+    print_predictions(r, f_a, f_b)
+    t_a, t_b = r.t_a, r.t_b
+    target = "reaches" if t_a / t_b >= 30 else "does NOT reach"
+    harness.headline(
+        f"usual recipe / leukml grid, measured, both untracked: {t_a / t_b:.1f}x "
+        f"({t_a:.0f} s / {t_b:.0f} s; {target} the 30x goal at this scale)"
+    )
+
+
+def print_measured(r: Measured) -> None:
+    """Wall time of each side, and the largest difference in the cells' test scores."""
+    t_a, t_b, t_cli, acc_a, acc_b = r.t_a, r.t_b, r.t_cli, r.acc_a, r.acc_b
     worst, worst_auc = (
         max(abs(acc_a[k][name] - acc_b[k][name]) for k in acc_a) for name in ("test_accuracy", "test_auc")
     )
     print()
     harness.table("measured", "wall s", "(a) / this")
-    print(f"| (a) usual recipe: {cells * len(milestones)} separate end-to-end trainings | {t_a:.1f} | 1.0x |")
     print(
-        f"| (b) leukml grid search: {cells} nested trainings on cached features | {t_b:.1f} "
+        f"| (a) usual recipe: {r.cells * len(r.base.milestones)} separate end-to-end trainings "
+        f"| {t_a:.1f} | 1.0x |"
+    )
+    print(
+        f"| (b) leukml grid search: {r.cells} nested trainings on cached features | {t_b:.1f} "
         f"| {t_a / t_b:.1f}x |"
     )
     if t_cli is not None:
@@ -334,40 +362,61 @@ def report(r: Measured) -> None:
     print(f"| largest test-accuracy difference (a) vs (b) over {len(acc_a)} cells | {worst:.4f} | |")
     print(f"| largest test-AUC difference (a) vs (b) (finer: AUC ranks all scores) | {worst_auc:.4f} | |")
 
+
+def print_prefixes(r: Measured) -> None:
+    """Each side's wall time had the grid stopped at each milestone E."""
     print()
     harness.table("grid to E epochs (measured)", "(a) s", "(b) s", "(a) / (b)")
-    for e in milestones:
-        a_e = sum(t for (_, _, m), t in took.items() if m <= e)
-        b_e = t_b - sum(c.end - c.at[e] for c in clocks.values())  # (b) to E = this run's prefix
+    for e in r.base.milestones:
+        a_e = sum(t for (_, _, m), t in r.took.items() if m <= e)
+        b_e = r.t_b - sum(c.end - c.at[e] for c in r.clocks.values())  # (b) to E = this run's prefix
         print(f"| {e} | {a_e:.1f} | {b_e:.1f} | {a_e / b_e:.1f}x |")
 
+
+def fixed_costs(r: Measured) -> tuple[float, float]:
+    """(F_a, F_b): each side's measured time less its per-image part, per training."""
     n_train, n_test = r.split_sizes
-    n_opt = len(optimizers)
-    model_a = {a: model_time(costs[a], n_train, n_test, milestones, n_opt, 0, 0) for a in archs}
-    f_a = (t_a - sum(x[0] for x in model_a.values())) / (cells * len(milestones))
-    f_b = (t_b - sum(x[1] for x in model_a.values())) / cells
+    milestones, n_opt = r.base.milestones, len(r.optimizers)
+    model_a = {a: model_time(r.costs[a], n_train, n_test, milestones, n_opt, 0, 0) for a in r.archs}
+    f_a = (r.t_a - sum(x[0] for x in model_a.values())) / (r.cells * len(milestones))
+    f_b = (r.t_b - sum(x[1] for x in model_a.values())) / r.cells
+    return f_a, f_b
+
+
+def print_costs(r: Measured, f_a: float, f_b: float) -> None:
+    """The per-image costs at this run's size (and the paper's, when another) and the fixed ones."""
+    size, paper_size = r.size, r.paper_size
     print()
     print(
         f"per-image seconds (base: batch 32 at {size} px, 16 at {paper_size} px; head: batch 32 on 256 "
         f"samples; fixed per training: F_a {f_a:.2f} s, F_b {f_b:.2f} s):"
     )
     harness.table("arch", "px", "c_step", "c_fwd", "c_head", "c_hfwd")
-    for table, px in ((costs, size), (paper_costs, paper_size)) if paper_size != size else ((costs, size),):
-        for arch in archs:
+    tables = ((r.costs, size), (r.paper_costs, paper_size)) if paper_size != size else ((r.costs, size),)
+    for table, px in tables:
+        for arch in r.archs:
             c = table[arch]
             print(
                 f"| {arch} | {px} | {c['c_step']:.2e} | {c['c_fwd']:.2e} | {c['c_head']:.2e} "
                 f"| {c['c_hfwd']:.2e} |"
             )
 
+
+def print_predictions(r: Measured, f_a: float, f_b: float) -> None:
+    """The model's (a) / (b) for this run, more images, more epochs and the paper's full scale."""
+    n, size, paper_size, costs, milestones = r.n, r.size, r.paper_size, r.costs, r.base.milestones
+    n_train, n_test = r.split_sizes
+
     def predicted(table, n_tr, n_te, ms) -> float:
-        times = [model_time(table[a], n_tr, n_te, ms, n_opt, max(f_a, 0), max(f_b, 0)) for a in archs]
+        times = [
+            model_time(table[a], n_tr, n_te, ms, len(r.optimizers), max(f_a, 0), max(f_b, 0)) for a in r.archs
+        ]
         return sum(t[0] for t in times) / sum(t[1] for t in times)
 
     print()
     harness.table("model: images x epochs", "px", "predicted (a) / (b)")
     print(
-        f"| {n} x {max(milestones)} (this run; measured {t_a / t_b:.1f}x) | {size} "
+        f"| {n} x {max(milestones)} (this run; measured {r.t_a / r.t_b:.1f}x) | {size} "
         f"| {predicted(costs, n_train, n_test, milestones):.1f}x |"
     )
     for k in (4, 16):
@@ -381,17 +430,12 @@ def report(r: Measured) -> None:
             f"| {n} x {e} (milestones {ms[0]}..{e} step {e // 5}) | {size} "
             f"| {predicted(costs, n_train, n_test, ms):.1f}x |"
         )
-    paper = predicted(paper_costs, PAPER_TRAIN, PAPER_TEST, PAPER_MILESTONES)
+    paper = predicted(r.paper_costs, PAPER_TRAIN, PAPER_TEST, PAPER_MILESTONES)
     print(f"| paper: {PAPER_N} x 100 (milestones 10..100) | {paper_size} | {paper:.0f}x |")
     print()
     print(
         f"predicted at the paper's full scale ({PAPER_N} images, {paper_size} px, epochs "
         f"{','.join(map(str, PAPER_MILESTONES))}): {paper:.0f}x"
-    )
-    target = "reaches" if t_a / t_b >= 30 else "does NOT reach"
-    harness.headline(
-        f"usual recipe / leukml grid, measured, both untracked: {t_a / t_b:.1f}x "
-        f"({t_a:.0f} s / {t_b:.0f} s; {target} the 30x goal at this scale)"
     )
 
 

@@ -23,6 +23,7 @@ share of the CPU, but neither does it see another process's load, which the pair
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import statistics
@@ -84,7 +85,8 @@ def tracked(config: TrainConfig, costs: list[Cost] | None = None) -> None:
         costs.append(cost)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line: ``--size``, ``--epochs``, ``--reps`` (``--quick`` shrinks them), ``--arch``."""
     parser = harness.Parser(
         __doc__,
         size=(128, 32, "image side, as `make demo`"),
@@ -92,20 +94,32 @@ def main() -> None:
         reps=(3, 1, "interleaved pairs"),
     )
     parser.add_argument("--arch", default="vgg16")
-    args = parser.parse_args()
-    size, epochs, reps = args.size, args.epochs, args.reps
+    return parser.parse_args()
+
+
+def bench_config(args: argparse.Namespace) -> TrainConfig:
+    """`make demo`'s training (quick: on a few synthetic cells), announced in one line."""
+    data = ""  # full: the embedded synthetic dataset of `make demo` (360 cells)
+    if args.quick:
+        data = str(harness.synthetic(WORK / "data", 48, 48, n_all=32, subjects=6, seed=2))
+    config = TrainConfig.of(
+        data_dir=data, arch=args.arch, weights="none", image_size=args.size, epochs=args.epochs
+    )
+    n = 48 if args.quick else 360
+    print(
+        f"{harness.machine()}; {args.arch} at {args.size} px on {n} synthetic images, {args.epochs} "
+        f"epochs on cached features, milestones {config.milestones}; {args.reps} interleaved pair(s)"
+        f"{'' if args.quick else ' after one warm-up each'}",
+        flush=True,
+    )
+    return config
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, list[float]], list[float], list[Cost]]:
+    """Each kind of run's seconds, in interleaved rounds after a warm-up; the untracked runs' model
+    floors; the tracked runs' own account. The work folder is removed."""
     try:
-        data = ""  # full: the embedded synthetic dataset of `make demo` (360 cells)
-        if args.quick:
-            data = str(harness.synthetic(WORK / "data", 48, 48, n_all=32, subjects=6, seed=2))
-        config = TrainConfig.of(data_dir=data, arch=args.arch, weights="none", image_size=size, epochs=epochs)
-        n = 48 if args.quick else 360
-        print(
-            f"{harness.machine()}; {args.arch} at {size} px on {n} synthetic images, {epochs} epochs on "
-            f"cached features, milestones {config.milestones}; {reps} interleaved pair(s)"
-            f"{'' if args.quick else ' after one warm-up each'}",
-            flush=True,
-        )
+        config = bench_config(args)
         costs: list[Cost] = []  # the tracked runs' own account (what `leukml train` prints)
         runs = {
             "untracked": train,
@@ -123,15 +137,14 @@ def main() -> None:
             )
 
         # tracked before untracked in the first pair
-        times = harness.interleaved(list(runs)[::-1], reps, run)
+        times = harness.interleaved(list(runs)[::-1], args.reps, run)
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
-    plain = statistics.median(times["untracked"])
-    # the median of the pairs' differences: this shared machine's run-to-run noise (several
-    # seconds) hits both runs of a pair alike, but not both medians
-    cost = statistics.median(t - u for t, u in zip(times["tracked"], times["untracked"], strict=True))
-    overhead = cost / plain
-    print()
+    return times, floors, costs
+
+
+def print_runs(times: dict[str, list[float]]) -> None:
+    """One row per kind of run: its median and every run's seconds."""
     harness.table("run", "median s", "all runs s")
     labels = {
         "untracked": "train(), null sink",
@@ -143,6 +156,18 @@ def main() -> None:
             f"| {label} | {statistics.median(times[name]):.2f} "
             f"| {', '.join(f'{t:.2f}' for t in times[name])} |"
         )
+
+
+def report(times: dict[str, list[float]], floors: list[float], costs: list[Cost]) -> None:
+    """The runs' table, tracking's cost against the checkpoints', the floor and its own account;
+    the headline."""
+    plain = statistics.median(times["untracked"])
+    # the median of the pairs' differences: this shared machine's run-to-run noise (several
+    # seconds) hits both runs of a pair alike, but not both medians
+    cost = statistics.median(t - u for t, u in zip(times["tracked"], times["untracked"], strict=True))
+    overhead = cost / plain
+    print()
+    print_runs(times)
     diffs = ", ".join(f"{t - u:+.2f}" for t, u in zip(times["tracked"], times["untracked"], strict=True))
     print(f"| tracking cost per run: median of the pairs' differences | {cost:.2f} | {diffs} |")
     print(f"| untracked run length at which that cost is 5% | {cost / 0.05:.0f} | |")
@@ -166,6 +191,10 @@ def main() -> None:
         f"MLflow tracking overhead {100 * overhead:.1f}% of the untracked run ({verdict} the 5% target); "
         f"the model's bytes alone {100 * floor / plain:.1f}%, tracking {cost - floor:+.2f} s above them"
     )
+
+
+def main() -> None:
+    report(*measure(parse_args()))
 
 
 if __name__ == "__main__":

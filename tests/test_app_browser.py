@@ -144,6 +144,22 @@ def _screenshot(driver, path: Path) -> None:
     driver.save_screenshot(str(path))
 
 
+def _check_the_download(chrome, files: list[Path], expected: dict[str, tuple[int, float]]) -> None:
+    """The page's CSV download: one row per readable file, in upload order, the model's answers."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chrome.find_element(By.ID, "download").click()
+    csv_file = chrome.downloads / "leukml-predictions.csv"
+    WebDriverWait(chrome, 60).until(lambda _: csv_file.is_file() and csv_file.read_text().count("\n") == 11)
+    with open(csv_file, newline="") as f:
+        downloaded = list(csv.reader(f))
+    assert downloaded[0] == ["file", "label", "p_all"]
+    assert [r[0] for r in downloaded[1:]] == [p.name for p in files], downloaded  # upload order
+    for name, label, p_all in downloaded[1:]:
+        assert (int(label), float(p_all)) == pytest.approx(expected[name], abs=1e-6)
+
+
 def test_a_person_uploads_cells_and_sees_the_models_answers(
     page, promoted, chrome, real_sample, child_env, tmp_path
 ):
@@ -196,15 +212,7 @@ def test_a_person_uploads_cells_and_sees_the_models_answers(
     chrome.find_element(By.CSS_SELECTOR, "th[data-sort=index]").click()
     _screenshot(chrome, artifacts / "app-results.png")
 
-    chrome.find_element(By.ID, "download").click()
-    csv_file = chrome.downloads / "leukml-predictions.csv"
-    WebDriverWait(chrome, 60).until(lambda _: csv_file.is_file() and csv_file.read_text().count("\n") == 11)
-    with open(csv_file, newline="") as f:
-        downloaded = list(csv.reader(f))
-    assert downloaded[0] == ["file", "label", "p_all"]
-    assert [r[0] for r in downloaded[1:]] == [p.name for p in files], downloaded  # upload order
-    for name, label, p_all in downloaded[1:]:
-        assert (int(label), float(p_all)) == pytest.approx(expected[name], abs=1e-6)
+    _check_the_download(chrome, files, expected)
 
 
 def test_file_names_stay_text_and_the_token_leaves_the_address(page, chrome, real_sample, tmp_path):

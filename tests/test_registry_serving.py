@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import base64
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -193,14 +194,25 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env):
+@dataclasses.dataclass(frozen=True)
+class Served:
+    url: str  # the server's address on the loopback interface
+    files: list[Path]  # three of the tiny data's cells
+    encoded: list[str]  # the same, base64 as a client sends them
+
+
+@pytest.fixture(scope="class")
+def served(store, tiny_data, child_env, tmp_path_factory):
+    """The vgg16 champion promoted from the store and served by the command `leukml promote` prints,
+    on a free port of the loopback interface, images over 200 kB refused. The fixture is the
+    class's, so the server is stopped (its process group) as soon as its tests are done."""
     uri, _, _ = store
     registry.promote("reg", metric="val_accuracy", arch="vgg16", tracking_uri=uri)
     port = free_port()
     env = child_env(MLFLOW_TRACKING_URI=uri, LEUKML_MAX_IMAGE_BYTES="200000")
-    # the command `leukml promote` prints, on a free port of the loopback interface
     command = serve_command(NAME, "champion", uri).replace(f"-p {SERVE_PORT}", f"-h 127.0.0.1 -p {port}")
-    log = tmp_path / "server.log"  # a file, not a pipe: a pipe nobody reads would fill and stall it
+    # a file, not a pipe: a pipe nobody reads would fill and stall it
+    log = tmp_path_factory.mktemp("serve") / "server.log"
     with open(log, "wb") as stderr:
         server = subprocess.Popen(
             ["bash", "-c", f"exec env {command}"],
@@ -213,13 +225,24 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
     try:
         _until_serving(server, url, log)
         files = sorted(tiny_data.rglob("*.bmp"))[:3]
-        encoded = [base64.b64encode(f.read_bytes()).decode() for f in files]
-        status, body = _post(url, _rows(encoded[0]))
+        yield Served(url, files, [base64.b64encode(f.read_bytes()).decode() for f in files])
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+class TestServedChampion:
+    """What a client of `mlflow models serve` gets from the promoted champion."""
+
+    def test_answers_raw_images_with_labels_and_the_version(self, served):
+        status, body = _post(served.url, _rows(served.encoded[0]))
         assert status == 200 and body["predictions"][0]["label"] in ("ALL", "hem")
-        status, body = _post(url, _rows(*encoded))
+        status, body = _post(served.url, _rows(*served.encoded))
         assert status == 200 and len(body["predictions"]) == 3
         assert {p["model_version"] for p in body["predictions"]} != {"unregistered"}
 
+    def test_refuses_bad_requests_saying_why_and_keeps_serving(self, served):
+        url, encoded = served.url, served.encoded
         big = base64.b64encode(os.urandom(300_000)).decode()
         bad = {
             "not base64": _rows(encoded[0], "%%%not base64%%%"),
@@ -235,9 +258,11 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
         assert "row 1" in _post(url, bad["not base64"])[1]["message"]
         assert _post(url, _rows(encoded[1]))[0] == 200  # still serving
 
-        by_url = CliRunner().invoke(main, ["predict", *map(str, files), "--url", url, "--json"])
+    def test_predict_by_url_agrees_with_predict_by_model_uri(self, served):
+        files = [str(f) for f in served.files]
+        by_url = CliRunner().invoke(main, ["predict", *files, "--url", served.url, "--json"])
         by_uri = CliRunner().invoke(
-            main, ["predict", *map(str, files), "--model-uri", f"models:/{NAME}@champion", "--json"]
+            main, ["predict", *files, "--model-uri", f"models:/{NAME}@champion", "--json"]
         )
         assert by_url.exit_code == 0 and by_uri.exit_code == 0, by_url.output + by_uri.output
         a = [json.loads(line) for line in by_url.output.splitlines()]
@@ -245,20 +270,18 @@ def test_serve_raw_images_and_bad_requests(store, tiny_data, tmp_path, child_env
         assert [r["label"] for r in a] == [r["label"] for r in b]
         np.testing.assert_allclose([r["p_all"] for r in a], [r["p_all"] for r in b], atol=1e-5)
 
+    def test_predict_by_url_writes_a_csv_row_per_file_in_numeric_order(self, served, tiny_data, tmp_path):
         numbered = _numbered(tiny_data, tmp_path / "test")
         out = tmp_path / "by_url.csv"
         by_url = CliRunner().invoke(
-            main, ["predict", str(numbered[0].parent), "--url", url, "--csv", str(out)]
+            main, ["predict", str(numbered[0].parent), "--url", served.url, "--csv", str(out)]
         )
         assert by_url.exit_code == 0, by_url.output
         rows = _read_csv(out)
         assert [r["file"] for r in rows] == [f.name for f in numbered]
-        _, body = _post(url, _rows(*(base64.b64encode(f.read_bytes()).decode() for f in numbered)))
+        _, body = _post(served.url, _rows(*(base64.b64encode(f.read_bytes()).decode() for f in numbered)))
         expected = [p["p_all"] for p in body["predictions"]]
         np.testing.assert_allclose([float(r["p_all"]) for r in rows], expected, atol=1e-6)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
 
 
 def test_predict_csv_of_an_unlabelled_test_folder(store, tiny_data, tmp_path, child_env):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import leukml as run_leukml
 from helpers import tiny_config
 from mlflow.tracking import MlflowClient
 
@@ -28,50 +30,66 @@ def _children(uri: str, parent: str, experiment: str = "leukml"):
     return client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
 
 
-@pytest.mark.slow
-def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
-    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+@dataclasses.dataclass(frozen=True)
+class GridRun:
+    folder: Path  # where it ran
+    uri: str  # its MLflow store
+    storage: str  # its Optuna storage
+    env: dict[str, str]  # the child environment it ran with (MLFLOW_TRACKING_URI set)
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory, tiny_data, child_env) -> GridRun:
+    """`mlflow run -e search` in grid mode, run once: the tiny grid (vgg16, resnet50 x adam,
+    rmsprop; milestones 1 and 2) as study "tiny-grid", tracked in experiment leukml."""
+    folder = tmp_path_factory.mktemp("grid")
+    uri, storage = f"sqlite:///{folder / 'mlflow.db'}", f"sqlite:///{folder / 'optuna.db'}"
     env = child_env(MLFLOW_TRACKING_URI=uri)
+    params = {
+        "mode": "grid",
+        "data_dir": tiny_data,
+        "epochs": 2,
+        "eval_epochs": "1,2",
+        "image_size": 32,
+        "weights": "none",
+        "batch_size": 8,
+        "storage": storage,
+        "study_name": "tiny-grid",
+    }
+    command = ["mlflow", "run", str(ROOT), "-e", "search", "--env-manager", "local"]
+    command += ["--experiment-name", "leukml"]
+    for name, value in params.items():
+        command += ["-P", f"{name}={value}"]
     proc = subprocess.run(
-        [
-            "mlflow",
-            "run",
-            str(ROOT),
-            "-e",
-            "search",
-            "--env-manager",
-            "local",
-            "--experiment-name",
-            "leukml",
-            "-P",
-            "mode=grid",
-            "-P",
-            f"data_dir={tiny_data}",
-            "-P",
-            "epochs=2",
-            "-P",
-            "eval_epochs=1,2",
-            "-P",
-            "image_size=32",
-            "-P",
-            "weights=none",
-            "-P",
-            "batch_size=8",
-            "-P",
-            f"storage={storage}",
-            "-P",
-            "study_name=tiny-grid",
-        ],
-        cwd=tmp_path,
+        command,
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return GridRun(folder, uri, storage, env)
 
+
+def _complete_trials(storage: str) -> list[optuna.trial.FrozenTrial]:
     study = optuna.load_study(study_name="tiny-grid", storage=storage)
-    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _search_and_trials(uri: str):
+    """The search's one parent run and its trials' runs."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("leukml")
+    parents = client.search_runs([exp.experiment_id], "tags.leukml_search = 'true'")
+    assert len(parents) == 1
+    return parents[0], _children(uri, parents[0].info.run_id)
+
+
+@pytest.mark.slow
+def test_grid_search_completes_one_trial_per_arch_and_optimizer(grid_run):
+    """Every (arch, optimizer) cell a complete trial, in leukml's study and as Optuna's CLI lists it."""
+    complete = _complete_trials(grid_run.storage)
     assert sorted((t.params["arch"], t.params["optimizer"]) for t in complete) == [
         ("resnet50", "adam"),
         ("resnet50", "rmsprop"),
@@ -79,39 +97,35 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
         ("vgg16", "rmsprop"),
     ]
     cli = subprocess.run(
-        ["optuna", "trials", "--study-name", "tiny-grid", "--storage", storage],
-        env=env,
+        ["optuna", "trials", "--study-name", "tiny-grid", "--storage", grid_run.storage],
+        env=grid_run.env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert cli.returncode == 0 and cli.stdout.count("COMPLETE") == 4, cli.stdout + cli.stderr
 
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("leukml")
-    parents = client.search_runs([exp.experiment_id], "tags.leukml_search = 'true'")
-    assert len(parents) == 1
-    parent = parents[0]
+
+@pytest.mark.slow
+def test_grid_search_nests_each_trial_under_one_parent_run(grid_run):
+    """One parent run holding the best trial's params; a child run per trial, tied to its trial."""
+    parent, children = _search_and_trials(grid_run.uri)
     assert parent.data.params["best.arch"] in ("vgg16", "resnet50")
-    children = _children(uri, parent.info.run_id)
     assert len(children) == 4
     assert {c.data.tags["study_name"] for c in children} == {"tiny-grid"}
     assert sorted(c.data.tags["trial_number"] for c in children) == ["0", "1", "2", "3"]
+    complete = _complete_trials(grid_run.storage)
     assert {c.info.run_id for c in children} == {t.user_attrs["mlflow_run_id"] for t in complete}
 
-    # the README's flow: a report over the whole experiment, naming neither it nor the search; the
-    # search's parent (under mlflow run it holds every option it was given as a param) is no
-    # configuration of its own
-    out = tmp_path / "report"
-    leukml = str(Path(sys.executable).parent / "leukml")
-    done = subprocess.run(
-        [leukml, "report", "--out", str(out)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+@pytest.mark.slow
+def test_report_over_the_experiment_reads_the_searchs_trials(grid_run):
+    """The README's flow: a report over the whole experiment, naming neither it nor the search; the
+    search's parent (under mlflow run it holds every option it was given as a param) is no
+    configuration of its own."""
+    _, children = _search_and_trials(grid_run.uri)
+    out = grid_run.folder / "report"
+    done = run_leukml(["report", "--out", str(out)], grid_run.env, grid_run.folder, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "from 4 run(s)" in done.stdout
     md = (out / "report.md").read_text()
@@ -119,7 +133,7 @@ def test_grid_through_mlflow_run_and_report(tmp_path, tiny_data, child_env):
     vgg_adam = next(
         c for c in children if c.data.params["arch"] == "vgg16" and c.data.params["optimizer"] == "adam"
     )
-    history = client.get_metric_history(vgg_adam.info.run_id, "train_accuracy")
+    history = MlflowClient(grid_run.uri).get_metric_history(vgg_adam.info.run_id, "train_accuracy")
     row = next(
         line for line in md.split("### Train accuracy, vgg16")[1].splitlines() if line.startswith("| 2 |")
     )

@@ -17,7 +17,8 @@ import mlflow
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import leukml, tiny_config
+from helpers import leukml as run_leukml
+from helpers import tiny_config
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -57,34 +58,41 @@ def _only_run(tracking_uri: str, experiment: str = "leukml"):
     return client, runs[0]
 
 
-@pytest.mark.slow
-def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
-    """The design card's command from a fresh folder, no experiment and no store named: the run goes
-    to MLflow's Default experiment in ./mlflow.db, where `leukml report` and `leukml promote` (no
-    option naming either) find it; promotion leaves the training run as it ran."""
+# the design card's command: no experiment and no store named
+CARD = ["mlflow", "run", str(ROOT), "--env-manager", "local", "-P", "arch=resnet50", "-P", "optimizer=adam"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CardRun:
+    folder: Path  # where it ran: its ./mlflow.db holds the run
+    env: dict[str, str]  # as the user's shell: no MLFLOW_TRACKING_URI
+    client: MlflowClient
+    run: mlflow.entities.Run  # as it finished, before any promotion
+
+
+@pytest.fixture(scope="module")
+def card_run(tmp_path_factory, tiny_data, child_env) -> CardRun:
+    """The design card's command run once from a fresh folder: the run goes to MLflow's Default
+    experiment in ./mlflow.db."""
+    folder = tmp_path_factory.mktemp("card")
     env = {k: v for k, v in child_env().items() if k != "MLFLOW_TRACKING_URI"}
-    card = [
-        "mlflow",
-        "run",
-        str(ROOT),
-        "--env-manager",
-        "local",
-        "-P",
-        "arch=resnet50",
-        "-P",
-        "optimizer=adam",
-    ]
     proc = subprocess.run(
-        [*card, "-P", f"data_dir={tiny_data}", "-P", "val_fraction=0.2", *TINY],
-        cwd=tmp_path,
+        [*CARD, "-P", f"data_dir={tiny_data}", "-P", "val_fraction=0.2", *TINY],
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client, run = _only_run(env["MLFLOW_TRACKING_URI"], "Default")
+    client, run = _only_run(f"sqlite:///{folder / 'mlflow.db'}", "Default")
+    return CardRun(folder, env, client, run)
+
+
+@pytest.mark.slow
+def test_mlflow_run_logs_the_training_to_the_default_experiment(card_run):
+    """Params, tags, per-epoch curves, per-milestone test metrics and the run's artifacts."""
+    client, run = card_run.client, card_run.run
     assert run.info.status == "FINISHED"
     assert run.data.params["arch"] == "resnet50" and run.data.params["optimizer"] == "adam"
     assert run.data.params["milestones"] == "1,3"
@@ -104,15 +112,21 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"curves.png", "config.json", "split_manifest.json"} <= top
 
-    del env["MLFLOW_TRACKING_URI"]  # as the user's shell: nothing set, the folder's mlflow.db
-    report = leukml(["report", "--out", "r"], env, tmp_path)
+
+@pytest.mark.slow
+def test_report_and_promote_find_the_run_and_leave_it_as_it_ran(card_run):
+    """`leukml report` and `leukml promote`, no option naming the experiment or the store, find
+    the run in the folder's mlflow.db; promotion changes nothing of the training run but the
+    versions it registered, and a report after it still reads the one training."""
+    env, folder, client, run = card_run.env, card_run.folder, card_run.client, card_run.run
+    report = run_leukml(["report", "--out", "r"], env, folder)
     assert report.returncode == 0, report.stderr
     assert "from 1 run(s)" in report.stdout
-    assert "# leukml report: experiment Default" in (tmp_path / "r" / "report.md").read_text()
+    assert "# leukml report: experiment Default" in (folder / "r" / "report.md").read_text()
     before = client.get_run(run.info.run_id)
     for tta in ("none", "dihedral"):
-        promoted = leukml(
-            ["promote", "--arch", "any", "--metric", "val_accuracy", "--tta", tta], env, tmp_path
+        promoted = run_leukml(
+            ["promote", "--arch", "any", "--metric", "val_accuracy", "--tta", tta], env, folder
         )
         assert promoted.returncode == 0, promoted.stderr
         assert "experiment Default: best of 1 run(s) under the image protocol" in promoted.stdout
@@ -120,7 +134,7 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
         assert "Got error" not in promoted.stderr and "not a usable image" not in promoted.stderr
     serve = promoted.stdout.splitlines()[-1]
     assert serve.startswith(
-        f"serve: MLFLOW_TRACKING_URI=sqlite:///{tmp_path / 'mlflow.db'} mlflow models serve"
+        f"serve: MLFLOW_TRACKING_URI=sqlite:///{folder / 'mlflow.db'} mlflow models serve"
     )
     after = client.get_run(run.info.run_id)
     assert after.data.params == before.data.params and after.info.end_time == before.info.end_time
@@ -137,13 +151,18 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     assert {p.data.tags["source_run_id"] for p in promotions} == {run.info.run_id} and len(promotions) == 2
     # folded under the training they promote in the UI; the report still reads the one training
     assert {p.data.tags["mlflow.parentRunId"] for p in promotions} == {run.info.run_id}
-    again = leukml(["report", "--out", "r2"], env, tmp_path)
+    again = run_leukml(["report", "--out", "r2"], env, folder)
     assert again.returncode == 0 and "from 1 run(s)" in again.stdout, again.stderr
     version = client.get_model_version("leukml-all-classifier", "2")
     assert (version.tags["ranked_protocol"], version.tags["ranked_runs"]) == ("image", "1")
 
+
+@pytest.mark.slow
+def test_mlflow_run_refuses_an_experiment_parameter(tmp_path, child_env):
+    """mlflow run names the experiment; the card's `experiment` parameter is refused, saying so."""
+    env = {k: v for k, v in child_env().items() if k != "MLFLOW_TRACKING_URI"}
     refused = subprocess.run(
-        [*card, "-P", "experiment=elsewhere"],
+        [*CARD, "-P", "experiment=elsewhere"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -153,8 +172,12 @@ def test_mlflow_run_end_to_end(tmp_path, tiny_data, child_env):
     assert refused.returncode != 0
     assert "mlflow run decides the experiment (mlflow run --experiment-name)" in refused.stderr
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+
+@pytest.mark.slow
+def test_the_logged_model_predicts_raw_pixels_through_pyfunc(card_run):
+    """The run's model loads as a pyfunc and answers raw 0..255 pixels with probabilities."""
+    mlflow.set_tracking_uri(f"sqlite:///{card_run.folder / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"runs:/{card_run.run.info.run_id}/model")
     raw = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
     probs = np.asarray(model.predict(raw))
     assert probs.shape == (4, 2)
