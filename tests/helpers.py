@@ -3,6 +3,7 @@ loopback port, and the tiny training (``weights=none``, 32 px, batch 8) that tes
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -19,8 +20,17 @@ LEUKML = Path(sys.executable).parent / "leukml"
 
 # the tiny training: random weights (nothing downloaded), 32 px cells, batches of 8
 TINY = {"weights": "none", "image_size": 32, "batch_size": 8}
-# the same as command-line options (a test adds its --epochs)
+# the same as command-line options (a test adds its --epochs), and one epoch of it
 TINY_ARGS = ("--weights", "none", "--image-size", "32", "--batch-size", "8")
+TINY_TRAIN = [*TINY_ARGS, "--epochs", "1"]
+# what TensorFlow and CUDA print at start-up, which a user should never see
+TF_NOISE = re.compile(
+    r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:|oneDNN custom operations|cuda drivers|"
+    r"Unable to register cu|cpu_feature_guard|cuInit",
+    re.MULTILINE,
+)
+# allowed beside the error: MLflow's own notices, and progress bars (a terminal clears those)
+ALLOWED = re.compile(r"^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow|^[\w ]+:\s+\d+%\|")
 
 
 def tiny_config(data_dir: Path | str | None = None, **options) -> TrainConfig:
@@ -38,7 +48,7 @@ def tiny_model(arch: str = "vgg16", image_size: int = 32, **options) -> ModelCon
     return ModelConfig(arch=arch, weights="none", image_size=image_size, **options)
 
 
-def leukml(
+def run_leukml(
     args: Sequence[str], env: dict[str, str], cwd: Path, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """``leukml ARGS`` run to its end in ``cwd``; its output captured as text."""
@@ -65,3 +75,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def error_line(stderr: str) -> str:
+    """The failure's one line, after checking that only MLflow notices or progress bars come with it."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert not TF_NOISE.search(stderr), stderr[-3000:]
+    on_screen = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
+    lines = [line for line in on_screen if line.strip() and not ALLOWED.match(line)]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]

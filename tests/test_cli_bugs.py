@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from test_cli_errors import error_line, run_leukml
+from helpers import error_line, run_leukml
 
 from leukml.cli.errors import REPORT_BUG, one_line
 from leukml.common.errors import LeukmlError, OptionError

@@ -7,7 +7,6 @@ The real script runs in a subprocess: Click's CliRunner catches exceptions itsel
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -20,40 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import LEUKML, TINY_ARGS
+from helpers import LEUKML, TF_NOISE, TINY_TRAIN, error_line, free_port, run_leukml
 from PIL import Image
 
-TF_NOISE = re.compile(
-    r"absl::InitializeLog|^[IWEF]\d{4} \d\d:\d\d:|oneDNN custom operations|cuda drivers|"
-    r"Unable to register cu|cpu_feature_guard|cuInit",
-    re.MULTILINE,
-)
-# allowed beside the error: MLflow's own notices, and progress bars (a terminal clears those)
-ALLOWED = re.compile(r"^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow|^[\w ]+:\s+\d+%\|")
-TINY_TRAIN = [*TINY_ARGS, "--epochs", "1"]
 HANG_S = 600  # how long a test waits for a child at most: only a hang reaches it (pytest-timeout 900 s)
-
-
-def run_leukml(args: list[str], env: dict, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(LEUKML), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def error_line(stderr: str) -> str:
-    """The failure's one line, after checking that only MLflow notices or progress bars come with it."""
-    assert "Traceback" not in stderr, stderr[-3000:]
-    assert not TF_NOISE.search(stderr), stderr[-3000:]
-    on_screen = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
-    lines = [line for line in on_screen if line.strip() and not ALLOWED.match(line)]
-    assert len(lines) == 1, stderr[-3000:]
-    return lines[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RefusingTracker(BaseHTTPRequestHandler):
@@ -179,7 +148,7 @@ def test_expected_failure_is_one_line(case, tmp_path, tiny_data, child_env, refu
     if case == "search-dead-storage":
         pytest.importorskip("psycopg")
     make_args, expected = CASES[case]
-    port = closed_port()
+    port = free_port()
     image = next(tiny_data.rglob("*.bmp"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # no retries: MLflow's default backs off for minutes before giving up on a dead server

@@ -5,8 +5,8 @@ would ignore, are refused before anything trains."""
 from __future__ import annotations
 
 import pytest
+from helpers import TINY_TRAIN, error_line, run_leukml
 from mlflow.tracking import MlflowClient
-from test_cli_errors import TINY_TRAIN, error_line, run_leukml
 
 REFUSED = {
     "lr-nan": (["--lr", "nan"], "--lr nan: not a finite number"),

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import TINY_TRAIN, error_line, free_port, run_leukml
 from mlflow.tracking import MlflowClient
-from test_cli_errors import TINY_TRAIN, error_line, run_leukml
 
 
 @contextlib.contextmanager
@@ -134,12 +134,10 @@ def test_a_tracking_server_that_does_not_answer_is_said_at_once(server, tmp_path
     how to change that, then fails in one line (retries and timeouts made small here)."""
     import socket
 
-    from test_cli_errors import closed_port
-
     with socket.socket() as silent:  # takes connections (the kernel's backlog), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        port = closed_port() if server == "closed-port" else silent.getsockname()[1]
+        port = free_port() if server == "closed-port" else silent.getsockname()[1]
         env = child_env(
             MLFLOW_HTTP_REQUEST_MAX_RETRIES="1" if server == "closed-port" else "0",
             MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",

@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 from gates import GATED, PAUSED
-from helpers import leukml, tiny_config
+from helpers import run_leukml, tiny_config
 from mlflow.tracking import MlflowClient
 
 from leukml.tracking.mlflow_tracker import MlflowTracker
@@ -102,7 +102,7 @@ def test_resumed_run_equals_an_uninterrupted_one(recipe, uninterrupted, tmp_path
     assert broken.data.tags["checkpoint_epoch"] == "4"
     assert max(s for s, _ in _curves(client, broken_id)["train_loss"]) == 5  # logged past its checkpoint
 
-    done = leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    done = run_leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"run {broken_id} finished" in done.stdout
 
@@ -160,7 +160,7 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
     assert broken.data.tags["checkpoint_epoch"] == "2"
     assert broken.data.tags["checkpoint_path"] == "checkpoint/a"
 
-    done = leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    done = run_leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = client.get_run(broken_id)
     assert resumed.data.tags["resumed_from_epoch"] == "2"
@@ -185,11 +185,11 @@ def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_
         "0" * 32: "no such run",
     }
     for run_id, expected in cases.items():
-        done = leukml(["train", "--resume", run_id, "--tracking-uri", uri], child_env(), tmp_path)
+        done = run_leukml(["train", "--resume", run_id, "--tracking-uri", uri], child_env(), tmp_path)
         assert done.returncode == 1
         assert "Traceback" not in done.stderr
         assert expected in done.stderr.strip().splitlines()[-1], done.stderr
-    mixed = leukml(
+    mixed = run_leukml(
         ["train", "--resume", finished, "--epochs", "5", "--tracking-uri", uri], child_env(), tmp_path
     )
     assert mixed.returncode == 2
@@ -216,7 +216,7 @@ def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, 
     assert not client.list_artifacts(broken_id, "checkpoint")
     assert [a.path for a in client.list_artifacts(broken_id) if a.path.startswith("checkpoint")] == []
 
-    done = leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    done = run_leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert "the run saved no checkpoint" in done.stderr.strip().splitlines()[-1], done.stderr
@@ -322,7 +322,7 @@ def test_sigterm_stores_a_checkpoint_of_the_epoch_under_way(tiny_data, tmp_path,
     assert run.data.tags["checkpoint_epoch"] == "2"
     assert max(s for s, _ in _curves(client, run.info.run_id)["train_loss"]) == 2
 
-    done = leukml(["train", "--resume", run.info.run_id, "--tracking-uri", uri], env, tmp_path)
+    done = run_leukml(["train", "--resume", run.info.run_id, "--tracking-uri", uri], env, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = client.get_run(run.info.run_id)
     assert resumed.info.status == "FINISHED"

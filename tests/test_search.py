@@ -10,8 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import leukml as run_leukml
-from helpers import tiny_config
+from helpers import run_leukml, tiny_config
 from mlflow.tracking import MlflowClient
 
 import leukml.experiments.search

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import TINY_ARGS, leukml
+from helpers import TINY_ARGS, error_line, run_leukml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -27,13 +27,6 @@ TINY = [*TINY_ARGS, "--epochs", "1"]
 def _env(child_env, uri: str) -> dict[str, str]:
     # VIRTUAL_ENV: as if activated, so the UI's start command is plain `mlflow ui`
     return child_env(MLFLOW_TRACKING_URI=uri, VIRTUAL_ENV=sys.prefix)
-
-
-def _one_error_line(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr[-3000:]
-    lines = [line for line in stderr.splitlines() if line.strip() and " INFO mlflow" not in line]
-    assert len(lines) == 1, stderr[-3000:]
-    return lines[0]
 
 
 @dataclass
@@ -59,7 +52,7 @@ def study(tmp_path_factory, tiny_data, child_env) -> Study:
     for seed in ("42", "7"):
         args = ["search", "--mode", "extended", "--trials", "1", "--archs", "vgg16", "--seed", seed]
         args += ["--study-name", STUDY, "--storage", storage, "--data-dir", str(tiny_data), *TINY]
-        proc = leukml(args, env, tmp)
+        proc = run_leukml(args, env, tmp)
         assert proc.returncode == 0, proc.stderr[-3000:]
         outputs.append(proc.stdout)
     client = MlflowClient(uri)
@@ -154,7 +147,7 @@ def test_a_trial_run_logs_its_data_as_mlflow_inputs(study, tiny_data):
 
 def test_report_reads_every_worker_of_a_study(study):
     out = study.tmp / "report"
-    proc = leukml(["report", "--study-name", STUDY, "--out", str(out)], study.env, study.tmp)
+    proc = run_leukml(["report", "--study-name", STUDY, "--out", str(out)], study.env, study.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("from 2 run(s)")  # both workers' trials, not the decoy
     md = (out / "report.md").read_text()
@@ -168,10 +161,10 @@ def test_report_reads_every_worker_of_a_study(study):
 def test_promote_chooses_among_every_worker_of_a_study(study):
     args = ["promote", "--study-name", STUDY, "--metric", "val_accuracy", "--allow-test-selection"]
     # the two workers split with other seeds: their validation numbers come from other cells
-    refused = leukml(args, study.env, study.tmp)
+    refused = run_leukml(args, study.env, study.tmp)
     assert refused.returncode == 1
     assert "were tested on 2 different test sets" in refused.stderr and "--protocol mixed" in refused.stderr
-    proc = leukml([*args, "--protocol", "mixed"], study.env, study.tmp)
+    proc = run_leukml([*args, "--protocol", "mixed"], study.env, study.tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("experiment leukml: best of 2 run(s) across protocols and test sets")
     chosen = re.search(r"^run (\w+) \(val_accuracy ([\d.]+)\) registered", proc.stdout, re.M).groups()
@@ -197,9 +190,9 @@ def test_promote_chooses_among_every_worker_of_a_study(study):
     ids=["report-both", "promote-both", "report-unknown-study"],
 )
 def test_study_choice_refused_in_one_line(study, args, expected):
-    proc = leukml(args, study.env, study.tmp)
+    proc = run_leukml(args, study.env, study.tmp)
     assert proc.returncode == 1
-    line = _one_error_line(proc.stderr)
+    line = error_line(proc.stderr)
     assert line.startswith("Error: ") and all(text in line for text in expected), line
 
 
@@ -213,7 +206,7 @@ def test_promote_refuses_an_unknown_study(study):
 
 def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_data, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)
+    proc = run_leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(uri)
     [run] = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])

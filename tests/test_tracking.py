@@ -17,8 +17,7 @@ import mlflow
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import leukml as run_leukml
-from helpers import tiny_config
+from helpers import run_leukml, tiny_config
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 

@@ -321,7 +321,7 @@ def test_the_panel_flags_a_one_class_model_and_reads_its_high_auc_as_a_ranking()
     from leukml.serving.app.evaluation import _flags
 
     def run(**tags):
-        return SimpleNamespace(data=SimpleNamespace(tags=tags))
+        return SimpleNamespace(info=SimpleNamespace(run_id="r"), data=SimpleNamespace(params={}, tags=tags))
 
     collapsed = run(
         model_epoch="30", test_one_class_predicted_epochs="10,30", test_one_class_predicted_class="ALL"

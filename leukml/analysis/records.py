@@ -77,9 +77,9 @@ class RunRecord:
     @property
     def one_class_predicted(self) -> OneClass | None:
         """Where the model predicted one class for every test cell, None if it never did."""
-        if self.tags.get(schema.TEST_ONE_CLASS_PREDICTED) != "true":
-            return None
         epochs = self.tags.get(schema.TEST_ONE_CLASS_PREDICTED_EPOCHS, "")
+        if not epochs and self.tags.get(schema.TEST_ONE_CLASS_PREDICTED) != "true":
+            return None
         return OneClass([e for e in epochs.split(",") if e], self.tag(schema.TEST_ONE_CLASS_PREDICTED_CLASS))
 
     @property
