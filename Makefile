@@ -13,10 +13,11 @@ export PATH := $(BIN):$(PATH)
 export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: venv demo test test-fast coverage bench-smoke docs clean
-# One session on both cores (a test file's tests stay together on one worker: they share its
-# trainings), the 15 slowest tests listed. Coverage is `make coverage`: tracing every line of the
-# in-process tests makes them half as slow again.
-PYTEST_ALL := -q -n 2 --dist loadfile -m "not bench" --durations=15
+# One session, four workers on the two cores: a test often waits on a child process or a server,
+# and another worker uses the core meanwhile (a test file's tests stay together on one worker: they
+# share its trainings); the 15 slowest tests listed. Coverage is `make coverage`: tracing every line
+# of the in-process tests makes them half as slow again.
+PYTEST_ALL := -q -n 4 --dist loadfile -m "not bench" --durations=15
 
 venv: $(STAMP)
 
@@ -42,7 +43,7 @@ test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow and not bench"
+	$(BIN)/pytest -q -n 4 --dist loadfile -m "not slow and not bench"
 
 # the same session as `make test`'s, with leukml's branch coverage printed
 coverage: $(STAMP)

@@ -67,6 +67,7 @@ def _bomb(entries: int, size: int) -> bytes:
     return archive.getvalue()
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_is_refused_while_it_inflates(page_process):
     url, pid = page_process
     bomb = _bomb(12, 20_000_000)  # 240 MB of zeros in a ~240 KB zip; each entry under the image limit

@@ -51,6 +51,7 @@ def test_harness_options_default_by_quick():
     assert (given.images, given.archs) == (7, "resnet50")  # a given value wins
 
 
+@pytest.mark.slow
 def test_extract_quick(child_env, tmp_path):
     last = run_quick("extract.py", child_env, tmp_path)[-1]
     assert last.startswith("headline: leukml extraction throughput / bare predict"), last
@@ -61,12 +62,14 @@ def test_fingerprint_quick(child_env, tmp_path):
     assert last.startswith("headline: dataset fingerprint 300 files: first"), last
 
 
+@pytest.mark.slow
 def test_augment_quick(child_env, tmp_path):
     lines = run_quick("augment.py", child_env, tmp_path)
     assert lines[-1].startswith("headline: dihedral augmentation, end to end / cached variants"), lines[-1]
     assert "largest difference: test accuracy 0.0000" in lines[-1]  # the same model both ways
 
 
+@pytest.mark.slow
 def test_gpu_head_quick(child_env, tmp_path):
     """Both head epochs, batch by batch and compiled, are timed in the same run."""
     lines = run_quick(

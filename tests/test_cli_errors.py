@@ -379,6 +379,7 @@ def test_training_beside_a_symlink_loop_never_shows_a_traceback(tmp_path, tiny_d
     assert "Traceback" not in proc.stderr and not TF_NOISE.search(proc.stderr), proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_the_backends_cuda_start_up_happens_inside_the_filtered_import(child_env):
     """TensorFlow tries CUDA (cuInit) when devices are first listed; on a machine without a GPU that
     logs an error line. import_backend does it inside its filtered window, so no later device query

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
 from helpers import LEUKML
 
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+  ")
 
 
+@pytest.mark.slow
 def test_train_prints_each_epoch_unless_quiet(tmp_path, tiny_data, child_env):
     args = [str(LEUKML), "train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32"]
     args += ["--epochs", "2", "--batch-size", "8", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]

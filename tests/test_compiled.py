@@ -99,6 +99,7 @@ def test_compiled_epochs_equal_the_per_batch_loop_on_tensorflow(tiny_data):
     _check(both_ways(str(tiny_data)))
 
 
+@pytest.mark.slow
 def test_compiled_epochs_equal_the_per_batch_loop_on_jax(tiny_data, child_env):
     proc = subprocess.run(
         [sys.executable, __file__, str(tiny_data)],
@@ -132,6 +133,7 @@ print(json.dumps({**events, "folder": jax.config.jax_compilation_cache_dir}))
 """
 
 
+@pytest.mark.slow
 def test_a_second_training_process_on_jax_loads_its_programs_from_the_cache(tiny_data, child_env, tmp_path):
     """The extraction, epoch and prediction programs that took a while to compile are kept in
     ``<LEUKML_CACHE>/xla``; the next process with the same shapes loads them instead of compiling."""

@@ -45,6 +45,7 @@ def test_an_option_that_cannot_act_is_refused_before_any_run(case, tmp_path, tin
     assert not (tmp_path / "mlflow.db").exists()  # no run was made
 
 
+@pytest.mark.slow
 def test_a_diverging_training_stops_failed_naming_the_epoch_and_the_rate(tmp_path, tiny_data, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--epochs", "6", "--eval-epochs", "6"]

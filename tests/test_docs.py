@@ -153,6 +153,7 @@ def test_include_drops_the_title_and_nests_sections(hooks, tmp_path, monkeypatch
     assert "\n# a comment\n" in out  # code is left alone
 
 
+@pytest.mark.slow
 def test_mkdocs_build_strict(tmp_path):
     site = tmp_path / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}

@@ -114,6 +114,7 @@ def full_disk(tmp_path) -> Path:
         subprocess.run(["umount", str(disk)], check=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_cache_on_a_full_disk_fails_in_one_line_and_the_run_fails(tmp_path, tiny_data, full_disk, child_env):
     store = tmp_path / "mlflow.db"
     args = [str(LEUKML), "train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "40"]
@@ -166,6 +167,7 @@ def test_discovery_names_misfiled_cells_and_the_csv_it_cannot_read(messy):
     assert skipped["prelim/1.bmp"].kind == "bad label"
 
 
+@pytest.mark.slow
 def test_training_says_what_it_skipped_and_tags_the_run(tmp_path, messy, child_env):
     store = tmp_path / "mlflow.db"
     args = [str(LEUKML), "train", "--data-dir", str(messy), "--weights", "none", "--image-size", "32"]

@@ -53,6 +53,7 @@ def _one_line(args: list[str], env: dict, cwd: Path) -> str:
 
 
 @pytest.mark.parametrize("fault", ["not-a-database", "corrupted"])
+@pytest.mark.slow
 def test_a_broken_tracking_store_is_one_line(fault, tmp_path, tiny_data, child_env):
     path = tmp_path / "mlflow.db"
     if fault == "not-a-database":
@@ -83,6 +84,7 @@ def test_a_read_only_tracking_store_is_one_line(tmp_path, tiny_data, child_env):
 
 
 @pytest.mark.parametrize("fault", ["unknown-scheme", "not-a-database"])
+@pytest.mark.slow
 def test_a_broken_optuna_storage_is_one_line(fault, tmp_path, tiny_data, child_env):
     storage = "garbage://nowhere"
     if fault == "not-a-database":
@@ -129,6 +131,7 @@ def test_a_full_disk_under_the_store_is_one_line_and_the_next_resume_marks_the_r
 
 
 @pytest.mark.parametrize("server", ["closed-port", "never-answers"])
+@pytest.mark.slow
 def test_a_tracking_server_that_does_not_answer_is_said_at_once(server, tmp_path, tiny_data, child_env):
     """MLflow retries a dead server for minutes in silence: the command says at once that it does and
     how to change that, then fails in one line (retries and timeouts made small here)."""

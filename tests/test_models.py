@@ -85,6 +85,7 @@ else:
 """
 
 
+@pytest.mark.slow
 def test_imagenet_offline_fails_fast_naming_alternatives(tmp_path, child_env):
     # Keras reads KERAS_HOME when it is imported: a fresh process, so no cached download is found.
     done = subprocess.run(

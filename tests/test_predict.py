@@ -116,6 +116,7 @@ def test_cli_writes_the_csv_with_either_source(source, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("failure", ["undecodable image", "missing model"])
+@pytest.mark.slow
 def test_a_failed_prediction_leaves_an_existing_csv_as_it_was(failure, tmp_path, tiny_data, child_env):
     images = tmp_path / "images"
     images.mkdir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
 from helpers import LEUKML
 
 from leukml.data.synth import SynthConfig, write_synthetic
@@ -20,6 +21,7 @@ STEPS = {
 }
 
 
+@pytest.mark.slow
 def test_train_to_a_file_says_each_long_step(tmp_path, child_env):
     """New data and an empty cache, so that every step runs; stdout and stderr to one file."""
     data = write_synthetic(tmp_path / "data", SynthConfig(n_all=16, n_hem=8, subjects=4, size=40, seed=3))

@@ -131,6 +131,7 @@ def _history(client: MlflowClient, run_id: str, metric: str) -> dict[int, float]
     return {m.step: m.value for m in client.get_metric_history(run_id, metric)}
 
 
+@pytest.mark.slow
 def test_cv_command_logs_each_fold_as_a_nested_run_and_their_mean_and_std(release, tmp_path, child_env):
     db = tmp_path / "mlflow.db"
     args = [str(LEUKML), "cv", "--data-dir", str(release), *TINY, "--eval-epochs", "1,2", "--folds", "3"]
@@ -182,6 +183,7 @@ def test_cv_command_logs_each_fold_as_a_nested_run_and_their_mean_and_std(releas
     assert f"acc {pooled[2]:.3f} [{low:.2f}, {high:.2f}]" in done.stdout
 
 
+@pytest.mark.slow
 def test_protocols_trains_each_split_and_writes_the_report(release, tmp_path, child_env):
     db = tmp_path / "mlflow.db"
     args = [str(LEUKML), "protocols", "--data-dir", str(release), *TINY, "--tracking-uri", f"sqlite:///{db}"]
@@ -220,6 +222,7 @@ def test_protocols_trains_each_split_and_writes_the_report(release, tmp_path, ch
     ]
 
 
+@pytest.mark.slow
 def test_protocols_without_a_preliminary_set_compares_image_and_subject(tiny_data, tmp_path, child_env):
     db = tmp_path / "mlflow.db"
     args = [str(LEUKML), "protocols", "--data-dir", str(tiny_data), *TINY, "--epochs", "1"]
@@ -232,6 +235,7 @@ def test_protocols_without_a_preliminary_set_compares_image_and_subject(tiny_dat
     assert sorted(r.data.params["split"] for r in runs) == ["image", "subject"]
 
 
+@pytest.mark.slow
 def test_cv_official_folds_holds_out_each_release_fold_in_turn(release, tmp_path, child_env):
     db = tmp_path / "mlflow.db"
     args = [str(LEUKML), "cv", "--data-dir", str(release), *TINY, "--epochs", "1", "--folds", "official"]

@@ -75,6 +75,7 @@ def test_predict_tta_averages_the_eight_dihedral_variants(tiny_data):
     np.testing.assert_allclose(predict_tta(net.model, dihedral(images, 5), 2), averaged, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_full_augmentation_trains_end_to_end_seeded(tiny_data, monkeypatch):
     def no_cached_features(*args, **kwargs):
         raise AssertionError("full augmentation must not train on cached features")
@@ -103,6 +104,7 @@ def _changed(before: dict, after: dict) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_fine_tuning_trains_the_top_layers_from_its_epoch_batchnorm_frozen(tiny_data):
     """Epoch 1 trains the head on the frozen base; from --fine-tune-from on, the base's top 2 layers
     with weights (BatchNormalization not counted, and never trained) train too."""
@@ -203,6 +205,7 @@ def test_early_stopping_and_keep_best_follow_the_validation_curve(tiny_data, mon
     assert selection_value(result, config) == 0.8  # a search selects the kept epoch
 
 
+@pytest.mark.slow
 def test_the_loop_continues_exactly_from_a_saved_state(tiny_data):
     """A run continued from its state after epoch 2 (in a fresh network given that epoch's weights
     and optimizer variables) ends as the run that went straight on: batch order, augmentation

@@ -313,6 +313,7 @@ def test_a_run_older_than_the_split_param_is_known_by_its_split_protocol_tag():
     assert RunRecord("r", {}, {}).split_protocol == "?"
 
 
+@pytest.mark.slow
 def test_report_over_a_whole_experiment_reads_its_trainings_only(tmp_path, child_env):
     """A cross-validation's, a protocols call's or a search's parent run (under `mlflow run` it holds
     every training option as a param) and a promotion's run are no configurations; the installed

@@ -84,6 +84,7 @@ def uninterrupted(tmp_path_factory, tiny_data) -> Uninterrupted:
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(recipe, uninterrupted, tmp_path, child_env, monkeypatch):
     monkeypatch.setenv("LEUKML_QUIET", "1")
     uri, experiment = uninterrupted.uri, f"resume-{recipe}"
@@ -129,6 +130,7 @@ def _assert_same_run(client: MlflowClient, uri: str, whole: str, resumed: str) -
     assert np.allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
     uninterrupted, tmp_path, child_env, monkeypatch
 ):
@@ -169,6 +171,7 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
     _assert_same_run(client, uri, whole, broken_id)
 
 
+@pytest.mark.slow
 def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_env):
     uri = uninterrupted.uri
     finished = uninterrupted.run("head")  # FINISHED
@@ -196,6 +199,7 @@ def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_
     assert "--resume continues the run with its own options; drop --epochs" in mixed.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, child_env, monkeypatch):
     """--checkpoint-every 0: no checkpoint in the run, even one that fails late; --resume of it
     says there is none to continue from, in one line."""
@@ -283,6 +287,7 @@ def test_checkpoints_by_minutes_of_training(tiny_data):
     assert stored.snapshots == []
 
 
+@pytest.mark.slow
 def test_sigterm_stores_a_checkpoint_of_the_epoch_under_way(tiny_data, tmp_path, child_env):
     """SIGTERM in epoch 2 of a run that has stored no checkpoint yet (a run of seconds): epoch 2 ends,
     its checkpoint is stored, the run is FAILED (exit 143), and --resume continues it from there."""

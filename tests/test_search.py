@@ -207,6 +207,7 @@ def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
     assert [t.intermediate_values for t in study.trials if t.number >= 2] == [{1: 0.0}, {1: 0.0}]
 
 
+@pytest.mark.slow
 def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monkeypatch):
     real_fit = leukml.training.trainer.fit
 
@@ -243,6 +244,7 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
     assert loaded.metric_names == ["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_forever(
     tmp_path, tiny_data, monkeypatch
 ):
@@ -269,6 +271,7 @@ def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_foreve
     assert incomplete_cells(study, other) == [("vgg16", "rmsprop")]
 
 
+@pytest.mark.slow
 def test_grid_with_a_failed_cell_exits_non_zero_naming_the_cell(tmp_path, tiny_data, monkeypatch, child_env):
     # A cell whose training raised stays failed: a worker joining the study finds no cell to train,
     # and `leukml search` must not end as if the grid were done (a script chaining `leukml report`

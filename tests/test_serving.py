@@ -35,6 +35,7 @@ def _bmp_files(pixels: np.ndarray) -> list[str]:
     return files
 
 
+@pytest.mark.slow
 def test_predict_in_chunks_equals_one_keras_predict():
     """More images than one forward pass takes: the chunked probabilities are Keras' own."""
     net = build_network(tiny_model(arch="vgg16"))

@@ -75,6 +75,7 @@ def study(tmp_path_factory, tiny_data, child_env) -> Study:
     return Study(tmp, uri, experiment_id, parents, trials, outputs, decoy.info.run_id, env)
 
 
+@pytest.mark.slow
 def test_search_prints_where_to_see_its_runs(study):
     lines = study.outputs[0].splitlines()
     assert lines[-2] == f"start the MLflow UI: mlflow ui --backend-store-uri {study.uri} --port 5000"
@@ -145,6 +146,7 @@ def test_a_trial_run_logs_its_data_as_mlflow_inputs(study, tiny_data):
         _assert_data_inputs(trials[0], tiny_data, {"train", "val", "test"})
 
 
+@pytest.mark.slow
 def test_report_reads_every_worker_of_a_study(study):
     out = study.tmp / "report"
     proc = run_leukml(["report", "--study-name", STUDY, "--out", str(out)], study.env, study.tmp)
@@ -204,6 +206,7 @@ def test_promote_refuses_an_unknown_study(study):
         registry.best_run(MlflowClient(study.uri), "leukml", "val_accuracy", None, None, "no-such-study")
 
 
+@pytest.mark.slow
 def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_data, child_env):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = run_leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)

@@ -193,6 +193,7 @@ def two_epochs(tmp_path_factory, tiny_data):
     return uri, run_id, result
 
 
+@pytest.mark.slow
 def test_logged_model_carries_a_servable_example(tmp_path, two_epochs):
     """MLflow's own serving-input check is off (leukml.tracking.mlflow_compat.KerasFlavor), so this is it: the
     example and signature that were logged load back and predict through pyfunc."""
@@ -470,6 +471,7 @@ class _WaitForSystemMetrics(NullSink):
         assert self.seen or self.watch_s, f"MLflow's monitor logged no system/ metric in {HANG_S} s"
 
 
+@pytest.mark.slow
 def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -57,6 +57,7 @@ def test_feature_cache_path_equals_end_to_end(tiny_data):
     assert fast.milestones.keys() == slow.milestones.keys() == {2}
 
 
+@pytest.mark.slow
 def test_dihedral_augmentation_on_cached_variants_equals_end_to_end(tiny_data):
     """Head on the 8 dihedral variants' cached features == whole model on turned images, from the
     same start, batch order and draws; and so are the test-time-augmented metrics."""

@@ -127,6 +127,7 @@ def _ece_by_hand(labels: np.ndarray, p_all: np.ndarray) -> float:
     return total
 
 
+@pytest.mark.slow
 def test_every_milestone_metric_is_recomputed_from_its_predictions_file(real_run, tmp_path):
     uri, run_id, result = real_run
     client = MlflowClient(uri)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from leukml.experiments.protocols import CvConfig
 from leukml.tracking.tracker import TrainingRun
 from leukml.training.config import TrainConfig
@@ -114,6 +116,7 @@ def test_cross_validation_runs_with_a_tracker_that_is_not_mlflow(tiny_data):
     ]
 
 
+@pytest.mark.slow
 def test_the_workflows_import_no_mlflow():
     """What a workflow needs of its tracker is in ``tracking.tracker``, which imports no MLflow:
     cv, protocols, search and train load without it."""
@@ -136,6 +139,7 @@ class _Seen(MetricSink):
         self.seen.append((self.config.seed, epoch))
 
 
+@pytest.mark.slow
 def test_an_observer_joins_every_tracked_training_until_it_stops(tiny_data):
     """The seam the tests' gate uses (tests/gates.py): a sink made per training, after its own."""
     tracker, seen = RecordingTracker(), []

@@ -47,7 +47,7 @@ def tracked_train(
     ``bases``: frozen bases shared with other trainings (a search worker's).
     """
     if (config is None) == (resume is None):
-        raise ValueError("tracked_train: give a config to train, or the run id to resume, not both")
+        raise TypeError("tracked_train: give a config to train, or the run id to resume, not both")
     with tracker.training(config, tags, resume) as run:
         joined = [make(run.config) for make in _observers]
         sink = FanoutSink(run.sink, observer, *joined)
