@@ -90,15 +90,12 @@ def main() -> None:
     children = []
     try:
         files = prepare(args.size, args.file_size)
-        import mlflow
-
         from leukml.data.images import decode_image
         from leukml.model.gradcam import gradcam
         from leukml.model.networks import split_network
-        from leukml.tracking.reader import load_keras_model
+        from leukml.tracking.reader import fetch_model, load_keras_model
 
-        mlflow.set_tracking_uri(URI)
-        network = split_network(load_keras_model(MODEL))
+        network = split_network(load_keras_model(fetch_model(MODEL, URI)))
         bin_dir = Path(sys.executable).parent
         served, page = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
         port = served.rsplit(":", 1)[1]

@@ -12,6 +12,18 @@ import pytest
 # the page's fixtures (serve_page, source, small_model), shared by its test modules
 pytest_plugins = ("pages",)
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with the most end-to-end (``slow``) tests first, each file's tests in their order:
+    ``make test``'s workers take whole files in this order (``--dist loadfile``), so the long files
+    start early and the short ones fill the end, instead of one worker finishing a long file alone
+    on the two cores. The order is a function of the files alone: every worker collects the same."""
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[item.fspath.strpath] = slow.get(item.fspath.strpath, 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.fspath.strpath])
+
+
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

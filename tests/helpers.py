@@ -3,10 +3,13 @@ loopback port, and the tiny training (``weights=none``, 32 px, batch 8) that tes
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +71,36 @@ def leukml_popen(args: Sequence[str], env: dict[str, str], cwd: Path, **popen) -
         text=True,
         **popen,
     )
+
+
+_TEMPLATE: list[Path] = []  # this test process's empty store, made on first use
+
+
+def mlflow_store(folder: Path, name: str = "mlflow.db") -> str:
+    """``sqlite:///FOLDER/NAME``, a new MLflow store as MLflow makes it (its tables and its Default
+    experiment, whose artifacts go to ``FOLDER/mlruns``): a copy of one made once by this test
+    process, since MLflow's schema migrations take a second of CPU a store."""
+    import sqlite3
+
+    path = Path(folder) / name
+    assert not path.exists(), f"{path} exists: a test's store is new"
+    if not _TEMPLATE:
+        from mlflow.tracking import MlflowClient
+
+        made = Path(tempfile.mkdtemp(prefix="leukml-store-")) / "mlflow.db"
+        atexit.register(shutil.rmtree, made.parent, True)
+        MlflowClient(f"sqlite:///{made}").search_experiments()  # tables made, migrations run
+        _TEMPLATE.append(made)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_TEMPLATE[0], path)
+    db = sqlite3.connect(path)
+    with db:  # where MLflow puts the Default experiment's artifacts: ./mlruns of the store's maker
+        db.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (str(path.parent / "mlruns" / "0"),),
+        )
+    db.close()
+    return f"sqlite:///{path}"
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import free_port, tiny_config
+from helpers import free_port, mlflow_store, tiny_config
 
 from leukml.analysis.uncertainty import wilson
 from leukml.serving import registry
@@ -53,7 +53,7 @@ def promoted(tmp_path_factory, tiny_data):
     """A tiny tracked training promoted to champion in its own SQLite store; the store's URI."""
     _browser_or_skip()
     folder = tmp_path_factory.mktemp("app-browser")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = mlflow_store(folder)
     config = tiny_config(
         tiny_data,
         epochs=1,

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import LEUKML, TF_NOISE, TINY_TRAIN, error_line, free_port, run_leukml
+from helpers import LEUKML, TF_NOISE, TINY_TRAIN, error_line, free_port, mlflow_store, run_leukml
 from PIL import Image
 
 HANG_S = 600  # how long a test waits for a child at most: only a hang reaches it (pytest-timeout 900 s)
@@ -150,7 +150,7 @@ def test_expected_failure_is_one_line(case, tmp_path, tiny_data, child_env, refu
     make_args, expected = CASES[case]
     port = free_port()
     image = next(tiny_data.rglob("*.bmp"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     # no retries: MLflow's default backs off for minutes before giving up on a dead server
     env = child_env(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
     proc = run_leukml(make_args(Inputs(tmp_path, image, port, refusing_tracker)), env, tmp_path)
@@ -224,7 +224,7 @@ def test_interrupted_is_one_line(signum, code, text, tmp_path, tiny_data, child_
 def test_terminated_training_is_one_line_and_failed(tmp_path, tiny_data, child_env):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     child = subprocess.Popen(
         [str(LEUKML), "train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--epochs", "300"],
         env=child_env(MLFLOW_TRACKING_URI=uri),
@@ -347,7 +347,7 @@ def test_a_signal_where_an_exception_goes_wrong_still_stops_the_training_and_fai
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SIGNAL_FROM[where].format(name=name))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     env = child_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(site))
     child = subprocess.run(  # epochs enough that a lost signal shows: the training would go on to its end
         [str(LEUKML), "train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--epochs", "30"],
@@ -372,7 +372,7 @@ def test_training_beside_a_symlink_loop_never_shows_a_traceback(tmp_path, tiny_d
 
     data = shutil.copytree(tiny_data, tmp_path / "data")
     next(data.rglob("all")).joinpath("loop.bmp").symlink_to("loop.bmp")
-    env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env = child_env(MLFLOW_TRACKING_URI=mlflow_store(tmp_path))
     proc = run_leukml(["train", "--data-dir", str(data), *TINY_TRAIN], env, tmp_path)
     if proc.returncode:
         assert "loop.bmp" in error_line(proc.stderr)
@@ -395,3 +395,30 @@ def test_the_backends_cuda_start_up_happens_inside_the_filtered_import(child_env
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not TF_NOISE.search(proc.stderr), proc.stderr[-3000:]
+
+
+def test_refusals_that_need_no_model_never_import_the_backend(tmp_path, tiny_data, child_env):
+    """Keras and TensorFlow take seconds to import: a run that cannot be resumed and a model that is
+    not there are said before (here any import of either fails the command another way)."""
+    from mlflow.tracking import MlflowClient
+
+    blocked = tmp_path / "blocked"
+    for package in ("keras", "tensorflow"):
+        (blocked / package).mkdir(parents=True)
+        (blocked / package / "__init__.py").write_text(f"raise ImportError('{package} was imported')\n")
+    uri = mlflow_store(tmp_path)
+    client = MlflowClient(uri)
+    finished = client.create_run(client.create_experiment("done")).info.run_id
+    client.set_terminated(finished, "FINISHED")
+    image = str(next(tiny_data.rglob("*.bmp")))
+    missing = ["--model-uri", "models:/nope@champion"]
+    cases = {
+        ("train", "--resume", "0" * 32): "no such run",
+        ("train", "--resume", finished): "the run is FINISHED",
+        ("predict", image, *missing): "'models:/nope@champion' not found",
+        ("explain", image, *missing, "--out", "cam.png"): "'models:/nope@champion' not found",
+    }
+    for args, expected in cases.items():
+        proc = run_leukml([*args, "--tracking-uri", uri], child_env(PYTHONPATH=str(blocked)), tmp_path)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert expected in error_line(proc.stderr), args

@@ -6,7 +6,7 @@ import re
 import subprocess
 
 import pytest
-from helpers import LEUKML
+from helpers import LEUKML, mlflow_store
 
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+  ")
 
@@ -14,7 +14,7 @@ EPOCH_LINE = re.compile(r"^epoch \d+/\d+  ")
 @pytest.mark.slow
 def test_train_prints_each_epoch_unless_quiet(tmp_path, tiny_data, child_env):
     args = [str(LEUKML), "train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32"]
-    args += ["--epochs", "2", "--batch-size", "8", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    args += ["--epochs", "2", "--batch-size", "8", "--tracking-uri", mlflow_store(tmp_path)]
     env = child_env()
     del env["LEUKML_QUIET"]
     loud = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import mlflow_store, tiny_config
 from mlflow.tracking import MlflowClient
 
 from leukml.analysis.comparison import protocol_entries
@@ -72,7 +72,7 @@ def test_the_console_warns_at_the_first_one_class_milestone_only_and_again_for_t
 def test_a_collapsed_training_is_tagged_and_warned_about_once(tmp_path, tiny_data, capsys):
     """A learning rate of 1 kills the head's units in the first steps (as ResNet50 with random
     weights did at 64 px): from epoch 2 the loss is 5.3434 every epoch and every test cell is ALL."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     config = tiny_config(
         tiny_data,
         epochs=FLAT_LOSS_EPOCHS,

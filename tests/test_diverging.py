@@ -5,7 +5,7 @@ would ignore, are refused before anything trains."""
 from __future__ import annotations
 
 import pytest
-from helpers import TINY_TRAIN, error_line, run_leukml
+from helpers import TINY_TRAIN, error_line, mlflow_store, run_leukml
 from mlflow.tracking import MlflowClient
 
 REFUSED = {
@@ -34,7 +34,7 @@ REFUSED = {
 @pytest.mark.parametrize("case", list(REFUSED))
 def test_an_option_that_cannot_act_is_refused_before_any_run(case, tmp_path, tiny_data, child_env):
     args, expected = REFUSED[case]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # made by a run only
     proc = run_leukml(
         ["train", "--data-dir", str(tiny_data), *TINY_TRAIN, *args, "--tracking-uri", uri],
         child_env(),
@@ -47,7 +47,7 @@ def test_an_option_that_cannot_act_is_refused_before_any_run(case, tmp_path, tin
 
 @pytest.mark.slow
 def test_a_diverging_training_stops_failed_naming_the_epoch_and_the_rate(tmp_path, tiny_data, child_env):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     args = ["train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--epochs", "6", "--eval-epochs", "6"]
     proc = run_leukml([*args, "--lr", "1e30", "--tracking-uri", uri], child_env(), tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import LEUKML
+from helpers import LEUKML, mlflow_store
 from PIL import Image
 
 from leukml.data import discovery, filehash
@@ -224,7 +224,7 @@ def test_served_model_refuses_a_blank_image(tmp_path):
 def test_predict_refuses_a_blank_image_in_one_line(tmp_path, child_env):
     _float_tiff(tmp_path / "black.tif", np.zeros((40, 40)))
     args = [str(LEUKML), "predict", "black.tif", "--model-uri", "models:/leukml-all-classifier@champion"]
-    env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env = child_env(MLFLOW_TRACKING_URI=mlflow_store(tmp_path))
     done = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr[-3000:]
     assert done.stderr.strip().splitlines() == [

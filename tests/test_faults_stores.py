@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import TINY_TRAIN, error_line, free_port, run_leukml
+from helpers import TINY_TRAIN, error_line, free_port, mlflow_store, run_leukml
 from mlflow.tracking import MlflowClient
 
 
@@ -32,8 +32,8 @@ def tmpfs(folder: Path, size: str) -> Iterator[Path]:
 
 
 def _store(path: Path) -> str:
-    """An MLflow store with its schema, as a training leaves it."""
-    uri = f"sqlite:///{path}"
+    """An MLflow store with its schema and its Default experiment, as a training leaves it."""
+    uri = mlflow_store(path.parent, path.name)
     MlflowClient(uri).search_experiments()
     return uri
 
@@ -90,7 +90,7 @@ def test_a_broken_optuna_storage_is_one_line(fault, tmp_path, tiny_data, child_e
     if fault == "not-a-database":
         (tmp_path / "optuna.db").write_text("not a database\n")
         storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     args = ["search", "--storage", storage, "--data-dir", str(tiny_data), *TINY_TRAIN, "--tracking-uri", uri]
     line = _one_line(args, child_env(), tmp_path)
     if fault == "unknown-scheme":
@@ -107,7 +107,7 @@ def test_a_full_disk_under_the_store_is_one_line_and_the_next_resume_marks_the_r
     tmp_path, tiny_data, child_env
 ):
     with tmpfs(tmp_path / "full", "3m") as folder:  # mlflow.db and mlruns: the model cannot fit
-        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        uri = mlflow_store(folder)
         line = _one_line(
             ["train", "--data-dir", str(tiny_data), *TINY_TRAIN], child_env(MLFLOW_TRACKING_URI=uri), folder
         )

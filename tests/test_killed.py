@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from gates import GATED, PAUSED
-from helpers import LEUKML
+from helpers import LEUKML, mlflow_store
 from mlflow.tracking import MlflowClient
 
 BEAT_S = 2  # stale after 3 beats: 6 s
@@ -63,7 +63,7 @@ def _resume(run_id: str, uri: str, env: dict, cwd: Path) -> subprocess.Completed
 
 @pytest.mark.slow  # three trainings in subprocesses
 def test_a_killed_training_is_taken_over_by_one_resume(tiny_data, tmp_path, child_env):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     env = child_env(LEUKML_HEARTBEAT_S=str(BEAT_S), LEUKML_METRIC_FLUSH_S="0")
     args = ["train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32"]
     args += ["--epochs", "4", "--eval-epochs", "4", "--batch-size", "8", "--checkpoint-every", "1"]
@@ -109,7 +109,7 @@ def test_a_killed_training_is_taken_over_by_one_resume(tiny_data, tmp_path, chil
 def test_of_two_claims_of_one_failure_one_wins(tmp_path):
     from leukml.tracking import heartbeat
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(mlflow_store(tmp_path))
     run = client.create_run(client.create_experiment("claims"))
     client.set_terminated(run.info.run_id, "FAILED")
     failed = client.get_run(run.info.run_id)
@@ -120,7 +120,7 @@ def test_of_two_claims_of_one_failure_one_wins(tmp_path):
 
 @pytest.mark.slow  # two searches in subprocesses
 def test_a_grid_cell_interrupted_by_ctrl_c_is_trained_by_the_rerun(tiny_data, tmp_path, child_env):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     env = child_env(LEUKML_METRIC_FLUSH_S="0")
     args = ["search", "--mode", "grid", "--archs", "vgg16", "--optimizers", "adam", "--study-name", "cut"]
     args += ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--tracking-uri", uri]

@@ -130,7 +130,7 @@ def test_a_failed_prediction_leaves_an_existing_csv_as_it_was(failure, tmp_path,
     model = tmp_path / "no-model"  # a model folder that is not there
     done = subprocess.run(
         [str(LEUKML), "predict", str(images), "--csv", str(out), "--model-uri", str(model)],
-        env=child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        env=child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"),  # made by no one
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ import re
 import subprocess
 
 import pytest
-from helpers import LEUKML
+from helpers import LEUKML, mlflow_store
 
 from leukml.data.synth import SynthConfig, write_synthetic
 
@@ -27,7 +27,7 @@ def test_train_to_a_file_says_each_long_step(tmp_path, child_env):
     data = write_synthetic(tmp_path / "data", SynthConfig(n_all=16, n_hem=8, subjects=4, size=40, seed=3))
     log = tmp_path / "train.log"
     args = ["train", "--data-dir", str(data), "--weights", "none", "--image-size", "32", "--epochs", "1"]
-    args += ["--batch-size", "8", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    args += ["--batch-size", "8", "--tracking-uri", mlflow_store(tmp_path)]
     env = child_env(LEUKML_QUIET="", LEUKML_CACHE=str(tmp_path / "cache"))  # the console on
     with log.open("w") as out:
         done = subprocess.run(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import LEUKML, TINY_ARGS
+from helpers import LEUKML, TINY_ARGS, mlflow_store
 from mlflow.tracking import MlflowClient
 
 from leukml.data.discovery import discover
@@ -133,12 +133,12 @@ def _history(client: MlflowClient, run_id: str, metric: str) -> dict[int, float]
 
 @pytest.mark.slow
 def test_cv_command_logs_each_fold_as_a_nested_run_and_their_mean_and_std(release, tmp_path, child_env):
-    db = tmp_path / "mlflow.db"
+    uri = mlflow_store(tmp_path)
     args = [str(LEUKML), "cv", "--data-dir", str(release), *TINY, "--eval-epochs", "1,2", "--folds", "3"]
-    args += ["--val-fraction", "0.15", "--tracking-uri", f"sqlite:///{db}"]
+    args += ["--val-fraction", "0.15", "--tracking-uri", uri]
     done = subprocess.run(args, env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{db}")
+    client = MlflowClient(uri)
     exp = client.get_experiment_by_name("leukml")
     (parent,) = client.search_runs([exp.experiment_id], "tags.leukml_cv = 'true'")
     folds = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -185,12 +185,12 @@ def test_cv_command_logs_each_fold_as_a_nested_run_and_their_mean_and_std(releas
 
 @pytest.mark.slow
 def test_protocols_trains_each_split_and_writes_the_report(release, tmp_path, child_env):
-    db = tmp_path / "mlflow.db"
-    args = [str(LEUKML), "protocols", "--data-dir", str(release), *TINY, "--tracking-uri", f"sqlite:///{db}"]
+    uri = mlflow_store(tmp_path)
+    args = [str(LEUKML), "protocols", "--data-dir", str(release), *TINY, "--tracking-uri", uri]
     args += ["--out", str(tmp_path / "report")]
     done = subprocess.run(args, env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{db}")
+    client = MlflowClient(uri)
     exp = client.get_experiment_by_name("leukml")
     (parent,) = client.search_runs([exp.experiment_id], "tags.leukml_protocols = 'true'")
     runs = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -224,12 +224,12 @@ def test_protocols_trains_each_split_and_writes_the_report(release, tmp_path, ch
 
 @pytest.mark.slow
 def test_protocols_without_a_preliminary_set_compares_image_and_subject(tiny_data, tmp_path, child_env):
-    db = tmp_path / "mlflow.db"
+    uri = mlflow_store(tmp_path)
     args = [str(LEUKML), "protocols", "--data-dir", str(tiny_data), *TINY, "--epochs", "1"]
-    args += ["--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "r")]
+    args += ["--tracking-uri", uri, "--out", str(tmp_path / "r")]
     done = subprocess.run(args, env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{db}")
+    client = MlflowClient(uri)
     exp = client.get_experiment_by_name("leukml")
     runs = client.search_runs([exp.experiment_id], "tags.protocol != ''")
     assert sorted(r.data.params["split"] for r in runs) == ["image", "subject"]
@@ -237,12 +237,12 @@ def test_protocols_without_a_preliminary_set_compares_image_and_subject(tiny_dat
 
 @pytest.mark.slow
 def test_cv_official_folds_holds_out_each_release_fold_in_turn(release, tmp_path, child_env):
-    db = tmp_path / "mlflow.db"
+    uri = mlflow_store(tmp_path)
     args = [str(LEUKML), "cv", "--data-dir", str(release), *TINY, "--epochs", "1", "--folds", "official"]
-    args += ["--tracking-uri", f"sqlite:///{db}"]
+    args += ["--tracking-uri", uri]
     done = subprocess.run(args, env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{db}")
+    client = MlflowClient(uri)
     exp = client.get_experiment_by_name("leukml")
     (parent,) = client.search_runs([exp.experiment_id], "tags.leukml_cv = 'true'")
     assert parent.data.tags["cv_folds"] == "official"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import free_port
+from helpers import free_port, mlflow_store
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -49,7 +49,7 @@ def quiet():
 def store(tmp_path_factory, tiny_data, quiet):
     """Two finished runs (vgg16, resnet50) with a validation split, and one paper-protocol run."""
     folder = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = mlflow_store(folder)
     runs = {}
     for arch, val in (("vgg16", 0.15), ("resnet50", 0.15), ("vgg16", 0.0)):
         config = TrainConfig.of(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import mlflow_store
 from mlflow.tracking import MlflowClient
 
 from leukml.analysis.comparison import (
@@ -318,7 +319,7 @@ def test_report_over_a_whole_experiment_reads_its_trainings_only(tmp_path, child
     """A cross-validation's, a protocols call's or a search's parent run (under `mlflow run` it holds
     every training option as a param) and a promotion's run are no configurations; the installed
     `leukml report`, given no experiment, finds the one that holds leukml's trainings."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     client = MlflowClient(uri)
     exp = client.create_experiment("lab")
     options = {
@@ -357,7 +358,7 @@ def test_report_over_a_whole_experiment_reads_its_trainings_only(tmp_path, child
 
 
 def test_readers_find_the_experiment_holding_leukml_runs_or_name_the_choices(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     client = MlflowClient(uri)
     for name in ("Default-like", "lab", "team"):
         client.create_experiment(name)

@@ -13,7 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 from gates import GATED, PAUSED
-from helpers import run_leukml, tiny_config
+from helpers import mlflow_store, run_leukml, tiny_config
 from mlflow.tracking import MlflowClient
 
 from leukml.tracking.mlflow_tracker import MlflowTracker
@@ -67,7 +67,7 @@ class Uninterrupted:
     (experiment ``resume-<recipe>``) for every test that compares with it or needs a FINISHED run."""
 
     def __init__(self, folder: Path, data_dir: Path) -> None:
-        self.uri, self.data_dir, self.runs = f"sqlite:///{folder / 'mlflow.db'}", data_dir, {}
+        self.uri, self.data_dir, self.runs = mlflow_store(folder), data_dir, {}
 
     def run(self, recipe: str) -> str:
         if recipe not in self.runs:
@@ -204,7 +204,7 @@ def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, 
     """--checkpoint-every 0: no checkpoint in the run, even one that fails late; --resume of it
     says there is none to continue from, in one line."""
     monkeypatch.setenv("LEUKML_QUIET", "1")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     config = tiny_config(tiny_data, epochs=3, checkpoint_every=0)
     with pytest.raises(RuntimeError, match="worker lost at epoch 3"):
         tracked_train(MlflowTracker("never", uri), config, observer=Crash(3))
@@ -291,7 +291,7 @@ def test_checkpoints_by_minutes_of_training(tiny_data):
 def test_sigterm_stores_a_checkpoint_of_the_epoch_under_way(tiny_data, tmp_path, child_env):
     """SIGTERM in epoch 2 of a run that has stored no checkpoint yet (a run of seconds): epoch 2 ends,
     its checkpoint is stored, the run is FAILED (exit 143), and --resume continues it from there."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     args = ["train", "--data-dir", str(tiny_data), "--weights", "none", "--image-size", "32"]
     args += ["--epochs", "4", "--batch-size", "8", "--tracking-uri", uri]
     # a bound no slow machine reaches: the test decides when the epoch ends

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from helpers import mlflow_store
 from mlflow.tracking import MlflowClient
 
 from leukml.common import runschema as schema
@@ -123,7 +124,7 @@ def test_filter_values_are_quoted_the_one_way():
 
 def test_a_dead_workers_trial_run_is_found_when_its_study_name_holds_a_quote(tmp_path):
     """A retried cell marks the lost worker's trial run FAILED, also in a study named ``o'neil``."""
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(mlflow_store(tmp_path))
     mlflow.set_experiment("quoted")
     client = MlflowClient()
     experiment = mlflow.get_experiment_by_name("quoted").experiment_id
@@ -142,7 +143,7 @@ def test_leukmls_experiment_is_the_one_whose_runs_say_their_split_protocol(tmp_p
 
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(mlflow_store(tmp_path))
     other = client.create_experiment("other")
     client.create_run(other, tags={"stage": "etl"})
     leukml = client.create_experiment("old-leukml")

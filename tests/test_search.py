@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import run_leukml, tiny_config
+from helpers import mlflow_store, run_leukml, tiny_config
 from mlflow.tracking import MlflowClient
 
 import leukml.experiments.search
@@ -42,7 +42,7 @@ def grid_run(tmp_path_factory, tiny_data, child_env) -> GridRun:
     """`mlflow run -e search` in grid mode, run once: the tiny grid (vgg16, resnet50 x adam,
     rmsprop; milestones 1 and 2) as study "tiny-grid", tracked in experiment leukml."""
     folder = tmp_path_factory.mktemp("grid")
-    uri, storage = f"sqlite:///{folder / 'mlflow.db'}", f"sqlite:///{folder / 'optuna.db'}"
+    uri, storage = mlflow_store(folder), f"sqlite:///{folder / 'optuna.db'}"
     env = child_env(MLFLOW_TRACKING_URI=uri)
     params = {
         "mode": "grid",
@@ -164,7 +164,7 @@ def test_extended_search_with_pruning(tmp_path, tiny_data, monkeypatch):
         return real_fit(network, prepared, config, _ValAccuracy(sink, float(len(trainings) <= 2)), *args)
 
     monkeypatch.setattr(leukml.training.trainer, "fit", fit_later_trials_worse)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     base = tiny_config(
         tiny_data,
         epochs=3,
@@ -217,7 +217,7 @@ def test_failing_trial_is_failed_and_the_study_goes_on(tmp_path, tiny_data, monk
         return real_fit(network, prepared, config, *args)
 
     monkeypatch.setattr(leukml.training.trainer, "fit", fit_failing_for_rmsprop)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     base = tiny_config(tiny_data, epochs=1)
     search = SearchConfig(base=base, archs=("vgg16",), storage=f"sqlite:///{tmp_path / 'o.db'}")
     parent, study = tracked_search(MlflowTracker(tracking_uri=uri), search)
@@ -259,7 +259,7 @@ def test_a_worker_with_another_grid_fails_its_cell_instead_of_claiming_it_foreve
         return real_claim(study, search)
 
     monkeypatch.setattr(leukml.experiments.search, "_claim", claim)
-    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    uri, storage = mlflow_store(tmp_path), f"sqlite:///{tmp_path / 'optuna.db'}"
     base = tiny_config(tiny_data, epochs=1)
     first = SearchConfig(base=base, archs=("vgg16",), optimizers=("adam",), storage=storage, study_name="g")
     tracked_search(MlflowTracker(tracking_uri=uri), first)
@@ -284,7 +284,7 @@ def test_grid_with_a_failed_cell_exits_non_zero_naming_the_cell(tmp_path, tiny_d
         return real_fit(network, prepared, config, *args)
 
     monkeypatch.setattr(leukml.training.trainer, "fit", fit_failing_for_rmsprop)
-    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    uri, storage = mlflow_store(tmp_path), f"sqlite:///{tmp_path / 'optuna.db'}"
     base = tiny_config(tiny_data, epochs=1)
     search = SearchConfig(base=base, archs=("vgg16",), storage=storage, study_name="holes")
     _, study = tracked_search(MlflowTracker(tracking_uri=uri), search)

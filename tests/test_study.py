@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import TINY_ARGS, error_line, run_leukml
+from helpers import TINY_ARGS, error_line, mlflow_store, run_leukml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -47,7 +47,7 @@ def study(tmp_path_factory, tiny_data, child_env) -> Study:
     so that their parameters differ). Beside them, a decoy run outside the study that would win
     every selection."""
     tmp = tmp_path_factory.mktemp("study")
-    uri, storage = f"sqlite:///{tmp / 'mlflow.db'}", f"sqlite:///{tmp / 'optuna.db'}"
+    uri, storage = mlflow_store(tmp), f"sqlite:///{tmp / 'optuna.db'}"
     outputs, env = [], _env(child_env, uri)
     for seed in ("42", "7"):
         args = ["search", "--mode", "extended", "--trials", "1", "--archs", "vgg16", "--seed", seed]
@@ -208,7 +208,7 @@ def test_promote_refuses_an_unknown_study(study):
 
 @pytest.mark.slow
 def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_data, child_env):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     proc = run_leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(uri)

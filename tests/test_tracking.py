@@ -17,7 +17,7 @@ import mlflow
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import run_leukml, tiny_config
+from helpers import mlflow_store, run_leukml, tiny_config
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -187,7 +187,7 @@ def test_the_logged_model_predicts_raw_pixels_through_pyfunc(card_run):
 def two_epochs(tmp_path_factory, tiny_data):
     """One tracked training of 2 epochs (milestones 1 and 2) on its own store, for the tests that
     read what it logged: (tracking URI, run id, the training's result)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('two-epochs') / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path_factory.mktemp("two-epochs"))
     config = tiny_config(tiny_data, epochs=2, eval_epochs=(1, 2), batch_size=8)
     run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), config)
     return uri, run_id, result
@@ -268,7 +268,7 @@ def test_milestones_log_the_challenge_metrics_and_a_per_subject_table(tmp_path, 
 
 def test_metric_flush_interval_is_set_by_the_environment(tmp_path, tiny_data, monkeypatch):
     """LEUKML_METRIC_FLUSH_S=0: each epoch's metrics are in the store while the next epoch runs."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     made, sent = [], []  # each sink's flush interval; the steps of each metric batch it sent
 
     class RecordedSink(leukml.tracking.sink.MlflowSink):
@@ -312,7 +312,7 @@ def test_failed_upload_fails_the_run(tmp_path, tiny_data, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(leukml.analysis.raster, "curves_image", broken)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     config = tiny_config(tiny_data, epochs=1)
     with pytest.raises(OSError, match="disk full"):
         tracked_train(MlflowTracker(tracking_uri=uri), config)
@@ -326,7 +326,7 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
         raise KeyboardInterrupt
 
     monkeypatch.setattr(leukml.training.trainer, "fit", interrupt)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     config = tiny_config(tiny_data, epochs=1)
     with pytest.raises(KeyboardInterrupt):
         tracked_train(MlflowTracker(tracking_uri=uri), config)
@@ -337,7 +337,7 @@ def test_interrupted_training_is_failed_not_running(tmp_path, tiny_data, monkeyp
 
 @pytest.mark.slow
 def test_jax_backend_training(tmp_path, tiny_data, child_env):
-    env = child_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", KERAS_BACKEND="jax")
+    env = child_env(MLFLOW_TRACKING_URI=mlflow_store(tmp_path), KERAS_BACKEND="jax")
     core = (
         "import sys, leukml.training.trainer, leukml.model.networks, leukml.data.imagecache; "
         "bad = {'tensorflow', 'mlflow'} & set(sys.modules); assert not bad, bad"
@@ -373,7 +373,7 @@ def test_jax_backend_training(tmp_path, tiny_data, child_env):
 
 @pytest.mark.slow
 def test_short_training_on_the_real_sample(tmp_path, real_sample):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     result = CliRunner().invoke(
         main,
         [
@@ -408,7 +408,7 @@ def test_one_class_test_split_is_tagged_and_its_auc_is_nan(tmp_path, tiny_data, 
     from leukml.serving.registry import promote
     from leukml.tracking.reader import fetch_runs
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     config = tiny_config(tiny_data, epochs=1, test_fraction=0.03)
     run_id, _ = tracked_train(MlflowTracker(tracking_uri=uri), config, observer=ConsoleSink())
     assert "warning: the test split has only all images" in capsys.readouterr().err
@@ -436,7 +436,7 @@ def test_selection_on_test_is_read_from_the_split_made(tmp_path, tiny_data, monk
         return dataclasses.replace(real(records, config), val=np.array([], dtype=np.int64))
 
     monkeypatch.setattr(leukml.training.prepared, "split_records", no_val)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     base = tiny_config(tiny_data, epochs=1, val_fraction=0.2)
     search = SearchConfig(
         base=base, archs=("vgg16",), optimizers=("adam",), storage=f"sqlite:///{tmp_path / 'o.db'}"
@@ -474,7 +474,7 @@ class _WaitForSystemMetrics(NullSink):
 @pytest.mark.slow
 def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     base = {"data_dir": str(tiny_data), "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 8}
     gate = _WaitForSystemMetrics(uri)
     tracker = MlflowTracker("sys", uri)
@@ -491,7 +491,7 @@ def test_system_metrics_are_logged_only_when_asked(tiny_data, tmp_path, monkeypa
 def test_a_study_link_written_by_two_workers_at_once_is_retried_not_fatal(tmp_path, monkeypatch):
     """On PostgreSQL two workers' first writes of a parent's link tag collide (HTTP 400): the loser
     writes again, and a link that cannot be written does not fail the search."""
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(mlflow_store(tmp_path))
     mlflow.set_experiment("links")
     original, calls = MlflowClient.set_tag, []
 

@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import mlflow_store, tiny_config
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
@@ -98,7 +98,7 @@ def real_run(tmp_path_factory, real_sample):
     from leukml.tracking.mlflow_tracker import MlflowTracker
     from leukml.workflows.train import tracked_train
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('real-run') / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path_factory.mktemp("real-run"))
     run_id, result = tracked_train(MlflowTracker(tracking_uri=uri), _REAL.replace(data_dir=str(real_sample)))
     return uri, run_id, result
 
@@ -341,7 +341,7 @@ def test_a_kept_best_epoch_between_milestones_gets_its_own_temperature(tmp_path,
     from leukml.tracking.mlflow_tracker import MlflowTracker
     from leukml.workflows.train import tracked_train
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_store(tmp_path)
     config = tiny_config(
         tiny_data,
         epochs=4,

@@ -43,6 +43,10 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
         refuse_ignored(values)
         config = TrainConfig.of(**values)
     _check_store(tracking_uri)
+    if resume:  # so is a run that cannot continue
+        from leukml.tracking.recovery import check_resumable
+
+        check_resumable(resume, tracking_uri or None)
     import_backend()
     from leukml.tracking.mlflow_tracker import MlflowTracker
     from leukml.workflows.train import tracked_train

@@ -93,13 +93,13 @@ def predict_with_model(model_uri: str, images: list[Path], tracking_uri: str | N
     """The registered (or logged) classifier's answers for image files, loaded in this process
     from the registry of ``tracking_uri`` (``resolve_tracking_uri``)."""
     encoded = [_encode(p) for p in images]  # a bad file is named before the model loads
-    import_backend()  # the model's Keras, without TensorFlow's start-up lines
     import mlflow
 
-    from leukml.tracking.uri import resolve_tracking_uri
+    from leukml.tracking.reader import fetch_model
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    model = mlflow.pyfunc.load_model(model_uri)
+    local = fetch_model(model_uri, tracking_uri)  # a missing model is said before the import
+    import_backend()  # the model's Keras, without TensorFlow's start-up lines
+    model = mlflow.pyfunc.load_model(local)
     return model.predict(pd.DataFrame({"image": encoded}))
 
 

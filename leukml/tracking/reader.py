@@ -154,15 +154,22 @@ def study_parent_ids(experiment: str, study_name: str, tracking_uri: str | None 
     return [r.info.run_id for r in study_parent_runs(client, exp.experiment_id, study_name)] if exp else []
 
 
-def load_keras_model(model_uri: str, tracking_uri: str | None = None) -> keras.Model:
-    """The Keras model behind a URI: a leukml image classifier (pyfunc) or a logged Keras model,
-    from the registry of ``tracking_uri`` (``resolve_tracking_uri``)."""
+def fetch_model(model_uri: str, tracking_uri: str | None = None) -> str:
+    """The model behind a URI downloaded from the registry or run of ``tracking_uri``
+    (``resolve_tracking_uri``) into a temporary folder: its local path. Loading reads that folder;
+    a model that is not there is refused here, before the backend's seconds of import."""
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    model = mlflow.pyfunc.load_model(model_uri)
+    return mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+
+
+def load_keras_model(local: str) -> keras.Model:
+    """The Keras model in a folder of ``fetch_model``: a leukml image classifier's (pyfunc) or a
+    logged Keras model."""
+    model = mlflow.pyfunc.load_model(local)
     try:
         inner = model.unwrap_python_model()
     except Exception:  # not a python model: the keras flavor itself
-        return mlflow.keras.load_model(model_uri)
+        return mlflow.keras.load_model(local)
     return inner.model
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from leukml.common import runschema as schema
@@ -81,6 +82,16 @@ def _set_tag_racing(client: MlflowClient, run_id: str, key: str, value: str, tri
 RESUMABLE = ("FAILED", "KILLED")
 
 
+def check_resumable(run_id: str, tracking_uri: str | None) -> None:
+    """The refusals of ``resumable`` that need no claim on the run, read and written nowhere: no
+    such run, a finished one, a failed one without a checkpoint. ``leukml train --resume`` says
+    them before the backend's seconds of import (a RUNNING run is for ``resumable`` to judge: its
+    lost attempt is marked first)."""
+    run = _resume_candidate(run_id, tracking_uri)[1]
+    if run.info.status != "RUNNING":
+        _refuse_without_checkpoint(run)
+
+
 def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[TrainConfig, str, Path]:
     """(config, experiment name, checkpoint folder) of a FAILED or KILLED training run, or a
     RUNNING one whose process is gone (no heartbeat for ``heartbeat.stale_after_s()``), its last
@@ -91,6 +102,21 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
         ValueError: no such run, a run that is not a failed training, a live one, one another
             resume has claimed, or one without a checkpoint.
     """
+    client, run = _resume_candidate(run_id, tracking_uri)
+    if run.info.status == "RUNNING":
+        heartbeat.take_over(client, run)  # refuses a live run; marks the lost attempt
+    else:
+        heartbeat.claim(client, run)
+    _refuse_without_checkpoint(run)
+    config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/{schema.CONFIG_JSON}"))
+    slot = run.data.tags.get(schema.CHECKPOINT_SLOT, schema.CHECKPOINT)
+    local = client.download_artifacts(run_id, slot, str(folder))
+    experiment = client.get_experiment(run.info.experiment_id).name
+    return config, experiment, Path(local)
+
+
+def _resume_candidate(run_id: str, tracking_uri: str | None) -> tuple[MlflowClient, Run]:
+    """The run to continue, refused if there is none or it finished (or was never a training)."""
     if tracking_uri is not None or mlflow.active_run() is None:  # a search's trial: its store
         mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     client = MlflowClient()
@@ -101,25 +127,20 @@ def resumable(run_id: str, tracking_uri: str | None, folder: Path) -> tuple[Trai
             f"--resume {run_id}: no such run on {mlflow.get_tracking_uri()}; check the run id"
         ) from None
     status = run.info.status
-    if status == "RUNNING":
-        heartbeat.take_over(client, run)  # refuses a live run; marks the lost attempt
-    elif status not in RESUMABLE:
+    if status != "RUNNING" and status not in RESUMABLE:
         raise LeukmlError(
             f"--resume {run_id}: the run is {status}; only FAILED or KILLED runs continue (and RUNNING "
             "ones whose process is gone); it finished: nothing to resume"
         )
-    else:
-        heartbeat.claim(client, run)
+    return client, run
+
+
+def _refuse_without_checkpoint(run: Run) -> None:
     if schema.CHECKPOINT_EPOCH not in run.data.tags:
         raise LeukmlError(
-            f"--resume {run_id}: the run saved no checkpoint ({_no_checkpoint_yet(run.data.params)}): "
-            "train it again"
+            f"--resume {run.info.run_id}: the run saved no checkpoint "
+            f"({_no_checkpoint_yet(run.data.params)}): train it again"
         )
-    config = TrainConfig.from_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/{schema.CONFIG_JSON}"))
-    slot = run.data.tags.get(schema.CHECKPOINT_SLOT, schema.CHECKPOINT)
-    local = client.download_artifacts(run_id, slot, str(folder))
-    experiment = client.get_experiment(run.info.experiment_id).name
-    return config, experiment, Path(local)
 
 
 def _no_checkpoint_yet(params: dict[str, str]) -> str:
