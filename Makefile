@@ -1,8 +1,8 @@
 # Two commands set everything up on a fresh machine with only python3:
 #   make demo   creates .venv if missing, then runs a tracked training on the embedded synthetic data
 #   make test   creates .venv if missing, then runs ruff (lint, format check), the import layers
-#               (lint-imports), the docs' build and the whole test suite (make bench-smoke: the
-#               benchmark scripts' quick runs)
+#               (lint-imports) and the whole test suite, the docs' strict build among its tests
+#               (make bench-smoke: the benchmark scripts' quick runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
@@ -36,7 +36,6 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mkdocs build --strict -q -d $(abspath build/site)
 	$(BIN)/pytest $(PYTEST_ALL)
 
 test-fast: $(STAMP)

@@ -264,7 +264,7 @@ def search_space_reference() -> str:
     """The extended search's space (``leukml search --mode extended``), from ``suggest`` itself."""
     _leukml_cli()
     from leukml.experiments.config import SearchConfig
-    from leukml.experiments.search import search_space
+    from leukml.experiments.space import search_space
 
     lines = ["| parameter | values |", "|---|---|"]
     space = search_space(SearchConfig.of(mode="extended"))

@@ -120,7 +120,7 @@ def test_the_commands_that_set_an_option_themselves_do_not_take_it():
 
 def test_a_search_sets_what_its_definition_says():
     from leukml.experiments.config import SearchConfig
-    from leukml.experiments.search import searched_options
+    from leukml.experiments.space import searched_options
 
     assert set(searched_options(SearchConfig.of(mode="grid"))) == set(SEARCHED)
     assert set(SEARCHED) <= set(searched_options(SearchConfig.of(mode="extended")))

@@ -18,7 +18,8 @@ import leukml.training.trainer
 from leukml.cli import main
 from leukml.data.augment import dihedral
 from leukml.experiments.config import SearchConfig
-from leukml.experiments.search import selection_value, suggest
+from leukml.experiments.search import selection_value
+from leukml.experiments.space import suggest
 from leukml.model.networks import build_network, unfreeze_top
 from leukml.training.bases import BaseCache
 from leukml.training.config import TrainConfig

@@ -8,7 +8,8 @@ import re
 
 from leukml.common import runschema as schema
 from leukml.experiments.figures import study_summary
-from leukml.experiments.search import SearchConfig, Study, run_search, search_objective, searched_options
+from leukml.experiments.search import SearchConfig, Study, run_search
+from leukml.experiments.space import search_objective, searched_options
 from leukml.tracking.tracker import Tracker
 from leukml.training.config import TrainConfig
 from leukml.training.sinks import ConsoleSink, FanoutSink
