@@ -98,6 +98,18 @@ def child_env(leukml_cache):
     return make
 
 
+@pytest.fixture(scope="session")
+def no_backend(tmp_path_factory) -> dict[str, str]:
+    """A child's environment additions under which importing Keras or TensorFlow fails: for the
+    refusals that come before the backend's seconds of import (and would come after them if an
+    import moved up)."""
+    blocked = tmp_path_factory.mktemp("no-backend")
+    for package in ("keras", "tensorflow"):
+        (blocked / package).mkdir()
+        (blocked / package / "__init__.py").write_text(f"raise ImportError('{package} was imported')\n")
+    return {"PYTHONPATH": str(blocked)}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def outside_the_checkout(tmp_path_factory):
     """Every test runs in a folder of its session's own: an in-process tracked training on a

@@ -32,6 +32,8 @@ TF_NOISE = re.compile(
     r"Unable to register cu|cpu_feature_guard|cuInit",
     re.MULTILINE,
 )
+# an epoch's line on the console of `leukml train`
+EPOCH_LINE = re.compile(r"^epoch \d+/\d+  ")
 # allowed beside the error: MLflow's own notices, and progress bars (a terminal clears those)
 ALLOWED = re.compile(r"^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow|^[\w ]+:\s+\d+%\|")
 

@@ -172,7 +172,8 @@ def test_a_checkpoint_cut_off_while_stored_leaves_the_one_before(
 
 
 @pytest.mark.slow
-def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_env):
+def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_env, no_backend):
+    """Said before the backend's import."""
     uri = uninterrupted.uri
     finished = uninterrupted.run("head")  # FINISHED
     config = tiny_config(tiny_data, epochs=3)
@@ -188,19 +189,25 @@ def test_resume_refusals_are_one_line(uninterrupted, tiny_data, tmp_path, child_
         "0" * 32: "no such run",
     }
     for run_id, expected in cases.items():
-        done = run_leukml(["train", "--resume", run_id, "--tracking-uri", uri], child_env(), tmp_path)
+        done = run_leukml(
+            ["train", "--resume", run_id, "--tracking-uri", uri], child_env(**no_backend), tmp_path
+        )
         assert done.returncode == 1
         assert "Traceback" not in done.stderr
         assert expected in done.stderr.strip().splitlines()[-1], done.stderr
     mixed = run_leukml(
-        ["train", "--resume", finished, "--epochs", "5", "--tracking-uri", uri], child_env(), tmp_path
+        ["train", "--resume", finished, "--epochs", "5", "--tracking-uri", uri],
+        child_env(**no_backend),
+        tmp_path,
     )
     assert mixed.returncode == 2
     assert "--resume continues the run with its own options; drop --epochs" in mixed.stderr
 
 
 @pytest.mark.slow
-def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, child_env, monkeypatch):
+def test_checkpoint_every_0_stores_none_and_resume_says_so(
+    tiny_data, tmp_path, child_env, monkeypatch, no_backend
+):
     """--checkpoint-every 0: no checkpoint in the run, even one that fails late; --resume of it
     says there is none to continue from, in one line."""
     monkeypatch.setenv("LEUKML_QUIET", "1")
@@ -220,7 +227,9 @@ def test_checkpoint_every_0_stores_none_and_resume_says_so(tiny_data, tmp_path, 
     assert not client.list_artifacts(broken_id, "checkpoint")
     assert [a.path for a in client.list_artifacts(broken_id) if a.path.startswith("checkpoint")] == []
 
-    done = run_leukml(["train", "--resume", broken_id, "--tracking-uri", uri], child_env(), tmp_path)
+    done = run_leukml(
+        ["train", "--resume", broken_id, "--tracking-uri", uri], child_env(**no_backend), tmp_path
+    )
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert "the run saved no checkpoint" in done.stderr.strip().splitlines()[-1], done.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import TINY_ARGS, error_line, mlflow_store, run_leukml
+from helpers import EPOCH_LINE, TINY_ARGS, error_line, mlflow_store, run_leukml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -191,8 +191,9 @@ def test_promote_chooses_among_every_worker_of_a_study(study):
     ],
     ids=["report-both", "promote-both", "report-unknown-study"],
 )
-def test_study_choice_refused_in_one_line(study, args, expected):
-    proc = run_leukml(args, study.env, study.tmp)
+def test_study_choice_refused_in_one_line(study, args, expected, no_backend):
+    """Before the backend's import (promote's too: the choice needs no model)."""
+    proc = run_leukml(args, study.env | no_backend, study.tmp)
     assert proc.returncode == 1
     line = error_line(proc.stderr)
     assert line.startswith("Error: ") and all(text in line for text in expected), line
@@ -200,20 +201,24 @@ def test_study_choice_refused_in_one_line(study, args, expected):
 
 @pytest.mark.slow
 def test_promote_refuses_an_unknown_study(study):
-    from leukml.serving import registry
+    from leukml.serving import choice
 
     with pytest.raises(ValueError, match="study 'no-such-study' has no search run in experiment 'leukml'"):
-        registry.best_run(MlflowClient(study.uri), "leukml", "val_accuracy", None, None, "no-such-study")
+        choice.best_run(MlflowClient(study.uri), "leukml", "val_accuracy", None, None, "no-such-study")
 
 
 @pytest.mark.slow
-def test_train_ends_with_the_url_of_its_run_and_logs_its_data(tmp_path, tiny_data, child_env):
+def test_a_quiet_train_prints_no_epoch_and_ends_with_the_url_of_its_run_and_logs_its_data(
+    tmp_path, tiny_data, child_env
+):
+    """LEUKML_QUIET=1 (child_env's): no epoch line (tests/test_cli_train.py's training prints them)."""
     uri = mlflow_store(tmp_path)
     proc = run_leukml(["train", "--data-dir", str(tiny_data), *TINY], _env(child_env, uri), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(uri)
     [run] = client.search_runs([client.get_experiment_by_name("leukml").experiment_id])
     lines = proc.stdout.splitlines()
+    assert not [line for line in lines if EPOCH_LINE.match(line)]
     assert lines[-2] == f"start the MLflow UI: mlflow ui --backend-store-uri {uri} --port 5000"
     page = f"{LOCAL_UI}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     page += "?workflowType=machine_learning"

@@ -86,19 +86,17 @@ def promote(
     tracking_uri,
 ) -> None:
     """Register the best run's model (as an image classifier) and move the alias to it."""
-    import_backend()
-    from leukml.serving import registry
+    from leukml.serving import choice  # the choice and the aliases: no backend
 
     if rollback:
-        now, before = registry.rollback(name, alias, tracking_uri or None)
+        now, before = choice.rollback(name, alias, tracking_uri or None)
         click.echo(f"{name}@{alias} -> version {now} (version {before} is now @previous)")
         return
-    done = registry.promote(
+    chosen = choice.choose(
         experiment,
         metric,
         None if arch == "any" else arch,
         name,
-        alias,
         parent_run or None,
         allow_test_selection,
         tracking_uri or None,
@@ -106,6 +104,10 @@ def promote(
         tta=tta,
         protocol=protocol,
     )
+    import_backend()  # the refusals above (no run, test selection, no model) came before its seconds
+    from leukml.serving import registry
+
+    done = registry.register(chosen, alias)
     verb = "registered" if done.created else "already registered as"
     click.echo(f"experiment {done.experiment}: {done.how}")
     for line in done.versus.lines() if done.versus else ():

@@ -17,33 +17,21 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from PIL import Image
 
-from leukml.analysis.comparison import MIXED, Candidate, Ranking, rank_like_with_like
+from leukml.analysis.comparison import MIXED, Ranking
 from leukml.analysis.records import RunRecord
 from leukml.analysis.versus import Versus
 from leukml.common import runschema as schema
 from leukml.common.errors import LeukmlError
-from leukml.common.runfilter import field_is, param_is, status_is, where
+from leukml.common.runfilter import field_is
 from leukml.data.augment import TestTime
 from leukml.data.images import ImageError, decode_image, refuse_blank
 from leukml.data.synth import render_cell
 from leukml.model.gradcam import explain_image
 from leukml.serving import bundle
+from leukml.serving.choice import DEFAULT_ALIAS, DEFAULT_NAME, Choice, choose, move_alias
 from leukml.serving.pyfunc import SIGNATURE, CellClassifier, encode_file
-from leukml.tracking.reader import (
-    find_experiment,
-    model_temperature,
-    search_filter,
-    versus_runner_up,
-)
-from leukml.tracking.uri import resolve_tracking_uri
+from leukml.tracking.reader import model_temperature
 from leukml.training.runtime import backend_requirements
-
-DEFAULT_NAME, DEFAULT_ALIAS, PREVIOUS_ALIAS = "leukml-all-classifier", "champion", "previous"
-SELECTION_ON_TEST_HELP = (
-    "its runs chose epochs and settings by looking at test-split accuracy (the paper's protocol, "
-    "no validation split), so that test accuracy is an optimistic estimate; train with "
-    "--val-fraction > 0 and promote on a validation metric, or pass --allow-test-selection"
-)
 
 
 @dataclass(frozen=True)
@@ -67,71 +55,6 @@ class Promotion:
         )
         test = "" if r.protocol == MIXED else f", test set {r.test_set}"
         return f"best of {len(r.runs)} run(s) {where}{test} ({r.chosen_by})"
-
-
-def best_run(
-    client: MlflowClient,
-    experiment: str | None,
-    metric: str,
-    arch: str | None,
-    parent_run: str | None,
-    study_name: str | None = None,
-    protocol: str = "auto",
-):
-    """The FINISHED training run with the highest ``metric`` (its last value) of an experiment, of
-    one search (``parent_run``) or of every worker's search of a study (``study_name``), ranked
-    only among runs of one protocol and one test set (``comparison.rank_like_with_like``); and the
-    experiment, and the ranking.
-
-    Raises:
-        ValueError: unknown experiment or study, no matching run, every value NaN, a protocol
-            without runs or whose runs were tested on different test sets.
-    """
-    exp = find_experiment(client, experiment)
-    query = where(
-        status_is("FINISHED"),
-        param_is(schema.ARCH, arch) if arch else "",
-        search_filter(client, exp.name, exp.experiment_id, parent_run, study_name),
-    )
-    runs = {
-        r.info.run_id: r
-        for r in client.search_runs([exp.experiment_id], query, order_by=[f"metrics.`{metric}` DESC"])
-        if metric in r.data.metrics and RunRecord.of(r).is_training
-    }
-    if not runs:
-        raise LeukmlError(
-            f"no finished run with metric {metric!r}"
-            + (f" and arch={arch}" if arch else "")
-            + (f" in study {study_name!r}" if study_name else "")
-            + f" in experiment {exp.name!r}; train one first"
-        )
-    values = {i: r.data.metrics[metric] for i, r in runs.items()}
-    if all(np.isnan(v) for v in values.values()):
-        raise LeukmlError(
-            f"every matching run's {metric!r} is NaN (undefined: test_auc on a test split with one "
-            f"class, tagged test_one_class=true); promote on another --metric"
-        )
-    records = {i: RunRecord.of(r) for i, r in runs.items()}
-    candidates = [
-        Candidate(i, records[i].split_protocol, records[i].test_set, values[i])
-        for i in runs
-        if not np.isnan(values[i])
-    ]
-    ranking = rank_like_with_like(candidates, protocol)
-    return runs[ranking.runs[0].run_id], exp, ranking
-
-
-def _keras_model_uri(client: MlflowClient, run, experiment_id: str) -> str:
-    models = client.search_logged_models(
-        [experiment_id], filter_string=field_is("source_run_id", run.info.run_id)
-    )
-    keras_models = [m for m in models if m.name == schema.MODEL]
-    if not keras_models:
-        raise LeukmlError(
-            f"best run {run.info.run_id} has no logged model 'model'; it cannot be "
-            f"promoted (was it trained with leukml train?)"
-        )
-    return f"models:/{keras_models[0].model_id}"
 
 
 def _test_paths(run, client: MlflowClient, out: Path) -> list[Path]:
@@ -184,21 +107,6 @@ def _example_cell(tests: list[Path], size: int, out: Path) -> Path:
     path = out / "example.png"
     Image.fromarray(pixels).save(path)
     return path
-
-
-def _existing_version(client: MlflowClient, name: str, run_id: str, tta: str):
-    try:
-        versions = client.search_model_versions(field_is("name", name))
-    except Exception:
-        return None
-    return next(
-        (
-            v
-            for v in versions
-            if v.tags.get(schema.VERSION_RUN_ID) == run_id and v.tags.get(schema.TTA, "none") == tta
-        ),
-        None,
-    )
 
 
 def _next_version(client: MlflowClient, name: str) -> str:
@@ -271,56 +179,74 @@ def promote(
 ) -> Promotion:
     """Register the best run's model as an image classifier and point ``alias`` at it. The runs
     are those of ``experiment`` (``find_experiment``), of one search (``parent_run``) or of a
-    study's every search (``study_name``), ranked within one protocol and test set (``best_run``).
-
-    Idempotent: promoting the same run (with the same ``tta``) again reuses its version. The former
-    holder of ``alias`` keeps the alias ``previous``. ``tta="dihedral"``: the registered classifier
-    averages each image's 8 dihedral variants (tagged ``tta`` on the version). The training run is
-    left as it ran, but for one tag naming its registered versions.
+    study's every search (``study_name``), ranked within one protocol and test set
+    (``choice.best_run``): ``register(choice.choose(...))``.
 
     Raises:
         ValueError: no matching run, unknown study, no logged model, runs that do not compare, or
             test-set selection without consent.
     """
-    TestTime(tta)  # an unknown one is refused here, naming the choices
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    run, exp, ranking = best_run(client, experiment, metric, arch, parent_run, study_name, protocol)
-    value = float(run.data.metrics[metric])
-    if RunRecord.of(run).tag(schema.SELECTION_ON_TEST) == "true" and not allow_test_selection:
-        raise LeukmlError(f"refusing to promote run {run.info.run_id} on {metric}: {SELECTION_ON_TEST_HELP}")
-    keras_uri = _keras_model_uri(client, run, exp.experiment_id)
-    existing = _existing_version(client, name, run.info.run_id, tta)
-    created = existing is None
-    versus = versus_runner_up(client, run, ranking.runs[1] if len(ranking.runs) > 1 else None, metric)
+    chosen = choose(
+        experiment,
+        metric,
+        arch,
+        name,
+        parent_run,
+        allow_test_selection,
+        tracking_uri,
+        study_name,
+        tta,
+        protocol,
+    )
+    return register(chosen, alias, gradcam_per_class)
+
+
+def register(chosen: Choice, alias: str = DEFAULT_ALIAS, gradcam_per_class: int = 3) -> Promotion:
+    """Register the chosen run's model as an image classifier and point ``alias`` at it.
+
+    Idempotent: promoting the same run (with the same ``tta``) again reuses its version. The former
+    holder of ``alias`` keeps the alias ``previous``. ``tta="dihedral"``: the registered classifier
+    averages each image's 8 dihedral variants (tagged ``tta`` on the version). The training run is
+    left as it ran, but for one tag naming its registered versions.
+    """
+    client, run, name = MlflowClient(chosen.tracking_uri), chosen.run, chosen.name
+    existing, created = chosen.existing, chosen.existing is None
     if created:
-        existing = _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tta, ranking)
-        for key, text in versus.tags().items():  # the choice's uncertainty, on the version
+        existing = _register(client, chosen, gradcam_per_class)
+        for key, text in chosen.versus.tags().items():  # the choice's uncertainty, on the version
             client.set_model_version_tag(name, str(existing.version), key, text)
-    _move_alias(client, name, alias, existing.version)
+    move_alias(client, name, alias, existing.version)
     return Promotion(
-        name, str(existing.version), run.info.run_id, metric, value, created, exp.name, ranking, versus
+        name,
+        str(existing.version),
+        run.info.run_id,
+        chosen.metric,
+        chosen.value,
+        created,
+        chosen.experiment.name,
+        chosen.ranking,
+        chosen.versus,
     )
 
 
-def _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tta, ranking: Ranking):
-    """A new version of ``name`` for ``run``'s model, tagged with where it came from and how it
-    was chosen; the source run gets one tag naming it."""
+def _register(client: MlflowClient, chosen: Choice, gradcam_per_class: int):
+    """A new version of the chosen name for the chosen run's model, tagged with where it came from
+    and how it was chosen; the source run gets one tag naming it."""
+    run, name, ranking = chosen.run, chosen.name, chosen.ranking
     with contextlib.suppress(MlflowException):  # already registered
         client.create_registered_model(name)
     expected = _next_version(client, name)
-    model_uri = _log_classifier(client, run, keras_uri, expected, gradcam_per_class, tta, name)
+    model_uri = _log_classifier(client, run, chosen.keras_uri, expected, gradcam_per_class, chosen.tta, name)
     source = RunRecord.of(run)
     tags = {
         schema.VERSION_RUN_ID: run.info.run_id,
-        schema.METRIC: metric,
-        schema.METRIC_VALUE: str(value),
+        schema.METRIC: chosen.metric,
+        schema.METRIC_VALUE: str(chosen.value),
         schema.ARCH: source.cell[0],
         schema.DATASET_FINGERPRINT: source.dataset_fingerprint,
         schema.SPLIT_PROTOCOL: source.tags.get(schema.SPLIT_PROTOCOL, "?"),  # the tag, as written
         schema.SELECTION_ON_TEST: source.tag(schema.SELECTION_ON_TEST),
-        schema.TTA: tta,
+        schema.TTA: chosen.tta,
         # what it was ranked against: one protocol and one test set (or, when asked, a mix)
         schema.RANKED_PROTOCOL: ranking.protocol,
         schema.RANKED_TEST_SET: ranking.test_set,
@@ -336,36 +262,3 @@ def _register(client, run, keras_uri, name, metric, value, gradcam_per_class, tt
     entry = f"{name}/{version.version}"
     client.set_tag(run.info.run_id, schema.REGISTERED_VERSIONS, f"{before},{entry}" if before else entry)
     return version
-
-
-def _move_alias(client: MlflowClient, name: str, alias: str, version: str | int) -> None:
-    version = str(version)  # the registry answers ints or strings depending on the store
-    try:
-        current = str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        current = None
-    if current is not None and current != version:
-        client.set_registered_model_alias(name, PREVIOUS_ALIAS, current)
-    client.set_registered_model_alias(name, alias, version)
-
-
-def rollback(
-    name: str = DEFAULT_NAME, alias: str = DEFAULT_ALIAS, tracking_uri: str | None = None
-) -> tuple[str, str]:
-    """Swap ``alias`` and ``previous``; returns (new holder of alias, new previous).
-
-    Raises:
-        ValueError: there is no ``previous`` version to roll back to.
-    """
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
-    try:
-        previous = str(client.get_model_version_by_alias(name, PREVIOUS_ALIAS).version)
-        current = str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        raise LeukmlError(
-            f"model {name!r} has no '{PREVIOUS_ALIAS}' and '{alias}' versions to "
-            f"swap; promote twice before rolling back"
-        ) from None
-    client.set_registered_model_alias(name, alias, previous)
-    client.set_registered_model_alias(name, PREVIOUS_ALIAS, current)
-    return previous, current
