@@ -132,9 +132,12 @@ def test_a_full_disk_under_the_store_is_one_line_and_the_next_resume_marks_the_r
 
 @pytest.mark.parametrize("server", ["closed-port", "never-answers"])
 @pytest.mark.slow
-def test_a_tracking_server_that_does_not_answer_is_said_at_once(server, tmp_path, tiny_data, child_env):
+def test_a_tracking_server_that_does_not_answer_is_said_at_once(
+    server, tmp_path, tiny_data, child_env, no_backend
+):
     """MLflow retries a dead server for minutes in silence: the command says at once that it does and
-    how to change that, then fails in one line (retries and timeouts made small here)."""
+    how to change that, then fails in one line (retries and timeouts made small here), before the
+    backend's seconds of import."""
     import socket
 
     with socket.socket() as silent:  # takes connections (the kernel's backlog), never answers
@@ -145,6 +148,7 @@ def test_a_tracking_server_that_does_not_answer_is_said_at_once(server, tmp_path
             MLFLOW_HTTP_REQUEST_MAX_RETRIES="1" if server == "closed-port" else "0",
             MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
             MLFLOW_HTTP_REQUEST_TIMEOUT="2",
+            **no_backend,
         )
         uri = f"http://127.0.0.1:{port}"
         proc = run_leukml(

@@ -28,6 +28,7 @@ from PIL import Image
 
 from leukml.cli import main
 from leukml.serving import registry
+from leukml.serving.predict import predict_with_model
 from leukml.tracking.mlflow_tracker import MlflowTracker
 from leukml.tracking.uri import SERVE_PORT, serve_command
 from leukml.training.config import TrainConfig
@@ -381,7 +382,8 @@ def test_registered_model_answers_where_leukml_is_not_installed(
     travelling, python_without_leukml, store, real_sample, tmp_path, child_env
 ):
     """The registered classifier loads and predicts in a Python without leukml, with the answers
-    of `leukml predict` on the same real cells; its stored serving example predicts there too."""
+    leukml's own predict gives on the same real cells; its stored serving example predicts there
+    too."""
     proc, model = travelling
     assert "Got error" not in proc.stderr and "not a usable image" not in proc.stderr, proc.stderr[-2000:]
     cells = _cells(real_sample)
@@ -403,18 +405,8 @@ def test_registered_model_answers_where_leukml_is_not_installed(
     away = run(str(python_without_leukml), "-c", script, str(model), *map(str, cells))
     assert away.stdout.splitlines()[-2] == str(model / "code" / "leukml" / "__init__.py")  # the model's
     uri, _, _ = store
-    leukml = Path(sys.executable).parent / "leukml"
-    ours = run(
-        str(leukml),
-        "predict",
-        *map(str, cells),
-        "--model-uri",
-        f"models:/{TRAVEL}@champion",
-        "--json",
-        "--tracking-uri",
-        uri,
-    )
-    expected = [json.loads(line)["p_all"] for line in ours.stdout.splitlines()]
+    # what `leukml predict --model-uri` answers (its library call, here: this Python has leukml)
+    expected = predict_with_model(f"models:/{TRAVEL}@champion", cells, uri)["p_all"]
     np.testing.assert_allclose(json.loads(away.stdout.splitlines()[-1]), expected, atol=1e-6)
 
     example = model / "serving_input_example.json"

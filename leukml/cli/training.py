@@ -21,6 +21,7 @@ from leukml.common.console import import_backend
 from leukml.common.stores import check_sqlite
 from leukml.experiments.config import SearchConfig
 from leukml.experiments.protocols import PROTOCOLS_SETS, SPLIT_OPTIONS, CvConfig, cv_lines
+from leukml.tracking.uri import reach_server, resolve_tracking_uri
 from leukml.training.config import TrainConfig, refuse_ignored
 
 
@@ -42,7 +43,7 @@ def train(experiment: str, tracking_uri: str, resume: str, **options) -> None:
         values = _train_options(**options)
         refuse_ignored(values)
         config = TrainConfig.of(**values)
-    _check_store(tracking_uri)
+    _check_store(tracking_uri, None if resume else experiment)
     if resume:  # so is a run that cannot continue
         from leukml.tracking.recovery import check_resumable
 
@@ -89,7 +90,7 @@ def search(
     **options,
 ) -> None:
     """Run the paper's grid or a wider search; each trial is a nested MLflow run."""
-    _check_store(tracking_uri)
+    _check_store(tracking_uri, experiment)
     import_backend()
     from leukml.experiments.search import incomplete_cells
 
@@ -122,7 +123,7 @@ def search(
 @friendly_errors
 def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
     """Cross-validate one training by subject: each fold a nested run, mean and std on the parent."""
-    _check_store(tracking_uri)
+    _check_store(tracking_uri, experiment)
     import_backend()
     config = CvConfig.of(base=_train_options(**options), folds=folds)
     from leukml.tracking.mlflow_tracker import MlflowTracker
@@ -145,7 +146,7 @@ def cv(folds: str, experiment: str, tracking_uri: str, **options) -> None:
 @friendly_errors
 def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     """Train one configuration under the image, subject and official splits, then report the gap."""
-    _check_store(tracking_uri)
+    _check_store(tracking_uri, experiment)
     import_backend()
     config = TrainConfig.of(**_train_options(**options))
     from leukml.tracking.mlflow_tracker import MlflowTracker
@@ -159,10 +160,13 @@ def protocols(out: Path, experiment: str, tracking_uri: str, **options) -> None:
     click.echo("\n".join(ui_link_of(parent).lines("the comparison in the MLflow UI")))
 
 
-def _check_store(tracking_uri: str) -> None:
-    """A tracking store file that is not a database or is read-only, refused before the backend's
-    seconds of import (MLflow would say the same once the training starts)."""
+def _check_store(tracking_uri: str, experiment: str | None = None) -> None:
+    """A tracking store file that is not a database or is read-only, and a server that cannot be
+    reached (asked for ``experiment``, reading only), refused before the backend's seconds of
+    import (MLflow would say the same once the training starts)."""
     check_sqlite(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""), "--tracking-uri")
+    if experiment is not None:
+        reach_server(resolve_tracking_uri(tracking_uri or None), experiment)
 
 
 COMMANDS = (train, search, cv, protocols)
