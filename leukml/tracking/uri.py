@@ -34,9 +34,6 @@ RETRY_SETTINGS = {
 }
 
 
-_PROBED: set[str] = set()  # the servers this process has probed: each is said once
-
-
 def reach_server(uri: str, experiment: str) -> None:
     """An http(s) tracking server asked once for ``experiment``, reading only, so that a command
     says a server it cannot reach (or one that refuses it) before the backend's seconds of import;
@@ -58,14 +55,13 @@ def say_if_unanswered(uri: str) -> None:
     """An http(s) tracking server that does not answer within ``PROBE_S``: MLflow retries it in
     silence for minutes (about 4 by default), so say at once on stderr that it does and how to
     change that. Said only when MLflow will wait: it retries, or the server took the connection
-    and keeps quiet (each try then lasts up to ``MLFLOW_HTTP_REQUEST_TIMEOUT``); once a process."""
+    and keeps quiet (each try then lasts up to ``MLFLOW_HTTP_REQUEST_TIMEOUT``)."""
     import urllib.error
     import urllib.request
 
     parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or uri in _PROBED:
+    if parts.scheme not in ("http", "https"):
         return
-    _PROBED.add(uri)
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=PROBE_S).close()
         return
