@@ -350,7 +350,7 @@ def test_a_signal_where_an_exception_goes_wrong_still_stops_the_training_and_fai
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SIGNAL_FROM[where].format(name=name))
-    uri = mlflow_store(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the child makes it: a first training's SQL
     env = child_env(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(site))
     child = subprocess.run(  # epochs enough that a lost signal shows: the training would go on to its end
         [str(LEUKML), "train", "--data-dir", str(tiny_data), *TINY_TRAIN, "--epochs", "30"],
