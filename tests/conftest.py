@@ -18,10 +18,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ``make test``'s workers take whole files in this order (``--dist loadfile``), so the long files
     start early and the short ones fill the end, instead of one worker finishing a long file alone
     on the two cores. The order is a function of the files alone: every worker collects the same."""
-    slow: dict[str, int] = {}
+    slow: dict[Path, int] = {}
     for item in items:
-        slow[item.fspath.strpath] = slow.get(item.fspath.strpath, 0) + bool(item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.fspath.strpath])
+        slow[item.path] = slow.get(item.path, 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data"

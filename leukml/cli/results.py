@@ -180,12 +180,11 @@ def explain(image: Path, model_uri: str, out: Path, tracking_uri: str) -> None:
     from leukml.data.images import decode_image, read_image_file
 
     data = read_image_file(image)  # a bad image is named before the model loads
-    from leukml.tracking.reader import fetch_model
+    from leukml.tracking.reader import fetch_model, load_keras_model
 
     local = fetch_model(model_uri, tracking_uri or None)  # so is a missing model
     import_backend()
     from leukml.model.gradcam import explain_image
-    from leukml.tracking.reader import load_keras_model
 
     model = load_keras_model(local)
     picture, cls, p_all = explain_image(model, decode_image(data, int(model.input_shape[1])))
